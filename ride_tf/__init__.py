@@ -1,0 +1,23 @@
+"""ride_tf: RIDE, the recurrent image density estimator (Theis & Bethge, NIPS 2015), in TensorFlow/Keras.
+
+Modules, bottom to top:
+  datasets, preprocessing, neighbourhoods, whitening   data and the paper's data protocol
+  distributions, mcgsm, spatial_lstm                   the building blocks (eqs. 3-7)
+  model                                                `RIDE` (and its MCGSM baseline)
+  finetune, training                                   L-BFGS fine-tuning, the training recipe
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from ride_tf import datasets  # noqa: E402
+from ride_tf.distributions import MCGSMDistribution  # noqa: E402
+from ride_tf.finetune import FinetuneResult, finetune_mcgsm  # noqa: E402
+from ride_tf.mcgsm import MCGSM  # noqa: E402
+from ride_tf.model import RIDE  # noqa: E402
+from ride_tf.spatial_lstm import SpatialLSTM  # noqa: E402
+from ride_tf.whitening import ConditionalWhitening  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["RIDE", "MCGSM", "MCGSMDistribution", "SpatialLSTM", "ConditionalWhitening",
+           "finetune_mcgsm", "FinetuneResult", "datasets"]

@@ -1,0 +1,87 @@
+"""Input checking and the paper's data protocol (8-bit intensities -> continuous values).
+
+The models are densities over continuous intensities in [0, 1).  The paper's
+protocol turns an 8-bit image k in {0..255} into (k + u) / 256 with
+u ~ U[0, 1).  With that convention the log-likelihood rate r (bit/px) of the
+continuous model bounds the lossless code length of the 8-bit image:
+-log2 P(k) <= 8 - r bits per pixel (and channel) on average.
+
+What the models accept:
+  * uint8 arrays: dequantized here as (k + u) / 256 (u uniform, seedable), or
+    with `noise=False` as the bin centres (k + 0.5) / 256;
+  * float arrays: taken as already-dequantized intensities, which must lie in
+    [0, 1] and be finite.
+Any other dtype (e.g. uint16 van Hateren data) is refused: scale it first.
+Shapes: [N, H, W, C], or [N, H, W] for single-channel models.
+"""
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["check_images", "dequantize", "prepare_images"]
+
+
+def check_images(images, num_channels, nb_size=None, name="images"):
+    """Validate a batch of images and return it as a NumPy array [N, H, W, C].
+
+    Raises ValueError naming the problem: wrong rank, wrong channel count, images
+    smaller than the neighbourhood, NaN or infinite values, values out of range,
+    unsupported dtype.
+    """
+    if isinstance(images, tf.Tensor):
+        images = images.numpy()
+    images = np.asarray(images)
+    if images.dtype == object:
+        raise ValueError(f"{name}: expected a numeric array, got an object array "
+                         "(images of different sizes must be passed one batch per size).")
+    if images.ndim == 3 and num_channels == 1:
+        images = images[..., np.newaxis]
+    if images.ndim != 4:
+        expected = "[N, H, W] or [N, H, W, 1]" if num_channels == 1 else f"[N, H, W, {num_channels}]"
+        raise ValueError(f"{name}: expected shape {expected}, got rank {images.ndim} with shape {images.shape}.")
+    if images.shape[-1] != num_channels:
+        raise ValueError(f"{name}: the model has {num_channels} channel(s) but the images have "
+                         f"{images.shape[-1]} (shape {images.shape}).")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty.")
+    if nb_size is not None:
+        r = nb_size // 2
+        if images.shape[1] < r + 1 or images.shape[2] < 2 * r + 1:
+            raise ValueError(f"{name}: images of {images.shape[1]} x {images.shape[2]} pixels are smaller "
+                             f"than the causal neighbourhood (nb_size={nb_size} needs at least "
+                             f"{r + 1} x {2 * r + 1}).")
+    if images.dtype == np.uint8:
+        return images
+    if not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(f"{name}: dtype {images.dtype} is not supported: pass uint8 intensities or "
+                         "floats in [0, 1] (already dequantized).")
+    if not np.isfinite(images).all():
+        raise ValueError(f"{name}: contains {int((~np.isfinite(images)).sum())} NaN or infinite value(s).")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{name}: float intensities must lie in [0, 1], got values in [{low:g}, {high:g}] "
+                         "(pass uint8 for 8-bit data).")
+    return images
+
+
+def dequantize(images, noise=True, seed=None):
+    """uint8 [..] -> float32 (k + u) / 256, u ~ U[0, 1) (or 0.5 with noise=False); works in tf graphs.
+
+    `seed` (an int or a shape-[2] tensor) makes the noise deterministic.
+    """
+    images = tf.cast(images, tf.float32)
+    if not noise:
+        return (images + 0.5) / 256.0
+    if seed is None:
+        u = tf.random.uniform(tf.shape(images), dtype=tf.float32)
+    else:
+        seed = tf.constant([int(seed), 0]) if isinstance(seed, (int, np.integer)) else seed
+        u = tf.random.stateless_uniform(tf.shape(images), seed=seed, dtype=tf.float32)
+    return (images + u) / 256.0
+
+
+def prepare_images(images, num_channels, nb_size=None, noise=True, seed=None, name="images"):
+    """check_images, then dequantize uint8 input; returns float32 NumPy [N, H, W, C] in [0, 1]."""
+    images = check_images(images, num_channels, nb_size, name=name)
+    if images.dtype == np.uint8:
+        return dequantize(images, noise=noise, seed=seed).numpy()
+    return images.astype(np.float32)

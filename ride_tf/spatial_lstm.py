@@ -1,0 +1,382 @@
+"""Spatial LSTM (Theis & Bethge 2015, eq. 6) as a Keras 3 layer (TF backend).
+
+For every location (i, j) of an image, with x_ij the input vector at (i, j),
+
+    [g, o, i, f_l, f_u] = [tanh, sigma, sigma, sigma, sigma](
+                              [x_ij, h_(i,j-1), h_(i-1,j)] @ kernel + bias)
+    c_ij = g * i + c_(i,j-1) * f_l + c_(i-1,j) * f_u
+    h_ij = tanh(c_ij * o)
+
+(``h_ij = tanh(c_ij * o_ij)`` exactly as the paper writes it, not
+``o * tanh(c)``).  States outside the image are zero.  With
+``extended=True`` the memory states of the two neighbours are inputs too:
+``[x_ij, h_(i,j-1), h_(i-1,j), c_(i,j-1), c_(i-1,j)] @ kernel + bias``.
+
+Computation
+-----------
+(i, j) depends only on (i, j-1) and (i-1, j), both on the anti-diagonal
+d - 1 where d = i + j.  The layer therefore runs a ``tf.while_loop`` over the
+H + W - 1 anti-diagonals; each step evaluates every pixel of one diagonal for
+all batch elements with one matrix product per gate.
+
+* The inputs are permuted once into diagonal order (one gather), laid out as
+  [pixel, batch, D] and split into a ``TensorArray`` with one element of
+  exact length per diagonal ([n_d, batch, D]; no padding to full length).
+* The loop carries only the previous diagonal's h and c, padded with one zero
+  row at each end ([n_(d-1) + 2, batch, units]); the left and up neighbours of
+  diagonal d are two ``tf.slice`` windows of it (along axis 0).
+* One ``MatMul + BiasAdd + tanh/sigmoid`` per gate, so that grappler fuses
+  them into oneDNN's ``_FusedMatMul`` on CPU.
+* On CPU the batch is split into independent loops (``parallel_loops``) which
+  TensorFlow's inter-op threads run concurrently.
+* Gradients: backpropagation through the loop (while_v2).
+
+XLA cannot compile exact-length diagonals (shapes change per iteration), so
+the layer sets ``supports_jit = False``; Keras' ``jit_compile="auto"`` then
+leaves models containing it uncompiled.
+"""
+
+import keras
+import tensorflow as tf
+
+__all__ = ["SpatialLSTM"]
+
+GATES = ("g", "o", "i", "f_left", "f_up")
+
+
+@keras.saving.register_keras_serializable(package="ride_tf")
+class SpatialLSTM(keras.layers.Layer):
+    """Spatial LSTM layer, eq. 6 of Theis & Bethge (2015).
+
+    Args:
+        units: number of hidden (and memory) units U.
+        extended: if True, the memory states c_(i,j-1) and c_(i-1,j) are
+            inputs of the gates as well.
+        kernel_initializer, bias_initializer: Keras initializers.
+        parallel_loops: number of independent while loops the batch is split
+            into.  ``None`` (default): 2 on CPU when the batch has at least 2
+            images, 1 otherwise (GPU).  Results do not depend on it.
+
+    Input: [batch, H, W, D] (H and W may be unknown until run time).
+    Output: hidden states [batch, H, W, units].
+
+    Variables:
+        kernel: [D + 2U, 5U] (extended: [D + 4U, 5U]); rows act on
+            [x, h_left, h_up] (extended: [x, h_left, h_up, c_left, c_up]),
+            column blocks of width U are the gates g, o, i, f_left, f_up.
+        bias: [5U], same gate order.
+    """
+
+    def __init__(
+        self,
+        units,
+        extended=False,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        parallel_loops=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.units = int(units)
+        self.extended = bool(extended)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.parallel_loops = None if parallel_loops is None else int(parallel_loops)
+        # Keras reads `supports_jit` of every layer (trainer.model_supports_jit):
+        # exact-length diagonals cannot be compiled by XLA.
+        self.supports_jit = False
+        self.input_spec = keras.layers.InputSpec(ndim=4)
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        input_dim = input_shape[-1]
+        if input_dim is None:
+            raise ValueError("SpatialLSTM needs a known last (channel) dimension.")
+        self.input_dim = int(input_dim)
+        n_rows = self.input_dim + (4 if self.extended else 2) * self.units
+        self.kernel = self.add_weight(
+            name="kernel",
+            shape=(n_rows, 5 * self.units),
+            initializer=self.kernel_initializer,
+        )
+        self.bias = self.add_weight(
+            name="bias",
+            shape=(5 * self.units,),
+            initializer=self.bias_initializer,
+        )
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: self.input_dim})
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            extended=self.extended,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            parallel_loops=self.parallel_loops,
+        )
+        return config
+
+    # ------------------------------------------------------------- one cell
+    def gate_weights(self, dtype=None):
+        """Returns (kernels, biases): five [rows, U] and five [U] tensors,
+        one per gate in the order g, o, i, f_left, f_up.
+
+        Split the weights once and pass the result to `step` as ``weights``
+        when calling `step` many times (e.g. inside a loop)."""
+        dtype = dtype or self.compute_dtype
+        kernel = tf.cast(tf.convert_to_tensor(self.kernel), dtype)
+        bias = tf.cast(tf.convert_to_tensor(self.bias), dtype)
+        return tf.split(kernel, 5, axis=1), tf.split(bias, 5, axis=0)
+
+    def step(self, inputs, h_left, c_left, h_up, c_up, weights=None):
+        """Eq. 6 for a batch of M independent cells.
+
+        Args:
+            inputs: x_ij, [M, D].
+            h_left, c_left: states of the left neighbours (i, j-1), [M, U]
+                (zeros outside the image).
+            h_up, c_up: states of the upper neighbours (i-1, j), [M, U].
+            weights: optional result of `gate_weights()` (to split the
+                kernel only once when stepping many times).
+
+        Returns:
+            (h, c): hidden and memory states of the cells, [M, U] each.
+
+        The layer's wavefront loop evaluates every diagonal with this method,
+        so a sampler or codec that drives it pixel by pixel (or diagonal by
+        diagonal) gets exactly the layer's numbers.
+        """
+        if weights is None:
+            weights = self.gate_weights(inputs.dtype)
+        kernels, biases = weights
+        parts = [inputs, h_left, h_up]
+        if self.extended:
+            parts += [c_left, c_up]
+        z = tf.concat(parts, axis=-1)
+        # One MatMul + BiasAdd + activation per gate: grappler fuses each
+        # into a single oneDNN kernel on CPU.
+        g = tf.tanh(tf.nn.bias_add(tf.matmul(z, kernels[0]), biases[0]))
+        o = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[1]), biases[1]))
+        i = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[2]), biases[2]))
+        f_left = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[3]), biases[3]))
+        f_up = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[4]), biases[4]))
+        c = g * i + c_left * f_left + c_up * f_up
+        h = tf.tanh(c * o)
+        return h, c
+
+    # ----------------------------------------------------------- full image
+    def call(self, inputs):
+        """Hidden states [batch, H, W, U] of inputs [batch, H, W, D]."""
+        h, _ = self._run(inputs, None, None, None, None, return_cells=False)
+        return h
+
+    def run_region(self, inputs, h_top=None, c_top=None, h_left=None, c_left=None):
+        """Runs the layer on a region given the states on its boundary.
+
+        Args:
+            inputs: [batch, H, W, D], the region's inputs.
+            h_top, c_top: [batch, W, U], states of the row just above the
+                region (None: zeros).
+            h_left, c_left: [batch, H, U], states of the column just left of
+                the region (None: zeros).
+
+        Returns:
+            (h, c): [batch, H, W, U] each, the region's hidden and memory
+            states; e.g. the last row of h, c is the ``h_top, c_top`` of the
+            region below.
+        """
+        if not self.built:
+            self.build(inputs.shape)
+        inputs = tf.convert_to_tensor(inputs)
+        if inputs.dtype != self.compute_dtype:
+            inputs = tf.cast(inputs, self.compute_dtype)
+        return self._run(inputs, h_top, c_top, h_left, c_left, return_cells=True)
+
+    def _num_loops(self, batch_static):
+        if self.parallel_loops is not None:
+            n = self.parallel_loops
+        else:
+            on_gpu = bool(tf.config.list_logical_devices("GPU"))
+            n = 1 if on_gpu else 2
+        if batch_static is not None:
+            n = min(n, max(int(batch_static), 1))
+        return max(n, 1)
+
+    def _run(self, inputs, h_top, c_top, h_left, c_left, return_cells):
+        x = inputs
+        dtype = x.dtype
+        units = self.units
+        depth = self.input_dim
+        shape = tf.shape(x)
+        batch, height, width = shape[0], shape[1], shape[2]
+        n_diag = height + width - 1
+        n_pix = height * width
+
+        # Diagonal geometry: on diagonal d the rows are i_min..i_max.
+        diag = tf.range(n_diag)
+        i_min = tf.maximum(0, diag - width + 1)
+        i_max = tf.minimum(diag, height - 1)
+        lengths = i_max - i_min + 1
+        offsets = tf.cumsum(lengths, exclusive=True)
+        # pos[i * W + j]: index of pixel (i, j) in diagonal order.
+        rows = tf.range(height)[:, None]
+        cols = tf.range(width)[None, :]
+        dd = rows + cols
+        pos = tf.reshape(tf.gather(offsets, dd) + rows - tf.gather(i_min, dd), [-1])
+        order = tf.math.invert_permutation(pos)  # raster index of each diag slot
+
+        # [B, H, W, D] -> [H*W, B, D] in diagonal order.
+        xt = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [n_pix, batch, depth])
+        xd = tf.gather(xt, order)
+
+        with_boundary = any(t is not None for t in (h_top, c_top, h_left, c_left))
+        boundary = None
+        if with_boundary:
+            boundary = self._boundary_arrays(
+                h_top, c_top, h_left, c_left, batch, height, width, n_diag, dtype
+            )
+
+        n_loops = self._num_loops(x.shape[0])
+        weights = self.gate_weights(dtype)
+        if n_loops == 1:
+            parts = [xd]
+            bparts = [boundary]
+        else:
+            base = batch // n_loops
+            rem = batch - base * n_loops
+            sizes = base + tf.cast(tf.range(n_loops) < rem, tf.int32)
+            parts = tf.split(xd, sizes, axis=1, num=n_loops)
+            if boundary is None:
+                bparts = [None] * n_loops
+            else:
+                split_b = [tf.split(b, sizes, axis=1, num=n_loops) for b in boundary]
+                bparts = [tuple(s[k] for s in split_b) for k in range(n_loops)]
+
+        hs, cs = [], []
+        for xpart, bpart in zip(parts, bparts):
+            h_d, c_d = self._loop(
+                xpart, bpart, weights, lengths, height, width, n_diag, dtype,
+                return_cells,
+            )
+            hs.append(h_d)
+            cs.append(c_d)
+
+        def to_image(t_list):
+            t = t_list[0] if len(t_list) == 1 else tf.concat(t_list, axis=1)
+            t = tf.gather(t, pos)  # back to raster order, [H*W, B, U]
+            t = tf.reshape(t, [height, width, batch, units])
+            return tf.transpose(t, [2, 0, 1, 3])
+
+        h = to_image(hs)
+        c = to_image(cs) if return_cells else None
+        return h, c
+
+    def _boundary_arrays(self, h_top, c_top, h_left, c_left, batch, height,
+                         width, n_diag, dtype):
+        """Boundary states as [n_diag + 1, B, U] arrays indexed by diagonal:
+        top[d] is the upper neighbour of pixel (0, d), left[d] the left
+        neighbour of pixel (d, 0); zeros where no such pixel exists."""
+        units = self.units
+
+        def prep(t, length):
+            if t is None:
+                return tf.zeros([n_diag + 1, batch, units], dtype)
+            t = tf.cast(tf.convert_to_tensor(t), dtype)
+            t = tf.transpose(t, [1, 0, 2])  # [length, B, U]
+            return tf.pad(t, [[0, n_diag + 1 - length], [0, 0], [0, 0]])
+
+        return (prep(h_top, width), prep(c_top, width),
+                prep(h_left, height), prep(c_left, height))
+
+    def _loop(self, xd, boundary, weights, lengths, height, width, n_diag,
+              dtype, return_cells):
+        """One wavefront loop over all diagonals for a part of the batch.
+
+        xd: [H*W, b, D] inputs in diagonal order.  Returns h (and c) in
+        diagonal order, [H*W, b, U]."""
+        units = self.units
+        depth = self.input_dim
+        b = tf.shape(xd)[1]
+        x_ta = tf.TensorArray(
+            dtype, size=n_diag, infer_shape=False,
+            element_shape=tf.TensorShape([None, None, depth]),
+        ).split(xd, lengths)
+        h_ta = tf.TensorArray(
+            dtype, size=n_diag, infer_shape=False,
+            element_shape=tf.TensorShape([None, None, units]),
+        )
+        c_ta = tf.TensorArray(
+            dtype, size=n_diag if return_cells else 0, infer_shape=False,
+            element_shape=tf.TensorShape([None, None, units]),
+        )
+        if boundary is not None:
+            bound_tas = tuple(
+                tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape(
+                    [None, units])).unstack(t)
+                for t in boundary
+            )
+        else:
+            bound_tas = ()
+        pad = [[1, 1], [0, 0], [0, 0]]
+        state_shape = tf.TensorShape([None, None, units])
+
+        def body(d, h_prev, c_prev, h_ta, c_ta):
+            # h_prev, c_prev: diagonal d-1 padded by one row at each end.
+            i_lo = tf.maximum(0, d - width + 1)
+            i_hi = tf.minimum(d, height - 1)
+            n = i_hi - i_lo + 1
+            up = i_lo - tf.maximum(0, d - width)
+            h_up = tf.slice(h_prev, [up, 0, 0], [n, -1, -1])
+            c_up = tf.slice(c_prev, [up, 0, 0], [n, -1, -1])
+            h_left = tf.slice(h_prev, [up + 1, 0, 0], [n, -1, -1])
+            c_left = tf.slice(c_prev, [up + 1, 0, 0], [n, -1, -1])
+            x_d = x_ta.read(d)
+            h, c = self.step(
+                tf.reshape(x_d, [-1, depth]),
+                tf.reshape(h_left, [-1, units]),
+                tf.reshape(c_left, [-1, units]),
+                tf.reshape(h_up, [-1, units]),
+                tf.reshape(c_up, [-1, units]),
+                weights=weights,
+            )
+            h = tf.reshape(h, [n, -1, units])
+            c = tf.reshape(c, [n, -1, units])
+            h_ta = h_ta.write(d, h)
+            if return_cells:
+                c_ta = c_ta.write(d, c)
+            if bound_tas:
+                ht, ct, hl, cl = (ta.read(d + 1)[None] for ta in bound_tas)
+                # Front pad: upper neighbour of (0, d+1); back pad: left
+                # neighbour of (d+1, 0).  Unused (zero) where none exists.
+                h_next = tf.concat([ht, h, hl], axis=0)
+                c_next = tf.concat([ct, c, cl], axis=0)
+            else:
+                h_next = tf.pad(h, pad)
+                c_next = tf.pad(c, pad)
+            return d + 1, h_next, c_next, h_ta, c_ta
+
+        if bound_tas:
+            # Diagonal "-1": front = upper neighbour of (0, 0), back = left
+            # neighbour of (0, 0).
+            h0 = tf.stack([bound_tas[0].read(0), bound_tas[2].read(0)])
+            c0 = tf.stack([bound_tas[1].read(0), bound_tas[3].read(0)])
+        else:
+            h0 = c0 = tf.zeros([2, b, units], dtype)
+
+        _, _, _, h_ta, c_ta = tf.while_loop(
+            lambda d, *_: d < n_diag,
+            body,
+            (tf.constant(0), h0, c0, h_ta, c_ta),
+            shape_invariants=(
+                tf.TensorShape([]), state_shape, state_shape,
+                tf.TensorShape(None), tf.TensorShape(None),
+            ),
+            maximum_iterations=n_diag,
+        )
+        h_out = h_ta.concat()
+        c_out = c_ta.concat() if return_cells else None
+        return h_out, c_out

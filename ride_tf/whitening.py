@@ -1,0 +1,119 @@
+"""Conditional whitening of (neighbourhood, pixel) pairs (paper eq. 7).
+
+    x^ = C_xx^(-1/2) (x - m_x)
+    y^ = W (y - m_y - C_yx C_xx^(-1/2) x^),     W = (C_yy - C_yx C_xx^-1 C_xy)^(-1/2)
+
+x^ has identity covariance; y^ is the residual of the best linear prediction of
+y from x, scaled to identity covariance.  The model predicts y^, so every
+pixel's log-likelihood gains log|det W| (the log-Jacobian of y -> y^ at fixed x).
+On its own, N(y^; 0, I) + log|det W| is the Gaussian linear predictor with the
+same neighbourhood: the baseline every model here should beat.
+
+The statistics are non-trainable weights, so they save and export with a model.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["ConditionalWhitening"]
+
+
+def _inverse_sqrt(cov, eps):
+    """Symmetric inverse square root of a covariance matrix (eigenvalues floored at eps * max)."""
+    values, vectors = np.linalg.eigh(cov)
+    values = np.maximum(values, eps * max(values.max(), np.finfo(np.float64).tiny))
+    return (vectors / np.sqrt(values)) @ vectors.T
+
+
+@keras.saving.register_keras_serializable(package="ride_tf")
+class ConditionalWhitening(keras.layers.Layer):
+    """Conditional whitening with statistics fitted by `adapt`.
+
+    Weights (non-trainable): `input_mean` [Dx] (m_x), `input_whitening` [Dx, Dx]
+    (C_xx^-1/2), `output_mean` [Dy] (m_y), `predictor` [Dy, Dx] (C_yx C_xx^-1/2)
+    and `output_whitening` [Dy, Dy] (W).  Before `adapt` they hold the identity
+    transformation.
+    """
+
+    def __init__(self, eps=1e-10, **kwargs):
+        super().__init__(**kwargs)
+        self.eps = float(eps)
+        self.input_dim = None
+        self.output_dim = None
+
+    def build(self, input_shape, output_shape=None):
+        if output_shape is None:
+            input_shape, output_shape = input_shape
+        self.input_dim, self.output_dim = int(input_shape[-1]), int(output_shape[-1])
+        dx, dy = self.input_dim, self.output_dim
+        weight = lambda name, shape, init: self.add_weight(name=name, shape=shape, initializer=init,
+                                                          trainable=False)
+        self.input_mean = weight("input_mean", (dx,), "zeros")
+        self.input_whitening = weight("input_whitening", (dx, dx), "identity")
+        self.output_mean = weight("output_mean", (dy,), "zeros")
+        self.predictor = weight("predictor", (dy, dx), "zeros")
+        self.output_whitening = weight("output_whitening", (dy, dy), "identity")
+        self.adapted = weight("adapted", (), "zeros")
+        self.built = True
+
+    def adapt(self, inputs, outputs):
+        """Fit m_x, m_y and the covariances from pairs inputs [M, Dx], outputs [M, Dy] (in float64)."""
+        x = np.asarray(inputs, dtype=np.float64).reshape(-1, self.input_dim)
+        y = np.asarray(outputs, dtype=np.float64).reshape(-1, self.output_dim)
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"ConditionalWhitening.adapt: {x.shape[0]} inputs but {y.shape[0]} outputs.")
+        if x.shape[0] <= self.input_dim + self.output_dim:
+            raise ValueError(f"ConditionalWhitening.adapt: {x.shape[0]} pairs are too few to estimate "
+                             f"a covariance of size {self.input_dim + self.output_dim}.")
+        if not (np.isfinite(x).all() and np.isfinite(y).all()):
+            raise ValueError("ConditionalWhitening.adapt: the data contain NaN or infinite values.")
+        m_x, m_y = x.mean(0), y.mean(0)
+        xc, yc = x - m_x, y - m_y
+        c_xx = xc.T @ xc / len(x)
+        c_yx = yc.T @ xc / len(x)
+        c_yy = yc.T @ yc / len(x)
+        c_xx_isqrt = _inverse_sqrt(c_xx, self.eps)
+        predictor = c_yx @ c_xx_isqrt
+        residual_cov = c_yy - predictor @ predictor.T
+        self.input_mean.assign(m_x)
+        self.input_whitening.assign(c_xx_isqrt)
+        self.output_mean.assign(m_y)
+        self.predictor.assign(predictor)
+        self.output_whitening.assign(_inverse_sqrt(residual_cov, self.eps))
+        self.adapted.assign(1.0)
+
+    @property
+    def is_adapted(self):
+        return bool(self.adapted.numpy())
+
+    @property
+    def log_det_jacobian(self):
+        """log|det W|, added to the log-likelihood of every (multivariate) pixel."""
+        return tf.linalg.slogdet(tf.cast(self.output_whitening, tf.float64))[1]
+
+    def whiten_inputs(self, x):
+        """x [..., Dx] -> x^ [..., Dx]."""
+        return tf.linalg.matvec(self.input_whitening, x - self.input_mean)
+
+    def prediction(self, x_hat):
+        """m_y + C_yx C_xx^-1/2 x^: the Gaussian linear prediction of y, [..., Dy]."""
+        return tf.linalg.matvec(self.predictor, x_hat) + self.output_mean
+
+    def whiten_outputs(self, x_hat, y):
+        """y [..., Dy] -> y^ [..., Dy] given the whitened inputs x^."""
+        return tf.linalg.matvec(self.output_whitening, y - self.prediction(x_hat))
+
+    def unwhiten_outputs(self, x_hat, y_hat):
+        """The inverse of `whiten_outputs`: y = W^-1 y^ + m_y + C_yx C_xx^-1/2 x^."""
+        w_inv = tf.linalg.inv(self.output_whitening)
+        return tf.linalg.matvec(w_inv, y_hat) + self.prediction(x_hat)
+
+    def call(self, inputs, outputs):
+        """(x, y) -> (x^, y^)."""
+        x_hat = self.whiten_inputs(inputs)
+        return x_hat, self.whiten_outputs(x_hat, outputs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(eps=self.eps)
+        return config

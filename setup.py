@@ -1,0 +1,25 @@
+"""ride_tf: RIDE, the recurrent image density estimator (Theis & Bethge, 2015), in TensorFlow/Keras."""
+from setuptools import find_packages, setup
+
+# The one place where dependencies are pinned.  TFP 0.25 imports tf_keras, and
+# tf-keras 2.21 needs the `tensorflow` wheel (not `tensorflow-cpu`).
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tensorflow-probability[tf]==0.25.0",
+    "tf-keras==2.21.0",
+    "numpy==2.4.6",
+    "pillow==13.0.0",
+]
+TEST_REQUIRES = ["pytest==9.2.0"]
+
+setup(
+    name="ride_tf",
+    version="0.1.0",
+    description="Generative image modelling with spatial LSTMs (RIDE) in TensorFlow/Keras",
+    packages=find_packages(include=["ride_tf", "ride_tf.*"]),
+    python_requires=">=3.10",
+    install_requires=INSTALL_REQUIRES,
+    extras_require={"test": TEST_REQUIRES},
+    entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
+)

@@ -1,0 +1,238 @@
+"""The RIDE model: shapes, the data protocol, causality, bad input, Keras integration, training."""
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ride_tf import RIDE, datasets
+from ride_tf.training import patch_dataset, sample_patches, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_ride(num_layers=1, num_channels=1, seed=0, **kwargs):
+    keras.utils.set_random_seed(seed)
+    config = dict(num_channels=num_channels, num_hiddens=8, num_layers=num_layers, num_components=4,
+                  num_scales=2, num_features=6, nb_size=5)
+    config.update(kwargs)
+    return RIDE(**config)
+
+
+@pytest.fixture(scope="module")
+def leaves():
+    images = datasets.dead_leaves(14, size=48, seed=7, noise_std=0.02)
+    return images[:10], images[10:]
+
+
+def randomize(model, scale=0.5, seed=1):
+    """Give every trainable variable non-trivial random values (for causality checks)."""
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:
+        v.assign(v.numpy() + scale * rng.standard_normal(v.shape).astype(np.float32))
+
+
+# --------------------------------------------------------------- the protocol
+def test_pixel_log_prob_shape_sum_and_rate(leaves):
+    model = small_ride(num_layers=1)
+    model.adapt(leaves[0])
+    images = leaves[1][:2, :20, :17]
+    pixel_map = model.pixel_log_prob(images, noise=False)
+    assert pixel_map.shape == (2, 20 - 2, 17 - 4)
+    np.testing.assert_allclose(model.log_prob(images, noise=False), pixel_map.sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(model.log_likelihood_rate(images, noise=False),
+                               pixel_map.mean(axis=(1, 2)) / math.log(2), rtol=1e-6)
+
+
+def test_dequantization_is_seedable_and_matches_float_input(leaves):
+    model = small_ride(num_layers=0)
+    model.adapt(leaves[0])
+    images = leaves[1][:2]
+    a = model.log_prob(images, seed=3)
+    b = model.log_prob(images, seed=3)
+    c = model.log_prob(images, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3
+    # uint8 without noise is exactly the bin centres (k + 0.5) / 256 given as floats.
+    centres = (images.astype(np.float32) + 0.5) / 256.0
+    np.testing.assert_allclose(model.log_prob(images, noise=False), model.log_prob(centres), rtol=1e-6)
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((2, 3, 16, 16), np.uint8), "channel"),
+    (np.zeros((16, 16), np.uint8), "rank 2"),
+    (np.zeros((1, 2, 16, 16, 1), np.uint8), "rank 5"),
+    (np.zeros((2, 2, 16), np.uint8), "smaller than the causal neighbourhood"),
+    (np.zeros((2, 16, 3), np.uint8), "smaller than the causal neighbourhood"),
+    (np.full((1, 8, 8), np.nan, np.float32), "NaN or infinite"),
+    (np.full((1, 8, 8), np.inf, np.float32), "NaN or infinite"),
+    (np.full((1, 8, 8), 1.5, np.float32), "must lie in \\[0, 1\\]"),
+    (np.full((1, 8, 8), -0.1, np.float32), "must lie in \\[0, 1\\]"),
+    (np.zeros((1, 8, 8), np.uint16), "dtype uint16 is not supported"),
+    (np.zeros((0, 8, 8), np.uint8), "empty"),
+])
+def test_bad_input_is_refused_with_a_clear_error(images, message):
+    model = small_ride(num_layers=0)
+    with pytest.raises(ValueError, match=message):
+        model.log_prob(images)
+
+
+@pytest.mark.parametrize("kwargs", [dict(nb_size=4), dict(nb_size=1), dict(num_layers=-1),
+                                    dict(num_components=0), dict(num_channels=2.5)])
+def test_bad_constructor_arguments(kwargs):
+    with pytest.raises(ValueError):
+        small_ride(**kwargs)
+
+
+# ----------------------------------------------------------------- causality
+@pytest.mark.parametrize("num_layers", [0, 1, 2])
+def test_likelihood_of_a_pixel_depends_only_on_earlier_pixels(num_layers):
+    """d log p(x_kl | .) / d x_ij == 0 exactly for (i, j) at or after (k, l), except x_kl itself."""
+    model = small_ride(num_layers=num_layers, seed=num_layers)
+    randomize(model)
+    height, width, r = 9, 11, 2
+    image = tf.constant(np.random.default_rng(0).random((1, height, width, 1)), tf.float32)
+    for a, b in [(3, 2), (6, 5), (0, 0), (6, 6)]:        # output grid positions
+        k, l = a + r, b + r                                 # image position of that pixel
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            log_prob = model(image)[0, a, b]
+        grad = tape.gradient(log_prob, image).numpy()[0, :, :, 0]
+        raster = np.arange(height * width).reshape(height, width)
+        after = raster > raster[k, l]
+        assert np.abs(grad[after]).max() == 0.0, (num_layers, a, b)
+        assert grad[k, l] != 0.0
+        before = raster < raster[k, l]
+        assert np.count_nonzero(grad[before]) >= 12   # at least its whole neighbourhood
+        if num_layers and a > 2 and b > 2:
+            # Through the recurrence the pixel sees beyond its 3 x 5 window.
+            window = np.zeros_like(before)
+            window[k - r:k + 1, l - r:l + r + 1] = True
+            assert np.count_nonzero(grad[before & ~window]) > 0
+
+
+# ------------------------------------------------------------- Keras support
+def test_save_and_load_give_identical_log_likelihoods(tmp_path, leaves):
+    model = small_ride(num_layers=2, extended=True)
+    model.adapt(leaves[0])
+    randomize(model, scale=0.1)
+    path = str(tmp_path / "ride.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded, RIDE) and loaded.num_layers == 2 and loaded.extended
+    images = leaves[1][:2, :24, :24]
+    np.testing.assert_array_equal(model.log_prob(images, noise=False), loaded.log_prob(images, noise=False))
+    assert loaded.whitening.is_adapted
+
+
+def test_evaluate_reports_the_log_likelihood_rate(leaves):
+    model = small_ride(num_layers=1)
+    model.adapt(leaves[0])
+    model.compile(optimizer="sgd")
+    patches = (sample_patches(leaves[1], 16, 20, seed=0).astype(np.float32) + 0.5) / 256.0
+    result = model.evaluate(patches, batch_size=10, verbose=0, return_dict=True)
+    expected = model.log_likelihood_rate(patches).mean()
+    assert result["bits_per_pixel"] == pytest.approx(expected, abs=1e-4)
+    assert result["loss"] == pytest.approx(-expected, abs=1e-4)
+
+
+def test_short_training_run_improves_held_out_rate(leaves):
+    train_images, test_images = leaves
+    model = small_ride(num_layers=1)
+    model.adapt(train_images)
+    before = model.log_likelihood_rate(test_images, seed=0).mean()
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(patch_dataset(train_images, 16, 1000, batch_size=25), epochs=2, verbose=0)
+    after = model.log_likelihood_rate(test_images, seed=0).mean()
+    assert after > before + 0.1, (before, after)
+
+
+def test_training_recipe_keeps_the_best_stage(leaves):
+    train_images, test_images = leaves
+    model = small_ride(num_layers=1)
+    stages = train(model, train_images, validation_images=test_images[:2], patch_sizes=(8, 12),
+                   learning_rates=(0.1, 0.01), num_patches=200, finetune_max_iter=20,
+                   finetune_samples=3000, patience=2, verbose=0)
+    assert len(stages) == 2
+    assert all(np.isfinite([s.train_rate, s.finetune_rate, s.validation_rate]).all() for s in stages)
+    best = max(s.validation_rate for s in stages)
+    final = model.log_likelihood_rate(test_images[:2], seed=0).mean()
+    assert final == pytest.approx(best, abs=1e-4)
+
+
+def test_colour_model_is_a_joint_three_channel_mcgsm():
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (3, 20, 20, 1))
+    images = np.clip(base + rng.integers(-10, 10, (3, 20, 20, 3)), 0, 255).astype(np.uint8)
+    model = small_ride(num_layers=1, num_channels=3)
+    assert model.mcgsm.dim_out == 3 and model.mcgsm.dim_in == 8
+    assert model.whitening.input_dim == 12 * 3
+    model.adapt(images)
+    pixel_map = model.pixel_log_prob(images, noise=False)
+    assert pixel_map.shape == (3, 18, 16)
+    np.testing.assert_allclose(model.log_likelihood_rate(images, noise=False),
+                               pixel_map.mean(axis=(1, 2)) / (3 * math.log(2)), rtol=1e-6)
+    with pytest.raises(ValueError, match="3 channel"):
+        model.log_prob(images[..., :1])
+
+
+# ---------------------------------------------------- the MCGSM image model
+def test_mcgsm_image_model_beats_the_gaussian_linear_predictor(leaves):
+    """num_layers=0 trained by L-BFGS: clearly better held-out rate than the Gaussian predictor."""
+    train_images, test_images = leaves
+    keras.utils.set_random_seed(0)
+    model = RIDE(num_layers=0, num_components=8, num_scales=4, num_features=12)
+    model.adapt(train_images)
+    result = model.finetune(train_images, max_iter=100, num_samples=20_000, verbose=0)
+    assert result.validation_rate > result.initial_validation_rate
+    gaussian = model.gaussian_log_likelihood_rate(test_images, seed=0).mean()
+    mcgsm = model.log_likelihood_rate(test_images, seed=0).mean()
+    assert mcgsm > gaussian + 0.15, (mcgsm, gaussian)
+
+
+# ------------------------------------------------------ distribution strategy
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import sys, json
+    sys.path.insert(0, {root!r})
+    import numpy as np, tensorflow as tf, keras
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from ride_tf import RIDE
+    from ride_tf.training import sample_patches
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (4, 32, 32)).astype(np.uint8)
+    patches = (sample_patches(images, 12, 32, seed=1).astype(np.float32) + 0.5) / 256.0
+
+    def run(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = RIDE(num_hiddens=6, num_layers=1, num_components=3, num_scales=2, num_features=4)
+            model.adapt(images, seed=0)
+            model.compile(optimizer=keras.optimizers.SGD(0.5))
+        ds = tf.data.Dataset.from_tensor_slices(patches).batch(16)
+        history = model.fit(ds, epochs=3, verbose=0, shuffle=False)
+        return history.history["loss"], [float(np.abs(w).sum()) for w in model.get_weights()]
+
+    one = run(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    two = run(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    print(json.dumps(dict(one=one, two=two)))
+""")
+
+
+def test_mirrored_strategy_gives_the_same_loss_as_one_device(tmp_path):
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED_SCRIPT.format(root=ROOT))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    (loss_one, weights_one), (loss_two, weights_two) = result["one"], result["two"]
+    np.testing.assert_allclose(loss_two, loss_one, rtol=1e-4)
+    np.testing.assert_allclose(weights_two, weights_one, rtol=1e-4)
+    assert loss_one[-1] < loss_one[0]
