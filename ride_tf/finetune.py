@@ -114,7 +114,8 @@ def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1
     initial_val = to_rate(evaluate(x_val, y_val)) if num_val else float("nan")
     best_val, since_best, history = initial_val, 0, []
     state = start(theta, x_train, y_train)
-    bar = keras.utils.Progbar(max_iter, verbose=verbose, unit_name="iteration")
+    bar = keras.utils.Progbar(max_iter, verbose=verbose, unit_name="iteration",
+                               stateful_metrics=["train_bpp", "val_bpp"])
     iterations = 0
     while iterations < max_iter:
         target = min(max_iter, iterations + check_every)

@@ -38,6 +38,11 @@ __all__ = ["MCGSM", "MAX_LOG_SCALE"]
 MAX_LOG_SCALE = 40.0
 
 
+def _is_positive_integer(value):
+    return (isinstance(value, (int, np.integer, float)) and not isinstance(value, bool)
+            and float(value).is_integer() and value >= 1)
+
+
 @keras.saving.register_keras_serializable(package="ride_tf")
 class MCGSM(keras.layers.Layer):
     """Factorized MCGSM: maps inputs [..., dim_in] to a distribution over y [..., dim_out].
@@ -57,11 +62,11 @@ class MCGSM(keras.layers.Layer):
     def __init__(self, num_components=8, num_scales=4, num_features=None, dim_out=1, **kwargs):
         super().__init__(**kwargs)
         for name, value in [("num_components", num_components), ("num_scales", num_scales),
-                            ("dim_out", dim_out)]:
-            if int(value) != value or value < 1:
+                            ("dim_out", dim_out), ("num_features", num_features)]:
+            if value is None and name == "num_features":
+                continue
+            if not _is_positive_integer(value):
                 raise ValueError(f"MCGSM: {name} must be a positive integer, got {value!r}.")
-        if num_features is not None and (int(num_features) != num_features or num_features < 1):
-            raise ValueError(f"MCGSM: num_features must be a positive integer or None, got {num_features!r}.")
         self.num_components = int(num_components)
         self.num_scales = int(num_scales)
         self.num_features = None if num_features is None else int(num_features)

@@ -53,6 +53,9 @@ def num_inputs(nb_size, num_channels=1):
 def valid_shape(height, width, nb_size):
     """(H', W') = (H - r, W - 2r), the grid of modelled pixels."""
     r = _radius(nb_size)
+    if height < r + 1 or width < 2 * r + 1:
+        raise ValueError(f"an image of {height} x {width} pixels is smaller than the causal neighbourhood "
+                         f"(nb_size={nb_size} needs at least {r + 1} x {2 * r + 1}).")
     return height - r, width - 2 * r
 
 
@@ -73,6 +76,10 @@ def extract_neighbourhoods(images, nb_size):
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
     num_channels = images.shape[-1]
+    if images.shape.rank != 4:
+        raise ValueError(f"extract_neighbourhoods: expected images [N, H, W, C], got shape {images.shape}.")
+    if images.shape[1] is not None and images.shape[2] is not None:
+        valid_shape(images.shape[1], images.shape[2], nb_size)
 
     def window(di, dj):
         return images[:, r + di:height + di, r + dj:width - r + dj, :]

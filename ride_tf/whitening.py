@@ -41,10 +41,10 @@ class ConditionalWhitening(keras.layers.Layer):
         self.input_dim = None
         self.output_dim = None
 
-    def build(self, input_shape, output_shape=None):
-        if output_shape is None:
-            input_shape, output_shape = input_shape
-        self.input_dim, self.output_dim = int(input_shape[-1]), int(output_shape[-1])
+    def build(self, inputs_shape, outputs_shape=None):
+        if outputs_shape is None:
+            inputs_shape, outputs_shape = inputs_shape
+        self.input_dim, self.output_dim = int(inputs_shape[-1]), int(outputs_shape[-1])
         dx, dy = self.input_dim, self.output_dim
         weight = lambda name, shape, init: self.add_weight(name=name, shape=shape, initializer=init,
                                                           trainable=False)
@@ -58,8 +58,10 @@ class ConditionalWhitening(keras.layers.Layer):
 
     def adapt(self, inputs, outputs):
         """Fit m_x, m_y and the covariances from pairs inputs [M, Dx], outputs [M, Dy] (in float64)."""
-        x = np.asarray(inputs, dtype=np.float64).reshape(-1, self.input_dim)
-        y = np.asarray(outputs, dtype=np.float64).reshape(-1, self.output_dim)
+        x, y = np.asarray(inputs, dtype=np.float64), np.asarray(outputs, dtype=np.float64)
+        if not self.built:
+            self.build(x.shape, y.shape)
+        x, y = x.reshape(-1, self.input_dim), y.reshape(-1, self.output_dim)
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"ConditionalWhitening.adapt: {x.shape[0]} inputs but {y.shape[0]} outputs.")
         if x.shape[0] <= self.input_dim + self.output_dim:
@@ -93,19 +95,23 @@ class ConditionalWhitening(keras.layers.Layer):
 
     def whiten_inputs(self, x):
         """x [..., Dx] -> x^ [..., Dx]."""
+        x = tf.cast(x, self.compute_dtype)
         return tf.linalg.matvec(self.input_whitening, x - self.input_mean)
 
     def prediction(self, x_hat):
         """m_y + C_yx C_xx^-1/2 x^: the Gaussian linear prediction of y, [..., Dy]."""
+        x_hat = tf.cast(x_hat, self.compute_dtype)
         return tf.linalg.matvec(self.predictor, x_hat) + self.output_mean
 
     def whiten_outputs(self, x_hat, y):
         """y [..., Dy] -> y^ [..., Dy] given the whitened inputs x^."""
+        y = tf.cast(y, self.compute_dtype)
         return tf.linalg.matvec(self.output_whitening, y - self.prediction(x_hat))
 
     def unwhiten_outputs(self, x_hat, y_hat):
         """The inverse of `whiten_outputs`: y = W^-1 y^ + m_y + C_yx C_xx^-1/2 x^."""
         w_inv = tf.linalg.inv(self.output_whitening)
+        y_hat = tf.cast(y_hat, self.compute_dtype)
         return tf.linalg.matvec(w_inv, y_hat) + self.prediction(x_hat)
 
     def call(self, inputs, outputs):

@@ -307,7 +307,7 @@ def test_cdf_matches_reference_is_monotone_has_limits_and_derivative_is_density(
     assert cdf.dtype == np.float64
     np.testing.assert_allclose(cdf, reference_cdf(p, xs, grid), rtol=1e-10, atol=1e-12)
     assert np.all(np.diff(cdf) >= -1e-15)
-    assert np.all(np.diff(cdf)[len(grid) // 4: 3 * len(grid) // 4].sum() > 0.5)
+    assert cdf[0] < 1e-6 and cdf[-1] > 1 - 1e-6 and np.any((cdf > 0.3) & (cdf < 0.7))
     far = layer(np.tile(x, (2, 1))).cdf(np.array([[mu.min() - 60 * std.max()], [mu.max() + 60 * std.max()]]))
     assert far.numpy()[0] < 1e-12 and far.numpy()[1] > 1.0 - 1e-12
     # log_cdf far in the left tail is finite and very negative, not -inf
