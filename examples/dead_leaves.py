@@ -75,7 +75,8 @@ def train_ride(train_images, validation, nb_size, num_layers, args):
                  num_scales=4, num_features=32, nb_size=nb_size)
     model.adapt(train_images)
     train(model, train_images, validation_images=validation, patch_sizes=args.patch_sizes,
-          learning_rates=args.learning_rates, num_patches=args.patches, finetune_max_iter=args.finetune_iter,
+          learning_rates=args.learning_rates, optimizer=args.optimizer, num_patches=args.patches,
+          finetune_max_iter=args.finetune_iter,
           finetune_samples=args.finetune_samples, patience=2, verbose=0)
     return model
 
@@ -90,7 +91,9 @@ def main(argv=None):
     parser.add_argument("--ride-sizes", type=int, nargs="+", default=[3, 5, 7])
     parser.add_argument("--two-layers", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--patch-sizes", type=int, nargs="+", default=[8, 12, 16, 22])
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[0.3, 0.1, 0.03, 0.01])
+    parser.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
+    parser.add_argument("--learning-rates", type=float, nargs="+", default=None,
+                        help="one per stage (default: ride_tf.training.DEFAULT_LEARNING_RATES)")
     parser.add_argument("--patches", type=int, default=5000, help="patches per stage")
     parser.add_argument("--lbfgs-iter", type=int, default=500, help="L-BFGS iterations of the MCGSMs")
     parser.add_argument("--samples", type=int, default=200_000, help="pixels the MCGSMs are fitted on")

@@ -63,7 +63,7 @@ def main(argv=None):
     ride = RIDE(num_layers=1, num_hiddens=args.hiddens, num_components=16, num_scales=4, num_features=32)
     ride.adapt(train_images)
     train(ride, train_images, validation_images=test_images[:2, :64, :64], patch_sizes=(8, 12, 16),
-          learning_rates=(0.3, 0.1, 0.03), num_patches=args.patches, finetune_max_iter=100,
+          optimizer="adam", num_patches=args.patches, finetune_max_iter=100,
           finetune_samples=30_000, patience=2, seed=args.seed, verbose=2)
     ride_map = ride.pixel_log_prob(test_images, seed=1)
     rows.append((f"RIDE, 1 layer, {args.hiddens} hid.", ride_map.mean() / np.log(2.0)))

@@ -42,7 +42,6 @@ import tensorflow as tf
 __all__ = ["SpatialLSTM"]
 
 GATES = ("g", "o", "i", "f_left", "f_up")
-_FUSED_BACKWARD = True
 
 
 def _cell(z, c_left, c_up, kernels, biases):
@@ -55,40 +54,9 @@ def _cell(z, c_left, c_up, kernels, biases):
     i = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[2]), biases[2]))
     f_left = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[3]), biases[3]))
     f_up = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[4]), biases[4]))
-    c = g * i + c_left * f_left + c_up * f_up
+    c = tf.math.add_n([g * i, c_left * f_left, c_up * f_up])
     h = tf.tanh(c * o)
-    return h, c, (g, o, i, f_left, f_up)
-
-
-@tf.custom_gradient
-def _cell_fused_backward(z, c_left, c_up, k_g, k_o, k_i, k_fl, k_fu,
-                         b_g, b_o, b_i, b_fl, b_fu):
-    """`_cell` with a hand-written backward pass that does the five gates'
-    matrix products as two big ones ([M, 5U] x [5U, rows] and
-    [rows, M] x [M, 5U]) instead of ten small ones."""
-    kernels = (k_g, k_o, k_i, k_fl, k_fu)
-    h, c, (g, o, i, f_left, f_up) = _cell(
-        z, c_left, c_up, kernels, (b_g, b_o, b_i, b_fl, b_fu))
-
-    def grad(dh, dc):
-        d_co = dh * (1.0 - h * h)            # d(c * o)
-        dc = dc + d_co * o
-        da = tf.concat([
-            (dc * i) * (1.0 - g * g),        # g = tanh(a_g)
-            (d_co * c) * (o * (1.0 - o)),    # sigmoid gates
-            (dc * g) * (i * (1.0 - i)),
-            (dc * c_left) * (f_left * (1.0 - f_left)),
-            (dc * c_up) * (f_up * (1.0 - f_up)),
-        ], axis=-1)                          # [M, 5U]
-        kernel = tf.concat(kernels, axis=1)  # [rows, 5U]
-        dz = tf.matmul(da, kernel, transpose_b=True)
-        dk = tf.split(tf.matmul(z, da, transpose_a=True), 5, axis=1)
-        db = tf.split(tf.reduce_sum(da, axis=0), 5, axis=0)
-        return (dz, dc * f_left, dc * f_up, *dk, *db)
-
-    return (h, c), grad
-
-
+    return h, c
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -199,14 +167,12 @@ class SpatialLSTM(keras.layers.Layer):
         """
         if weights is None:
             weights = self.gate_weights(inputs.dtype)
-        kernels, biases = weights
         parts = [inputs, h_left, h_up]
         if self.extended:
             parts += [c_left, c_up]
         z = tf.concat(parts, axis=-1)
-        if _FUSED_BACKWARD:
-            return _cell_fused_backward(z, c_left, c_up, *kernels, *biases)
-        return _cell(z, c_left, c_up, kernels, biases)[:2]
+        kernels, biases = weights
+        return _cell(z, c_left, c_up, kernels, biases)
 
     # ----------------------------------------------------------- full image
     def call(self, inputs):

@@ -155,13 +155,14 @@ def test_short_training_run_improves_held_out_rate(leaves):
 def test_training_recipe_keeps_the_best_stage(leaves):
     train_images, test_images = leaves
     model = small_ride(num_layers=1)
-    stages = train(model, train_images, validation_images=test_images[:2], patch_sizes=(8, 12),
+    validation = test_images[:2, :24, :24]
+    stages = train(model, train_images, validation_images=validation, patch_sizes=(12, 12),
                    learning_rates=(0.1, 0.01), num_patches=200, finetune_max_iter=20,
                    finetune_samples=3000, patience=2, verbose=0)
     assert len(stages) == 2
     assert all(np.isfinite([s.train_rate, s.finetune_rate, s.validation_rate]).all() for s in stages)
     best = max(s.validation_rate for s in stages)
-    final = model.log_likelihood_rate(test_images[:2], seed=0).mean()
+    final = model.log_likelihood_rate(validation, seed=0).mean()
     assert final == pytest.approx(best, abs=1e-4)
 
 
@@ -236,3 +237,36 @@ def test_mirrored_strategy_gives_the_same_loss_as_one_device(tmp_path):
     np.testing.assert_allclose(loss_two, loss_one, rtol=1e-4)
     np.testing.assert_allclose(weights_two, weights_one, rtol=1e-4)
     assert loss_one[-1] < loss_one[0]
+
+
+def test_curriculum_and_finetune_callbacks_with_plain_fit(leaves):
+    """PatchCurriculum switches patch size and learning rate per epoch; FinetuneMCGSM runs after each."""
+    from ride_tf.training import FinetuneMCGSM, PatchCurriculum
+
+    train_images, _ = leaves
+    model = small_ride(num_layers=1)
+    model.adapt(train_images)
+    model.compile(optimizer=keras.optimizers.SGD(1.0, momentum=0.9))
+    curriculum = PatchCurriculum(train_images, patch_sizes=(8, 12), learning_rates=(0.05, 0.01),
+                                 num_patches=50, batch_size=25)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((curriculum.patch_size, round(float(self.model.optimizer.learning_rate.numpy()), 6)))
+
+    finetune = FinetuneMCGSM(sample_patches(train_images, 12, 10, seed=0), max_iter=5, num_samples=1000)
+    history = model.fit(curriculum.dataset(), epochs=3, callbacks=[curriculum, finetune, Spy()], verbose=0)
+    sizes = sorted(set(seen))
+    assert sizes == [(8, 0.05), (12, 0.01)]
+    assert [s for s, _ in seen].count(8) == 2 and [s for s, _ in seen].count(12) == 4
+    assert len(finetune.results) == 3
+    assert np.isfinite(history.history["finetune_bits_per_pixel"]).all()
+
+
+def test_training_recipe_refuses_unknown_settings(leaves):
+    model = small_ride(num_layers=1)
+    with pytest.raises(ValueError, match="optimizer"):
+        train(model, leaves[0], optimizer="rmsprop", verbose=0)
+    with pytest.raises(ValueError, match="learning rates"):
+        train(model, leaves[0], patch_sizes=(8, 12), learning_rates=(0.1,), verbose=0)

@@ -1,0 +1,274 @@
+"""Tests of ride_tf.spatial_lstm.SpatialLSTM (eq. 6 of Theis & Bethge 2015)."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ride_tf.spatial_lstm import SpatialLSTM  # noqa: E402
+
+
+# ----------------------------------------------------------------- reference
+def _sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def naive_slstm(x, kernel, bias, units, extended):
+    """Eq. 6 in raster order, one pixel at a time, in float64 NumPy.
+
+    Returns h, c of shape [B, H, W, units]."""
+    x = np.asarray(x, np.float64)
+    kernel = np.asarray(kernel, np.float64)
+    bias = np.asarray(bias, np.float64)
+    b, height, width, _ = x.shape
+    u = units
+    h = np.zeros((b, height, width, u))
+    c = np.zeros((b, height, width, u))
+    zero = np.zeros((b, u))
+    for i in range(height):
+        for j in range(width):
+            h_left, c_left = (h[:, i, j - 1], c[:, i, j - 1]) if j > 0 else (zero, zero)
+            h_up, c_up = (h[:, i - 1, j], c[:, i - 1, j]) if i > 0 else (zero, zero)
+            parts = [x[:, i, j], h_left, h_up] + ([c_left, c_up] if extended else [])
+            a = np.concatenate(parts, axis=-1) @ kernel + bias
+            g = np.tanh(a[:, :u])
+            o = _sigmoid(a[:, u:2 * u])
+            ig = _sigmoid(a[:, 2 * u:3 * u])
+            f_left = _sigmoid(a[:, 3 * u:4 * u])
+            f_up = _sigmoid(a[:, 4 * u:])
+            c[:, i, j] = g * ig + c_left * f_left + c_up * f_up
+            h[:, i, j] = np.tanh(c[:, i, j] * o)
+    return h, c
+
+
+def make_layer(units, depth, extended=False, seed=0, dtype=None, **kwargs):
+    """A built layer with large random weights (non-trivial gates)."""
+    kw = dict(kwargs)
+    if dtype is not None:
+        kw["dtype"] = dtype
+    layer = SpatialLSTM(units, extended=extended, **kw)
+    layer.build((None, None, None, depth))
+    rng = np.random.default_rng(seed)
+    layer.kernel.assign(rng.normal(0.0, 0.8, layer.kernel.shape))
+    layer.bias.assign(rng.normal(0.0, 1.0, layer.bias.shape))
+    return layer
+
+
+def rand(shape, seed=1, dtype=np.float32):
+    return np.random.default_rng(seed).normal(size=shape).astype(dtype)
+
+
+# --------------------------------------------------------------------- tests
+def test_variables_and_contract():
+    layer = make_layer(5, 3)
+    assert tuple(layer.kernel.shape) == (3 + 2 * 5, 25)
+    assert tuple(layer.bias.shape) == (25,)
+    assert layer.kernel.path.endswith("kernel") and layer.bias.path.endswith("bias")
+    ext = make_layer(5, 3, extended=True)
+    assert tuple(ext.kernel.shape) == (3 + 4 * 5, 25)
+    assert layer.supports_jit is False
+    from keras.src.trainers.trainer import model_supports_jit
+
+    model = keras.Sequential([keras.Input((None, None, 3)), layer])
+    assert model_supports_jit(model) is False
+
+
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("size", [(5, 7), (7, 4)])
+def test_matches_naive_raster_loop(extended, size):
+    height, width = size
+    layer = make_layer(4, 3, extended=extended, seed=height)
+    x = rand((3, height, width, 3), seed=width)
+    h = layer(x).numpy()
+    h_ref, c_ref = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, extended)
+    assert h.shape == (3, height, width, 4)
+    np.testing.assert_allclose(h, h_ref, atol=1e-5, rtol=0)
+    # The gates are non-trivial: states are far from 0 and from saturation.
+    assert 0.2 < np.abs(h_ref).mean() < 0.9
+    assert np.abs(c_ref).max() > 1.0
+    # The memory states too, through run_region.
+    h2, c2 = layer.run_region(x)
+    np.testing.assert_allclose(h2.numpy(), h_ref, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(c2.numpy(), c_ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("loops", [1, 2, 3, 5])
+def test_parallel_loops_do_not_change_results(loops):
+    layer = make_layer(4, 2, parallel_loops=loops, seed=3)
+    x = rand((4, 5, 6, 2), seed=4)
+    h_ref, _ = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, False)
+    np.testing.assert_allclose(layer(x).numpy(), h_ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("size", [(1, 6), (6, 1), (1, 1)])
+@pytest.mark.parametrize("extended", [False, True])
+def test_single_row_or_column(size, extended):
+    layer = make_layer(3, 2, extended=extended, seed=5)
+    x = rand((2,) + size + (2,), seed=6)
+    h_ref, _ = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 3, extended)
+    np.testing.assert_allclose(layer(x).numpy(), h_ref, atol=1e-5, rtol=0)
+
+
+def test_one_trace_serves_all_image_sizes():
+    layer = make_layer(4, 2, seed=7)
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 2], tf.float32)])
+    for shape in [(2, 5, 7, 2), (3, 8, 3, 2), (1, 1, 4, 2)]:
+        x = rand(shape, seed=sum(shape))
+        h_ref, _ = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, False)
+        np.testing.assert_allclose(fn(x).numpy(), h_ref, atol=1e-5, rtol=0)
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_float64_policy():
+    layer = make_layer(3, 2, dtype="float64", seed=8)
+    x = rand((2, 4, 3, 2), dtype=np.float64)
+    h = layer(x)
+    assert h.dtype == tf.float64 and layer.kernel.dtype == "float64"
+    h_ref, _ = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 3, False)
+    np.testing.assert_allclose(h.numpy(), h_ref, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_gradients_match_finite_differences(extended):
+    units, depth = 3, 2
+    layer = make_layer(units, depth, extended=extended, dtype="float64", seed=9)
+    x0 = tf.constant(rand((2, 3, 4, depth), seed=10, dtype=np.float64))
+    r = tf.constant(rand((2, 3, 4, units), seed=11, dtype=np.float64))
+    k0, b0 = layer.kernel.numpy(), layer.bias.numpy()
+
+    @tf.function(input_signature=[tf.TensorSpec(x0.shape, tf.float64),
+                                  tf.TensorSpec(k0.shape, tf.float64),
+                                  tf.TensorSpec(b0.shape, tf.float64)])
+    def loss_fn(x, k, b):
+        layer.kernel.assign(k)
+        layer.bias.assign(b)
+        return tf.reduce_sum(layer(x) * r)
+
+    with tf.GradientTape() as tape:
+        tape.watch(x0)
+        loss = tf.reduce_sum(layer(x0) * r)
+    gx, gk, gb = [t.numpy() for t in tape.gradient(loss, [x0, layer.kernel, layer.bias])]
+
+    eps = 1e-6
+    args = [x0.numpy(), k0, b0]
+    grads = [gx, gk, gb]
+    rng = np.random.default_rng(12)
+    for which in range(3):
+        # Every entry of x and bias; 40 random entries of the kernel.
+        flat = np.arange(args[which].size)
+        if which == 1:
+            flat = rng.choice(flat, 40, replace=False)
+        numeric = []
+        for idx in flat:
+            plus = [a.copy() for a in args]
+            minus = [a.copy() for a in args]
+            plus[which].flat[idx] += eps
+            minus[which].flat[idx] -= eps
+            numeric.append((loss_fn(*plus).numpy() - loss_fn(*minus).numpy()) / (2 * eps))
+        analytic = grads[which].ravel()[flat]
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+        assert np.abs(analytic).max() > 1e-2
+
+
+def test_causality():
+    height, width, depth = 5, 6, 2
+    layer = make_layer(3, depth, seed=13)
+    x = tf.constant(rand((2, height, width, depth), seed=14))
+    for k, l in [(2, 3), (0, 0), (4, 5), (3, 0)]:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            h = layer(x)
+            out = tf.reduce_sum(h[1, k, l])
+        g = np.abs(tape.gradient(out, x).numpy()).sum(-1)  # [B, H, W]
+        assert np.all(g[0] == 0.0)  # other batch elements
+        rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+        future = (rows > k) | (cols > l)
+        assert np.all(g[1][future] == 0.0)
+        assert g[1, k, l] > 0.0
+        assert np.all(g[1][~future] > 0.0)  # every (i <= k, j <= l) influences h_kl
+
+
+def test_step_agrees_with_layer():
+    for extended in (False, True):
+        layer = make_layer(4, 3, extended=extended, seed=15)
+        x = rand((2, 5, 6, 3), seed=16)
+        h, c = [t.numpy() for t in layer.run_region(x)]
+        zero = np.zeros((2, 4), np.float32)
+        for i, j in [(2, 3), (0, 0), (0, 4), (3, 0), (4, 5)]:
+            h_left, c_left = (h[:, i, j - 1], c[:, i, j - 1]) if j > 0 else (zero, zero)
+            h_up, c_up = (h[:, i - 1, j], c[:, i - 1, j]) if i > 0 else (zero, zero)
+            hs, cs = layer.step(tf.constant(x[:, i, j]), h_left, c_left, h_up, c_up)
+            np.testing.assert_allclose(hs.numpy(), h[:, i, j], atol=1e-5, rtol=0)
+            np.testing.assert_allclose(cs.numpy(), c[:, i, j], atol=1e-5, rtol=1e-5)
+            # Pre-split weights give the same numbers.
+            hw, _ = layer.step(tf.constant(x[:, i, j]), h_left, c_left, h_up, c_up,
+                               weights=layer.gate_weights())
+            np.testing.assert_allclose(hw.numpy(), hs.numpy(), atol=1e-6, rtol=0)
+
+
+def test_run_region_with_boundary_states():
+    layer = make_layer(3, 2, extended=True, seed=17)
+    x = rand((2, 6, 7, 2), seed=18)
+    h, c = [t.numpy() for t in layer.run_region(x)]
+    # Bottom-right block given the row above it and the column left of it.
+    hb, cb = layer.run_region(x[:, 2:, 3:], h_top=h[:, 1, 3:], c_top=c[:, 1, 3:],
+                              h_left=h[:, 2:, 2], c_left=c[:, 2:, 2])
+    np.testing.assert_allclose(hb.numpy(), h[:, 2:, 3:], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(cb.numpy(), c[:, 2:, 3:], atol=1e-5, rtol=1e-5)
+    # Top block boundary only (left column of the image has zero states).
+    hb, _ = layer.run_region(x[:, 4:], h_top=h[:, 3], c_top=c[:, 3])
+    np.testing.assert_allclose(hb.numpy(), h[:, 4:], atol=1e-5, rtol=0)
+    # Single pixel region: equals step.
+    hp, _ = layer.run_region(x[:, 3:4, 5:6], h_top=h[:, 2, 5:6], c_top=c[:, 2, 5:6],
+                             h_left=h[:, 3:4, 4], c_left=c[:, 3:4, 4])
+    np.testing.assert_allclose(hp.numpy(), h[:, 3:4, 5:6], atol=1e-5, rtol=0)
+
+
+def test_config_round_trip():
+    layer = make_layer(6, 3, extended=True, seed=19, kernel_initializer="orthogonal")
+    config = layer.get_config()
+    assert config["units"] == 6 and config["extended"] is True
+    assert "kernel_initializer" in config and "bias_initializer" in config
+    clone = SpatialLSTM.from_config(config)
+    assert clone.units == 6 and clone.extended is True
+    assert isinstance(clone.kernel_initializer, keras.initializers.Orthogonal)
+    clone.build((None, None, None, 3))
+    clone.set_weights(layer.get_weights())
+    x = rand((2, 4, 5, 3), seed=20)
+    np.testing.assert_array_equal(clone(x).numpy(), layer(x).numpy())
+
+
+def test_model_save_and_load(tmp_path):
+    inputs = keras.Input((None, None, 3))
+    hidden = SpatialLSTM(5, extended=True, name="slstm")(inputs)
+    outputs = keras.layers.Dense(2)(hidden)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("slstm").kernel.assign(rand(model.get_layer("slstm").kernel.shape, seed=21))
+    x = rand((2, 6, 4, 3), seed=22)
+    y = model(x).numpy()
+    path = str(tmp_path / "x.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.get_layer("slstm"), SpatialLSTM)
+    np.testing.assert_array_equal(loaded(x).numpy(), y)
+    # Sequential too, other image size after reload.
+    seq = keras.Sequential([keras.Input((None, None, 3)), SpatialLSTM(4)])
+    x2 = rand((1, 3, 8, 3), seed=23)
+    y2 = seq(x2).numpy()
+    seq.save(str(tmp_path / "s.keras"))
+    np.testing.assert_array_equal(keras.models.load_model(str(tmp_path / "s.keras"))(x2).numpy(), y2)
+
+
+def test_fit_one_step():
+    """Trains inside model.fit (graph mode, jit_compile='auto')."""
+    model = keras.Sequential([keras.Input((None, None, 2)), SpatialLSTM(3), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    x = rand((4, 5, 5, 2), seed=24)
+    y = rand((4, 5, 5, 1), seed=25)
+    before = model.evaluate(x, y, verbose=0)
+    model.fit(x, y, epochs=3, batch_size=4, verbose=0)
+    assert model.evaluate(x, y, verbose=0) < before
+    assert model.jit_compile is False
