@@ -37,7 +37,7 @@ def main(argv=None):
     parser.add_argument("--train-images", type=int, default=60)
     parser.add_argument("--test-images", type=int, default=8)
     parser.add_argument("--hiddens", type=int, default=32)
-    parser.add_argument("--patches", type=int, default=4000, help="patches per training stage")
+    parser.add_argument("--patches", type=int, default=25000, help="patches per training stage")
     parser.add_argument("--output", default="runs/demo")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -62,7 +62,7 @@ def main(argv=None):
     print(f"\n== RIDE, 1 layer, {args.hiddens} hidden units: SGD stages + L-BFGS fine-tuning ==")
     ride = RIDE(num_layers=1, num_hiddens=args.hiddens, num_components=16, num_scales=4, num_features=32)
     ride.adapt(train_images)
-    train(ride, train_images, validation_images=test_images[:2, :64, :64], patch_sizes=(8, 12, 16),
+    train(ride, train_images, validation_images=train_images[-2:, :64, :64], patch_sizes=(8, 12, 16, 22),
           optimizer="adam", num_patches=args.patches, finetune_max_iter=100,
           finetune_samples=30_000, patience=2, seed=args.seed, verbose=2)
     ride_map = ride.pixel_log_prob(test_images, seed=1)
