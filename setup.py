@@ -21,5 +21,4 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
-    entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )
