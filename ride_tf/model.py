@@ -198,45 +198,47 @@ class RIDE(keras.Model):
         log_prob_map = np.concatenate([t.numpy() for t in self._batched(images, fn, noise, seed)])
         return log_prob_map.astype(np.float64).mean(axis=(1, 2)) / (self.num_channels * math.log(2.0))
 
+    def _sample_rows(self, images, fn, num_samples, seed):
+        """Apply `fn` (images -> tensors of rows, one row per modelled pixel) batch by batch
+        and keep each row with probability num_samples / (number of modelled pixels),
+        so that memory stays bounded however many images there are."""
+        images = prepare_images(images, self.num_channels, self.nb_size, noise=True, seed=seed)
+        rng = np.random.default_rng(seed)
+        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
+        rows, cols = images.shape[1] - self.radius, images.shape[2] - 2 * self.radius
+        fraction = min(1.0, num_samples / (len(images) * rows * cols))
+        kept = []
+        for i in range(0, len(images), per_batch):
+            outputs = [t.numpy() for t in fn(images[i:i + per_batch])]
+            keep = rng.random(len(outputs[0])) < fraction
+            kept.append([t[keep] for t in outputs])
+        return [np.concatenate(parts) for parts in zip(*kept)]
+
     def adapt(self, images, max_pairs=1_000_000, seed=0):
         """Fit the conditional whitening from (neighbourhood, pixel) pairs of `images`.
 
-        Uses at most `max_pairs` randomly chosen pairs (uint8 images are
+        Uses about `max_pairs` randomly chosen pairs (uint8 images are
         dequantized with noise seeded by `seed`).
         """
-        images = prepare_images(images, self.num_channels, self.nb_size, noise=True, seed=seed)
-        inputs, outputs = extract_neighbourhoods(images, self.nb_size)
-        inputs = inputs.numpy().reshape(-1, inputs.shape[-1])
-        outputs = outputs.numpy().reshape(-1, self.num_channels)
-        if len(inputs) > max_pairs:
-            keep = np.random.default_rng(seed).choice(len(inputs), max_pairs, replace=False)
-            inputs, outputs = inputs[keep], outputs[keep]
+        def pairs(im):
+            inputs, outputs = extract_neighbourhoods(im, self.nb_size)
+            return (tf.reshape(inputs, [-1, inputs.shape[-1]]), tf.reshape(outputs, [-1, self.num_channels]))
+        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed)
         self.whitening.adapt(inputs, outputs)
         return self
 
     def sample_features(self, images, num_samples, seed=0):
         """Hidden states and whitened pixels of a random sample of modelled pixels.
 
-        Returns NumPy (h [M, dim_h], y^ [M, C]) with M <= num_samples, drawn
-        uniformly over all modelled pixels of `images`.
+        Returns NumPy (h [M, dim_h], y^ [M, C]) with M about num_samples (binomial),
+        drawn uniformly over all modelled pixels of `images`.
         """
         def features(im):
             x_hat, y_hat = self.whitened_pairs(im)
             h = self.hidden_states(x_hat)
             return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(y_hat, [-1, self.num_channels]))
-        fn = self._graph("features", features)
-        images = prepare_images(images, self.num_channels, self.nb_size, noise=True, seed=seed)
-        rng = np.random.default_rng(seed)
-        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
-        rows, cols = images.shape[1] - self.radius, images.shape[2] - 2 * self.radius
-        fraction = min(1.0, num_samples / (len(images) * rows * cols))
-        hs, ys = [], []
-        for i in range(0, len(images), per_batch):
-            h, y = fn(images[i:i + per_batch])
-            keep = rng.random(h.shape[0]) < fraction
-            hs.append(h.numpy()[keep])
-            ys.append(y.numpy()[keep])
-        return np.concatenate(hs), np.concatenate(ys)
+        h, y_hat = self._sample_rows(images, self._graph("features", features), num_samples, seed)
+        return h, y_hat
 
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, **kwargs):
