@@ -16,6 +16,9 @@ so the script runs unchanged on a GPU.
     .venv/bin/python benchmarks/bench_spatial_lstm.py
     .venv/bin/python benchmarks/bench_spatial_lstm.py --intra 1 --inter 2
     .venv/bin/python benchmarks/bench_spatial_lstm.py --cases fwd_u64 --repeats 3
+    .venv/bin/python benchmarks/bench_spatial_lstm.py --wait-quiet 150 --roofline-rows 65536
+
+See benchmarks/README.md for the options and measured numbers.
 """
 
 import argparse
