@@ -3,7 +3,7 @@
 Generates a part of the dead-leaves benchmark (ride_tf.datasets), fits
   * the Gaussian linear predictor (conditional whitening alone),
   * the MCGSM image model (num_layers=0, L-BFGS), and
-  * a small RIDE (one spatial LSTM, the paper's recipe shortened),
+  * a small RIDE (one spatial LSTM, the paper's recipe shortened, with Adam),
 prints each model's held-out log-likelihood rate and the implied lossless code
 length (8 - rate bit/px), and writes a PNG of a test image next to RIDE's
 per-pixel code length.  A few minutes on a 2-core CPU; sizes are flags.
@@ -59,7 +59,7 @@ def main(argv=None):
     mcgsm.finetune(train_images, max_iter=300, num_samples=100_000, verbose=1)
     rows.append(("MCGSM, 16 comp., 5 px neighbourhood", mcgsm.log_likelihood_rate(test_images, seed=1).mean()))
 
-    print(f"\n== RIDE, 1 layer, {args.hiddens} hidden units: SGD stages + L-BFGS fine-tuning ==")
+    print(f"\n== RIDE, 1 layer, {args.hiddens} hidden units: Adam stages + L-BFGS fine-tuning ==")
     ride = RIDE(num_layers=1, num_hiddens=args.hiddens, num_components=16, num_scales=4, num_features=32)
     ride.adapt(train_images)
     train(ride, train_images, validation_images=train_images[-2:, :64, :64], patch_sizes=(8, 12, 16, 22),

@@ -176,7 +176,16 @@ class RIDE(keras.Model):
         uses bin centres); float input in [0, 1] is used as is.
         """
         fn = self._graph("pixel_log_prob", lambda im: self(im, training=False))
-        return np.concatenate([t.numpy() for t in self._batched(images, fn, noise, seed)])
+        log_prob_map = np.concatenate([t.numpy() for t in self._batched(images, fn, noise, seed)])
+        bad = ~np.isfinite(log_prob_map)
+        if bad.any():
+            # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
+            # an overflow (e.g. memory cells growing along the diagonals when f_left + f_up > 1).
+            raise FloatingPointError(
+                f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite; the "
+                "model's weights are non-finite or its spatial LSTM states overflowed on images of "
+                f"{np.shape(images)[1]} x {np.shape(images)[2]} pixels.")
+        return log_prob_map
 
     def log_prob(self, images, noise=True, seed=None):
         """Per-image log-likelihood in nats over the modelled pixels, [N]."""

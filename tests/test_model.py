@@ -82,6 +82,14 @@ def test_bad_input_is_refused_with_a_clear_error(images, message):
         model.log_prob(images)
 
 
+def test_non_finite_likelihoods_raise_instead_of_answering_nan(leaves):
+    model = small_ride(num_layers=1)
+    model.adapt(leaves[0])
+    model.mcgsm.priors.assign(np.full(model.mcgsm.priors.shape, np.nan, np.float32))
+    with pytest.raises(FloatingPointError, match="not finite"):
+        model.log_likelihood_rate(leaves[1][:1])
+
+
 @pytest.mark.parametrize("kwargs", [dict(nb_size=4), dict(nb_size=1), dict(num_layers=-1),
                                     dict(num_components=0), dict(num_channels=2.5)])
 def test_bad_constructor_arguments(kwargs):
