@@ -2,7 +2,7 @@
 
 Trains, on the training part of `ride_tf.datasets.dead_leaves_benchmark`,
   * the MCGSM image model (num_layers=0) for several neighbourhood widths,
-  * RIDE with 1 layer for several neighbourhood widths, and with 2 layers,
+  * RIDE with 1 layer for several neighbourhood widths, and with more layers,
 evaluates every model on held-out benchmark images, prints a table in the shape
 of the paper's Table 3 (model, bit/px) and draws the neighbourhood sweep of its
 Figure 2 (MCGSM vs RIDE against neighbourhood width) as a PNG.
@@ -87,9 +87,11 @@ def main(argv=None):
     parser.add_argument("--test-images", type=int, default=20)
     parser.add_argument("--hiddens", type=int, default=32)
     parser.add_argument("--components", type=int, default=16)
-    parser.add_argument("--mcgsm-sizes", type=int, nargs="+", default=[3, 5, 7, 9])
-    parser.add_argument("--ride-sizes", type=int, nargs="+", default=[3, 5, 7])
-    parser.add_argument("--two-layers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--mcgsm-sizes", type=int, nargs="*", default=[3, 5, 7, 9])
+    parser.add_argument("--ride-sizes", type=int, nargs="*", default=[3, 5, 7],
+                        help="neighbourhood widths of the 1-layer RIDEs")
+    parser.add_argument("--deep-layers", type=int, nargs="*", default=[2],
+                        help="also train RIDE with these numbers of layers (5 px neighbourhood)")
     parser.add_argument("--patch-sizes", type=int, nargs="+", default=[8, 12, 16, 22])
     parser.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
     parser.add_argument("--learning-rates", type=float, nargs="+", default=None,
@@ -129,9 +131,9 @@ def main(argv=None):
     for nb_size in args.ride_sizes:
         record(f"RIDE, {args.hiddens} hid., 1 layer, {nb_size} px", "ride1", nb_size,
                train_ride(train_images, validation, nb_size, 1, args))
-    if args.two_layers:
-        record(f"RIDE, {args.hiddens} hid., 2 layers, 5 px", "ride2", 5,
-               train_ride(train_images, validation, 5, 2, args))
+    for num_layers in args.deep_layers:
+        record(f"RIDE, {args.hiddens} hid., {num_layers} layers, 5 px", f"ride{num_layers}", 5,
+               train_ride(train_images, validation, 5, num_layers, args))
 
     table = ["| Model | [bit/px] |", "|---|---|"] + [f"| {r['model']} | {r['rate']:.3f} |" for r in results]
     print("\n" + "\n".join(table))
