@@ -161,11 +161,23 @@ class RIDE(keras.Model):
             self._graph_functions[name] = tf.function(fn, input_signature=[spec], reduce_retracing=True)
         return self._graph_functions[name]
 
-    def _batched(self, images, fn, noise, seed):
-        """Apply a graph function to validated, dequantized images in memory-bounded batches."""
+    def _batches(self, images, noise, seed):
+        """Validated, dequantized images as memory-bounded batches (views), and their number of modelled pixels."""
         images = prepare_images(images, self.num_channels, self.nb_size, noise=noise, seed=seed)
         per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
-        return [fn(images[i:i + per_batch]) for i in range(0, len(images), per_batch)]
+        batches = [images[i:i + per_batch] for i in range(0, len(images), per_batch)]
+        num_pixels = len(images) * (images.shape[1] - self.radius) * (images.shape[2] - 2 * self.radius)
+        return batches, num_pixels
+
+    def _log_prob_map(self, name, fn, images, noise, seed):
+        """Run the traced `fn` (images -> [n, H', W'] log-likelihoods) over all batches."""
+        batches, _ = self._batches(images, noise, seed)
+        graph = self._graph(name, fn)
+        return np.concatenate([graph(batch).numpy() for batch in batches])
+
+    def _rate(self, log_prob_map):
+        """NumPy [N, H', W'] nats -> [N] bit per pixel (and channel), accumulated in float64."""
+        return log_prob_map.astype(np.float64).mean(axis=(1, 2)) / (self.num_channels * math.log(2.0))
 
     def pixel_log_prob(self, images, noise=True, seed=None):
         """Per-pixel log-likelihoods in nats, NumPy [N, H - r, W - 2r].
@@ -175,8 +187,8 @@ class RIDE(keras.Model):
         dequantized with uniform noise (`seed` makes it repeatable; `noise=False`
         uses bin centres); float input in [0, 1] is used as is.
         """
-        fn = self._graph("pixel_log_prob", lambda im: self(im, training=False))
-        log_prob_map = np.concatenate([t.numpy() for t in self._batched(images, fn, noise, seed)])
+        log_prob_map = self._log_prob_map("pixel_log_prob", lambda im: self(im, training=False),
+                                          images, noise, seed)
         bad = ~np.isfinite(log_prob_map)
         if bad.any():
             # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
@@ -193,8 +205,7 @@ class RIDE(keras.Model):
 
     def log_likelihood_rate(self, images, noise=True, seed=None):
         """Per-image log-likelihood rate in bit per pixel (and channel), [N]."""
-        log_prob_map = self.pixel_log_prob(images, noise, seed).astype(np.float64)
-        return log_prob_map.mean(axis=(1, 2)) / (self.num_channels * math.log(2.0))
+        return self._rate(self.pixel_log_prob(images, noise, seed))
 
     def gaussian_log_likelihood_rate(self, images, noise=True, seed=None):
         """Rate in bit/px of the Gaussian linear predictor with the same neighbourhood (the whitening alone)."""
@@ -203,22 +214,18 @@ class RIDE(keras.Model):
             log_prob = (-0.5 * tf.reduce_sum(tf.square(y_hat), -1)
                         - 0.5 * self.num_channels * math.log(2 * math.pi))
             return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
-        fn = self._graph("gaussian", gaussian_map)
-        log_prob_map = np.concatenate([t.numpy() for t in self._batched(images, fn, noise, seed)])
-        return log_prob_map.astype(np.float64).mean(axis=(1, 2)) / (self.num_channels * math.log(2.0))
+        return self._rate(self._log_prob_map("gaussian", gaussian_map, images, noise, seed))
 
     def _sample_rows(self, images, fn, num_samples, seed):
         """Apply `fn` (images -> tensors of rows, one row per modelled pixel) batch by batch
         and keep each row with probability num_samples / (number of modelled pixels),
         so that memory stays bounded however many images there are."""
-        images = prepare_images(images, self.num_channels, self.nb_size, noise=True, seed=seed)
+        batches, num_pixels = self._batches(images, noise=True, seed=seed)
         rng = np.random.default_rng(seed)
-        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
-        rows, cols = images.shape[1] - self.radius, images.shape[2] - 2 * self.radius
-        fraction = min(1.0, num_samples / (len(images) * rows * cols))
+        fraction = min(1.0, num_samples / num_pixels)
         kept = []
-        for i in range(0, len(images), per_batch):
-            outputs = [t.numpy() for t in fn(images[i:i + per_batch])]
+        for batch in batches:
+            outputs = [t.numpy() for t in fn(batch)]
             keep = rng.random(len(outputs[0])) < fraction
             kept.append([t[keep] for t in outputs])
         return [np.concatenate(parts) for parts in zip(*kept)]
@@ -246,8 +253,7 @@ class RIDE(keras.Model):
             x_hat, y_hat = self.whitened_pairs(im)
             h = self.hidden_states(x_hat)
             return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(y_hat, [-1, self.num_channels]))
-        h, y_hat = self._sample_rows(images, self._graph("features", features), num_samples, seed)
-        return h, y_hat
+        return tuple(self._sample_rows(images, self._graph("features", features), num_samples, seed))
 
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, **kwargs):

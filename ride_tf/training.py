@@ -206,8 +206,8 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     """
     num_channels = model.num_channels
     images = _as_image_list(images, num_channels)
-    if optimizer not in DEFAULT_LEARNING_RATES:
-        raise ValueError(f"train: optimizer must be 'sgd' or 'adam', got {optimizer!r}.")
+    if optimizer not in DEFAULT_LEARNING_RATES:   # before the schedule is looked up by its name
+        raise ValueError(f"train: optimizer must be one of {sorted(DEFAULT_LEARNING_RATES)}, got {optimizer!r}.")
     learning_rates = (paper_learning_rates(len(patch_sizes), *DEFAULT_LEARNING_RATES[optimizer])
                       if learning_rates is None else list(learning_rates))
     if len(learning_rates) != len(patch_sizes):
