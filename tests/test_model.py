@@ -278,3 +278,14 @@ def test_training_recipe_refuses_unknown_settings(leaves):
         train(model, leaves[0], optimizer="rmsprop", verbose=0)
     with pytest.raises(ValueError, match="learning rates"):
         train(model, leaves[0], patch_sizes=(8, 12), learning_rates=(0.1,), verbose=0)
+
+
+def test_make_optimizer_builds_the_named_optimizer_with_clipping():
+    from ride_tf.training import make_optimizer
+
+    sgd, adam = make_optimizer("sgd", 0.1), make_optimizer("adam", 3e-3, clipnorm=2.0)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.momentum == 0.9 and sgd.clipnorm == 1.0
+    assert isinstance(adam, keras.optimizers.Adam) and adam.clipnorm == 2.0
+    assert float(adam.learning_rate.numpy()) == pytest.approx(3e-3)
+    with pytest.raises(ValueError, match="'sgd' or 'adam'"):
+        make_optimizer("rmsprop", 0.1)
