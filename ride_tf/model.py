@@ -2,18 +2,25 @@
 
     p(x) = prod_ij p(x_ij | x_<ij),     p(x_ij | x_<ij) = MCGSM(y^_ij | h_ij) |det W|
 
-Pipeline for every modelled pixel ij (see `ride_tf.neighbourhoods` for which
-pixels those are):
+Every pixel ij of an H x W image is modelled (see `ride_tf.geometry` for the
+padding and the outside-the-image indicators e_ij):
 
-    causal neighbourhood x_ij, pixel y_ij
-      -> conditional whitening (x^_ij, y^_ij)                      (eq. 7)
-      -> L stacked spatial LSTMs over the grid of x^: h_ij          (eq. 6)
-      -> factorized MCGSM p(y^_ij | h_ij) + log|det W|              (eqs. 3-5)
+    causal neighbourhood x_ij (padded), pixel y_ij
+      -> conditional whitening (x^_ij, y^_ij), unknown inputs at their mean (eq. 7)
+      -> u_ij = [x^_ij, e_ij]
+      -> L stacked spatial LSTMs over the H x W grid of u: h_ij            (eq. 6)
+      -> factorized MCGSM p(y^_ij | h_ij) + log|det W|                    (eqs. 3-5)
 
-With num_layers = 0 the MCGSM conditions on x^_ij directly: the paper's MCGSM
-image model.  Because every LSTM state h_ij depends only on neighbourhoods of
-pixels (i', j') with i' <= i and j' <= j, the likelihood of pixel ij depends
-only on pixels before it in raster order.
+With num_layers = 0 the MCGSM conditions on u_ij directly: the paper's MCGSM
+image model (inside the valid region, where e_ij = 0, it is exactly eqs. 3-5
+on x^).  Every LSTM state h_ij depends only on the inputs of pixels (i', j')
+with i' <= i and j' <= j, so the likelihood of pixel ij depends only on pixels
+before it in raster order.  The whitening is an invertible affine map of y_ij
+for any x_ij, so every conditional is normalised, the border ones included.
+
+Regions: ``region="full"`` (default) scores all H x W pixels;
+``region="valid"`` scores the paper's protocol, rows r..H-1 and columns
+r..W-1-r, on the same model (the same conditionals, cut out of the full map).
 """
 import math
 
@@ -21,16 +28,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ride_tf import geometry
 from ride_tf.mcgsm import MCGSM
-from ride_tf.neighbourhoods import extract_neighbourhoods, num_inputs
-from ride_tf.preprocessing import check_images, dequantize, prepare_images
-from ride_tf.spatial_lstm import SpatialLSTM
+from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
+from ride_tf.preprocessing import dequantize, prepare_images, to_bits_per_pixel
+from ride_tf.spatial_lstm import LEGACY_CELL, SpatialLSTM
 from ride_tf.whitening import ConditionalWhitening
 
-__all__ = ["RIDE"]
+__all__ = ["RIDE", "REGIONS"]
 
-# Pixels evaluated per graph call by the NumPy-facing methods (bounds memory).
+REGIONS = ("full", "valid")
+
+# Pixels evaluated per graph call by the NumPy-facing methods (bounds memory):
+# whole images are batched up to this many pixels, larger images are cut into
+# tiles of about this many pixels that pass their LSTM states on.
 _PIXELS_PER_BATCH = 1 << 17
+_TILE_WIDTH = 512
+
+
+def _check_region(region):
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {REGIONS}, got {region!r}.")
+    return region
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -45,26 +64,33 @@ class RIDE(keras.Model):
       num_components, num_scales, num_features: the MCGSM's C, S and F.
       nb_size: odd width of the causal neighbourhood (5 gives 12 inputs/channel).
       extended: spatial LSTMs also read the neighbouring memory cells.
+      cell: "stable" (default: memory bounded by 1 for any weights and image
+        size) or "paper" (eq. 6 as written); see `ride_tf.spatial_lstm`.
 
     Inputs everywhere: uint8 images (dequantized with uniform noise, see
-    `ride_tf.preprocessing`) or floats in [0, 1]; [N, H, W, C] or [N, H, W].
-    `call(images)` returns the per-pixel log-likelihood map in nats
-    [N, H - r, W - 2r] for float (or uint8, dequantized in-graph) tensors; Keras
-    `fit`/`evaluate` minimise/report the negative log-likelihood in bit/px and
-    report `bits_per_pixel`, the log-likelihood rate (the paper's number,
-    larger is better).
+    `ride_tf.preprocessing`) or floats in [0, 1]; [N, H, W, C] or [N, H, W],
+    any H, W >= 1.  `call(images)` returns the per-pixel log-likelihood map in
+    nats [N, H, W] for float (or uint8, dequantized in-graph) tensors; Keras
+    `fit`/`evaluate` minimise/report the negative log-likelihood in bit/px over
+    all pixels and report `bits_per_pixel`, the log-likelihood rate (the
+    paper's number, larger is better).
     """
 
     def __init__(self, num_channels=1, num_hiddens=64, num_layers=1, num_components=32, num_scales=4,
-                 num_features=32, nb_size=5, extended=False, **kwargs):
+                 num_features=32, nb_size=5, extended=False, cell="stable", **kwargs):
         super().__init__(**kwargs)
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),
                                  ("num_layers", num_layers, 0), ("num_components", num_components, 1),
                                  ("num_scales", num_scales, 1), ("nb_size", nb_size, 3)]:
-            if isinstance(value, bool) or int(value) != value or value < low:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"RIDE: {name} must be an integer >= {low}, got {value!r}.")
         if nb_size % 2 == 0:
             raise ValueError(f"RIDE: nb_size must be odd, got {nb_size}.")
+        if num_features is not None and (isinstance(num_features, bool)
+                                         or not isinstance(num_features, (int, np.integer)) or num_features < 1):
+            raise ValueError(f"RIDE: num_features must be an integer >= 1 or None, got {num_features!r}.")
+        if not isinstance(extended, (bool, np.bool_)):
+            raise ValueError(f"RIDE: extended must be True or False, got {extended!r}.")
         self.num_channels = int(num_channels)
         self.num_hiddens = int(num_hiddens)
         self.num_layers = int(num_layers)
@@ -73,9 +99,11 @@ class RIDE(keras.Model):
         self.num_features = None if num_features is None else int(num_features)
         self.nb_size = int(nb_size)
         self.extended = bool(extended)
+        self.cell = cell
 
         self.whitening = ConditionalWhitening(name="whitening")
-        self.slstms = [SpatialLSTM(self.num_hiddens, extended=self.extended, name=f"spatial_lstm_{l}")
+        self.slstms = [SpatialLSTM(self.num_hiddens, extended=self.extended, cell=cell,
+                                   name=f"spatial_lstm_{l}")
                        for l in range(self.num_layers)]
         self.mcgsm = MCGSM(self.num_components, self.num_scales, self.num_features,
                            dim_out=self.num_channels, name="mcgsm")
@@ -85,8 +113,9 @@ class RIDE(keras.Model):
 
     # ----------------------------------------------------------------- Keras
     def build(self, input_shape):
-        dim_in = num_inputs(self.nb_size, self.num_channels)
-        self.whitening.build((None, dim_in), (None, self.num_channels))
+        dim_x = geometry.num_inputs(self.nb_size, self.num_channels)
+        self.whitening.build((None, dim_x), (None, self.num_channels))
+        dim_in = self.input_dim
         for lstm in self.slstms:
             lstm.build((None, None, None, dim_in))
             dim_in = self.num_hiddens
@@ -98,25 +127,56 @@ class RIDE(keras.Model):
         config.update(num_channels=self.num_channels, num_hiddens=self.num_hiddens,
                       num_layers=self.num_layers, num_components=self.num_components,
                       num_scales=self.num_scales, num_features=self.num_features,
-                      nb_size=self.nb_size, extended=self.extended)
+                      nb_size=self.nb_size, extended=self.extended, cell=self.cell)
         return config
 
     @classmethod
     def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("cell", LEGACY_CELL)   # models saved before `cell` existed are eq. 6
         return cls(**config)
 
     @property
     def radius(self):
         return self.nb_size // 2
 
-    def whitened_pairs(self, images):
-        """images [N, H, W, C] float -> (x^ [N, H', W', Dx], y^ [N, H', W', C])."""
-        inputs, outputs = extract_neighbourhoods(images, self.nb_size)
-        return self.whitening(inputs, outputs)
+    @property
+    def input_dim(self):
+        """Size of u_ij = [x^_ij, e_ij]: P * C whitened inputs and P outside indicators."""
+        return geometry.num_inputs(self.nb_size, self.num_channels) + geometry.num_indicators(self.nb_size)
 
-    def hidden_states(self, x_hat):
-        """The MCGSM's inputs: the top spatial LSTM's states, or x^ itself when num_layers = 0."""
-        h = x_hat
+    # ------------------------------------------------------------ the graph
+    def region_inputs(self, window, row0, col0, width):
+        """Model inputs and whitened pixels of a rectangle of pixels.
+
+        Args:
+          window: float [N, h + r, w + 2r, C], rows row0 .. row0 + h + r - 1 and
+            columns col0 .. col0 + w + 2r - 1 of the *padded* image
+            (`pad_images`); image pixel (i, j) is padded pixel (i + r, j + r).
+          row0, col0: image coordinates of the rectangle's top-left pixel.
+          width: the image width W (for the outside indicators).
+
+        Returns:
+          u: [N, h, w, input_dim] = [x^, e], and y^: [N, h, w, C].
+        """
+        x, y = extract_neighbourhoods(window, self.nb_size)
+        shape = tf.shape(y)
+        rows = row0 + tf.range(shape[1])
+        cols = col0 + tf.range(shape[2])
+        outside = geometry.outside_indicators(rows, cols, width, self.nb_size, x.dtype)   # [h, w, P]
+        missing = tf.repeat(outside, self.num_channels, axis=-1)                         # [h, w, P * C]
+        x_hat, y_hat = self.whitening(x, y, missing=missing)
+        indicators = tf.broadcast_to(outside, tf.concat([shape[:1], tf.shape(outside)], 0))
+        return tf.concat([x_hat, tf.cast(indicators, x_hat.dtype)], axis=-1), y_hat
+
+    def whitened_pairs(self, images):
+        """images [N, H, W, C] float -> (u [N, H, W, input_dim], y^ [N, H, W, C]) for every pixel."""
+        images = tf.convert_to_tensor(images)
+        return self.region_inputs(pad_images(images, self.nb_size), 0, 0, tf.shape(images)[2])
+
+    def hidden_states(self, u):
+        """The MCGSM's inputs: the top spatial LSTM's states, or u itself when num_layers = 0."""
+        h = u
         for lstm in self.slstms:
             h = lstm(h)
         return h
@@ -125,19 +185,38 @@ class RIDE(keras.Model):
         """The MCGSM's distribution of the whitened pixels y^ given the hidden states."""
         return self.mcgsm(h)
 
+    def _pixel_log_prob(self, h, y_hat):
+        log_prob = self.conditional_distribution(h).log_prob(y_hat)
+        return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
+
     def call(self, images, training=False):
-        """Per-pixel log-likelihood map in nats, [N, H - r, W - 2r]."""
+        """Per-pixel log-likelihood map in nats, [N, H, W] (every pixel)."""
         images = tf.convert_to_tensor(images)
         if images.dtype == tf.uint8:
             images = dequantize(images)
         images = tf.cast(images, self.compute_dtype)
-        x_hat, y_hat = self.whitened_pairs(images)
-        log_prob = self.conditional_distribution(self.hidden_states(x_hat)).log_prob(y_hat)
-        return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
+        u, y_hat = self.whitened_pairs(images)
+        return self._pixel_log_prob(self.hidden_states(u), y_hat)
+
+    def tile_log_prob(self, window, row0, col0, width, states):
+        """`call` for one tile of a large image, continuing the LSTM states of its neighbours.
+
+        window, row0, col0, width: as in `region_inputs` (a tile of h x w pixels).
+        states: per layer (h_top, c_top [N, w, U], h_left, c_left [N, h, U]),
+          the states of the row above and the column left of the tile (zeros at
+          the image border).
+        Returns (log-likelihoods [N, h, w], per layer (h, c) of the tile, [N, h, w, U]).
+        """
+        u, y_hat = self.region_inputs(window, row0, col0, width)
+        h, tile_states = u, []
+        for lstm, (h_top, c_top, h_left, c_left) in zip(self.slstms, states):
+            h, c = lstm.run_region(h, h_top, c_top, h_left, c_left)
+            tile_states.append((h, c))
+        return self._pixel_log_prob(h, y_hat), tile_states
 
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""
-        return tf.reduce_mean(log_prob_map, axis=[1, 2]) / (self.num_channels * math.log(2.0))
+        return to_bits_per_pixel(tf.reduce_mean(log_prob_map, axis=[1, 2]), self.num_channels)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative log-likelihood in bit/px, averaged over the (per-replica) batch.
@@ -154,77 +233,152 @@ class RIDE(keras.Model):
         return self.get_metrics_result()
 
     # ------------------------------------------------------- NumPy-facing API
-    def _graph(self, name, fn):
+    def _graph(self, name, fn, signature=None):
         """One traced tf.function per method, for any batch and image size."""
         if name not in self._graph_functions:
-            spec = tf.TensorSpec([None, None, None, self.num_channels], tf.float32)
-            self._graph_functions[name] = tf.function(fn, input_signature=[spec], reduce_retracing=True)
+            if signature is None:
+                signature = [tf.TensorSpec([None, None, None, self.num_channels], tf.float32)]
+            self._graph_functions[name] = tf.function(fn, input_signature=signature, reduce_retracing=True)
         return self._graph_functions[name]
 
-    def _batches(self, images, noise, seed):
-        """Validated, dequantized images as memory-bounded batches (views), and their number of modelled pixels."""
-        images = prepare_images(images, self.num_channels, self.nb_size, noise=noise, seed=seed)
-        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
-        batches = [images[i:i + per_batch] for i in range(0, len(images), per_batch)]
-        num_pixels = len(images) * (images.shape[1] - self.radius) * (images.shape[2] - 2 * self.radius)
-        return batches, num_pixels
+    def _prepare(self, images, noise, seed, region="full"):
+        """Validated, dequantized float32 images [N, H, W, C] (NumPy)."""
+        nb_size = self.nb_size if _check_region(region) == "valid" else None
+        return prepare_images(images, self.num_channels, nb_size, noise=noise, seed=seed)
 
-    def _log_prob_map(self, name, fn, images, noise, seed):
-        """Run the traced `fn` (images -> [n, H', W'] log-likelihoods) over all batches."""
-        batches, _ = self._batches(images, noise, seed)
+    def _batches(self, images):
+        """Memory-bounded batches (views) of prepared images."""
+        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
+        return [images[i:i + per_batch] for i in range(0, len(images), per_batch)]
+
+    def _tiled_log_prob_map(self, image, verbose):
+        """Log-likelihood map [1, H, W] of one large image [1, H, W, C], tile by tile in raster order.
+
+        Each tile's LSTMs start from the states of the row above and the column
+        to the left (`tile_log_prob`), so the result is the untiled map up to
+        float32 round-off, in memory bounded by the tile size (plus one row of
+        states per layer)."""
+        _, height, width, _ = image.shape
+        r, units, num_layers = self.radius, self.num_hiddens, self.num_layers
+        tile_w = min(width, _TILE_WIDTH)
+        tile_h = max(1, min(height, _PIXELS_PER_BATCH // tile_w))
+        padded = np.pad(image, [(0, 0), (r, 0), (r, r), (0, 0)])
+        state_spec = [tf.TensorSpec([None, None, units], tf.float32)] * (4 * num_layers)
+        spec = [tf.TensorSpec([None, None, None, self.num_channels], tf.float32)] + \
+            [tf.TensorSpec([], tf.int32)] * 3 + state_spec
+
+        def tile_fn(window, row0, col0, width, *flat):
+            states = [flat[4 * l:4 * l + 4] for l in range(num_layers)]
+            log_prob, tile_states = self.tile_log_prob(window, row0, col0, width, states)
+            out = [log_prob]
+            for h, c in tile_states:
+                out += [h[:, -1], c[:, -1], h[:, :, -1], c[:, :, -1]]  # bottom row, right column
+            return out
+
+        graph = self._graph("tile_log_prob", tile_fn, spec)
+        zeros = lambda n: np.zeros((1, n, units), np.float32)
+        bottom = [[zeros(width), zeros(width)] for _ in range(num_layers)]     # states above the tile row
+        out = np.empty((1, height, width), np.float32)
+        tiles = [(i, j) for i in range(0, height, tile_h) for j in range(0, width, tile_w)]
+        bar = keras.utils.Progbar(len(tiles), verbose=verbose, unit_name="tile")
+        for k, (i, j) in enumerate(tiles):
+            h_rows, w_cols = min(tile_h, height - i), min(tile_w, width - j)
+            if j == 0:
+                left = [[zeros(h_rows), zeros(h_rows)] for _ in range(num_layers)]
+            flat = []
+            for l in range(num_layers):
+                flat += [bottom[l][0][:, j:j + w_cols], bottom[l][1][:, j:j + w_cols], left[l][0], left[l][1]]
+            window = padded[:, i:i + h_rows + r, j:j + w_cols + 2 * r]
+            result = [t.numpy() for t in graph(window, i, j, width, *flat)]
+            out[:, i:i + h_rows, j:j + w_cols] = result[0]
+            for l in range(num_layers):
+                h_bottom, c_bottom, h_right, c_right = result[1 + 4 * l:5 + 4 * l]
+                bottom[l][0][:, j:j + w_cols], bottom[l][1][:, j:j + w_cols] = h_bottom, c_bottom
+                left[l] = [h_right, c_right]
+            bar.update(k + 1)
+        return out
+
+    def _log_prob_map(self, name, fn, images, verbose=0):
+        """Run the traced `fn` (images -> [n, H, W] log-likelihoods) over memory-bounded batches."""
         graph = self._graph(name, fn)
-        return np.concatenate([graph(batch).numpy() for batch in batches])
+        batches = self._batches(images)
+        bar = keras.utils.Progbar(len(batches), verbose=verbose if len(batches) > 1 else 0, unit_name="batch")
+        out = []
+        for k, batch in enumerate(batches):
+            out.append(graph(batch).numpy())
+            bar.update(k + 1)
+        return np.concatenate(out)
+
+    def _crop(self, log_prob_map, region):
+        if region == "valid":
+            rows, cols = geometry.valid_slices(self.nb_size)
+            return log_prob_map[:, rows, cols]
+        return log_prob_map
 
     def _rate(self, log_prob_map):
         """NumPy [N, H', W'] nats -> [N] bit per pixel (and channel), accumulated in float64."""
-        return log_prob_map.astype(np.float64).mean(axis=(1, 2)) / (self.num_channels * math.log(2.0))
+        return to_bits_per_pixel(log_prob_map.astype(np.float64).mean(axis=(1, 2)), self.num_channels)
 
-    def pixel_log_prob(self, images, noise=True, seed=None):
-        """Per-pixel log-likelihoods in nats, NumPy [N, H - r, W - 2r].
+    def pixel_log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
+        """Per-pixel log-likelihoods in nats, NumPy [N, H, W] (region="valid": [N, H - r, W - 2r]).
 
-        Modelled pixels are rows r..H-1, columns r..W-1-r (r = nb_size // 2):
-        those whose whole causal window lies inside the image. uint8 input is
-        dequantized with uniform noise (`seed` makes it repeatable; `noise=False`
-        uses bin centres); float input in [0, 1] is used as is.
+        Every pixel has a conditional (`ride_tf.geometry`); region="valid"
+        keeps the paper's protocol, the pixels whose whole window lies inside
+        the image (rows r..H-1, columns r..W-1-r).  uint8 input is dequantized
+        with uniform noise (`seed` makes it repeatable; `noise=False` uses bin
+        centres); float input in [0, 1] is used as is.  Images larger than the
+        memory budget are evaluated in tiles (same numbers up to round-off);
+        `verbose=1` shows a progress bar.
         """
-        log_prob_map = self._log_prob_map("pixel_log_prob", lambda im: self(im, training=False),
-                                          images, noise, seed)
+        images = self._prepare(images, noise, seed, region)
+        height, width = images.shape[1:3]
+        if height * width > _PIXELS_PER_BATCH:
+            log_prob_map = np.concatenate([self._tiled_log_prob_map(images[n:n + 1], verbose)
+                                           for n in range(len(images))])
+        else:
+            log_prob_map = self._log_prob_map("pixel_log_prob", lambda im: self(im, training=False),
+                                              images, verbose)
         bad = ~np.isfinite(log_prob_map)
         if bad.any():
             # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
-            # an overflow (e.g. memory cells growing along the diagonals when f_left + f_up > 1).
+            # an overflow (e.g. memory cells of the "paper" cell growing along the diagonals).
             raise FloatingPointError(
                 f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite; the "
                 "model's weights are non-finite or its spatial LSTM states overflowed on images of "
-                f"{np.shape(images)[1]} x {np.shape(images)[2]} pixels.")
-        return log_prob_map
+                f"{height} x {width} pixels (cell={self.cell!r}; the 'stable' cell cannot overflow).")
+        return self._crop(log_prob_map, region)
 
-    def log_prob(self, images, noise=True, seed=None):
-        """Per-image log-likelihood in nats over the modelled pixels, [N]."""
-        return self.pixel_log_prob(images, noise, seed).astype(np.float64).sum(axis=(1, 2))
+    def log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
+        """Per-image log-likelihood in nats over the region's pixels, [N]."""
+        return self.pixel_log_prob(images, noise, seed, region, verbose).astype(np.float64).sum(axis=(1, 2))
 
-    def log_likelihood_rate(self, images, noise=True, seed=None):
-        """Per-image log-likelihood rate in bit per pixel (and channel), [N]."""
-        return self._rate(self.pixel_log_prob(images, noise, seed))
+    def log_likelihood_rate(self, images, noise=True, seed=None, region="full", verbose=0):
+        """Per-image log-likelihood rate in bit per pixel (and channel) over the region, [N]."""
+        return self._rate(self.pixel_log_prob(images, noise, seed, region, verbose))
 
-    def gaussian_log_likelihood_rate(self, images, noise=True, seed=None):
+    def gaussian_log_likelihood_rate(self, images, noise=True, seed=None, region="full"):
         """Rate in bit/px of the Gaussian linear predictor with the same neighbourhood (the whitening alone)."""
         def gaussian_map(im):
             _, y_hat = self.whitened_pairs(im)
             log_prob = (-0.5 * tf.reduce_sum(tf.square(y_hat), -1)
                         - 0.5 * self.num_channels * math.log(2 * math.pi))
             return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
-        return self._rate(self._log_prob_map("gaussian", gaussian_map, images, noise, seed))
+        images = self._prepare(images, noise, seed, region)
+        return self._rate(self._crop(self._log_prob_map("gaussian", gaussian_map, images), region))
 
-    def _sample_rows(self, images, fn, num_samples, seed):
-        """Apply `fn` (images -> tensors of rows, one row per modelled pixel) batch by batch
-        and keep each row with probability num_samples / (number of modelled pixels),
+    def _sample_rows(self, images, fn, num_samples, seed, region):
+        """Apply `fn` (images -> tensors of rows, one row per pixel of `region`) batch by batch
+        and keep each row with probability num_samples / (number of such pixels),
         so that memory stays bounded however many images there are."""
-        batches, num_pixels = self._batches(images, noise=True, seed=seed)
+        images = self._prepare(images, True, seed, region)
+        height, width = images.shape[1:3]
+        if region == "valid":
+            height, width = geometry.valid_shape(height, width, self.nb_size)
+        num_pixels = len(images) * height * width
         rng = np.random.default_rng(seed)
         fraction = min(1.0, num_samples / num_pixels)
         kept = []
-        for batch in batches:
+        for batch in self._batches(images):
             outputs = [t.numpy() for t in fn(batch)]
             keep = rng.random(len(outputs[0])) < fraction
             kept.append([t[keep] for t in outputs])
@@ -233,27 +387,28 @@ class RIDE(keras.Model):
     def adapt(self, images, max_pairs=1_000_000, seed=0):
         """Fit the conditional whitening from (neighbourhood, pixel) pairs of `images`.
 
-        Uses about `max_pairs` randomly chosen pairs (uint8 images are
-        dequantized with noise seeded by `seed`).
+        Uses about `max_pairs` randomly chosen pairs of the valid region (whole
+        neighbourhoods inside the image; uint8 images are dequantized with noise
+        seeded by `seed`).
         """
         def pairs(im):
             inputs, outputs = extract_neighbourhoods(im, self.nb_size)
             return (tf.reshape(inputs, [-1, inputs.shape[-1]]), tf.reshape(outputs, [-1, self.num_channels]))
-        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed)
+        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed, "valid")
         self.whitening.adapt(inputs, outputs)
         return self
 
     def sample_features(self, images, num_samples, seed=0):
-        """Hidden states and whitened pixels of a random sample of modelled pixels.
+        """Hidden states and whitened pixels of a random sample of pixels (every pixel is a candidate).
 
         Returns NumPy (h [M, dim_h], y^ [M, C]) with M about num_samples (binomial),
-        drawn uniformly over all modelled pixels of `images`.
+        drawn uniformly over all pixels of `images`.
         """
         def features(im):
-            x_hat, y_hat = self.whitened_pairs(im)
-            h = self.hidden_states(x_hat)
+            u, y_hat = self.whitened_pairs(im)
+            h = self.hidden_states(u)
             return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(y_hat, [-1, self.num_channels]))
-        return tuple(self._sample_rows(images, self._graph("features", features), num_samples, seed))
+        return tuple(self._sample_rows(images, self._graph("features", features), num_samples, seed, "full"))
 
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, **kwargs):

@@ -1,4 +1,4 @@
-"""Causal pixel neighbourhoods (paper Fig. 1B).
+"""Causal pixel neighbourhoods (paper Fig. 1B); the geometry itself is in `ride_tf.geometry`.
 
 A neighbourhood of width `nb_size` (odd, r = nb_size // 2) around pixel (i, j)
 covers rows i - r .. i and columns j - r .. j + r, and keeps the *causal* part
@@ -14,49 +14,27 @@ offset-major, channel-minor order.  The pixel's own channels are *not* inputs
 of each other: a colour pixel is predicted jointly by a multivariate MCGSM
 (event size = num_channels), so channel order never matters.
 
-Modelled ("valid") pixels are those whose whole window lies inside the image:
-rows r .. H-1 and columns r .. W-1-r, i.e. an output grid of
-(H - r) x (W - 2r) pixels; output index (a, b) is image pixel (a + r, b + r).
+`extract_neighbourhoods` returns the pairs of the pixels whose whole window
+lies inside the array it is given: rows r .. H-1 and columns r .. W-1-r, an
+output grid of (H - r) x (W - 2r); output index (a, b) is array pixel
+(a + r, b + r).  Applied to `pad_images(images)` this is every pixel of the
+image.
 """
-import numpy as np
 import tensorflow as tf
 
-__all__ = ["causal_mask", "causal_offsets", "num_inputs", "valid_shape", "extract_neighbourhoods"]
+from ride_tf.geometry import (causal_mask, causal_offsets, num_inputs, padding, radius,  # noqa: F401
+                              valid_shape)
+
+__all__ = ["causal_mask", "causal_offsets", "num_inputs", "valid_shape", "pad_images", "extract_neighbourhoods"]
 
 
-def _radius(nb_size):
-    if int(nb_size) != nb_size or nb_size < 3 or nb_size % 2 == 0:
-        raise ValueError(f"nb_size must be an odd integer >= 3, got {nb_size!r}.")
-    return int(nb_size) // 2
+def pad_images(images, nb_size):
+    """[N, H, W, C] -> [N, H + r, W + 2r, C]: zeros r rows above and r columns at each side.
 
-
-def causal_offsets(nb_size):
-    """The (di, dj) offsets of the causal inputs relative to the pixel, in raster order."""
-    r = _radius(nb_size)
-    return [(di, dj) for di in range(-r, 1) for dj in range(-r, r + 1) if di < 0 or dj < 0]
-
-
-def causal_mask(nb_size):
-    """Boolean window [r + 1, nb_size]: True at the causal inputs (the pixel sits at [r, r])."""
-    r = _radius(nb_size)
-    mask = np.zeros((r + 1, nb_size), dtype=bool)
-    for di, dj in causal_offsets(nb_size):
-        mask[r + di, r + dj] = True
-    return mask
-
-
-def num_inputs(nb_size, num_channels=1):
-    """Size of one neighbourhood vector: (r * nb_size + r) * num_channels."""
-    return len(causal_offsets(nb_size)) * num_channels
-
-
-def valid_shape(height, width, nb_size):
-    """(H', W') = (H - r, W - 2r), the grid of modelled pixels."""
-    r = _radius(nb_size)
-    if height < r + 1 or width < 2 * r + 1:
-        raise ValueError(f"an image of {height} x {width} pixels is smaller than the causal neighbourhood "
-                         f"(nb_size={nb_size} needs at least {r + 1} x {2 * r + 1}).")
-    return height - r, width - 2 * r
+    On the padded image the valid region of `extract_neighbourhoods` is the
+    whole original image: every pixel gets a window (see `ride_tf.geometry`).
+    """
+    return tf.pad(images, [[0, 0]] + padding(nb_size) + [[0, 0]])
 
 
 def extract_neighbourhoods(images, nb_size):
@@ -71,7 +49,7 @@ def extract_neighbourhoods(images, nb_size):
         ordered offset-major, channel-minor.
       outputs: [N, H - r, W - 2r, C], the pixels themselves.
     """
-    r = _radius(nb_size)
+    r = radius(nb_size)
     images = tf.convert_to_tensor(images)
     shape = tf.shape(images)
     height, width = shape[1], shape[2]

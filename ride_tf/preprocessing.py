@@ -17,7 +17,23 @@ Shapes: [N, H, W, C], or [N, H, W] for single-channel models.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_images", "dequantize", "prepare_images"]
+__all__ = ["check_images", "dequantize", "quantize", "prepare_images", "to_bits_per_pixel"]
+
+LN2 = float(np.log(2.0))
+
+
+def to_bits_per_pixel(nats, num_channels=1):
+    """Nats per pixel -> bit per pixel and channel, nats / (C ln 2) (NumPy, Tensors or floats)."""
+    return nats / (num_channels * LN2)
+
+
+def quantize(images):
+    """The inverse of `dequantize`: intensities in [0, 1] -> uint8 k = floor(256 x), clipped to 0..255.
+
+    Works on NumPy arrays and Tensors (in tf graphs)."""
+    if isinstance(images, np.ndarray):
+        return np.clip(np.floor(images * 256.0), 0, 255).astype(np.uint8)
+    return tf.cast(tf.clip_by_value(tf.floor(images * 256.0), 0.0, 255.0), tf.uint8)
 
 
 def check_images(images, num_channels, nb_size=None, name="images"):

@@ -1,14 +1,43 @@
 """Spatial LSTM (Theis & Bethge 2015, eq. 6) as a Keras 3 layer (TF backend).
 
 For every location (i, j) of an image, with x_ij the input vector at (i, j),
+the gate pre-activations are
 
-    [g, o, i, f_l, f_u] = [tanh, sigma, sigma, sigma, sigma](
-                              [x_ij, h_(i,j-1), h_(i-1,j)] @ kernel + bias)
+    [a_g, a_o, a_i, a_l, a_u] = [x_ij, h_(i,j-1), h_(i-1,j)] @ kernel + bias
+
+and two cells are available (``cell=``):
+
+``"paper"`` (eq. 6 as written)::
+
+    g = tanh(a_g), o = sigma(a_o), i = sigma(a_i), f_l = sigma(a_l), f_u = sigma(a_u)
     c_ij = g * i + c_(i,j-1) * f_l + c_(i-1,j) * f_u
     h_ij = tanh(c_ij * o)
 
+  Nothing bounds c: where f_l + f_u > 1 the memory grows geometrically along
+  the anti-diagonals, and the number of anti-diagonals grows with the image
+  (a fresh layer with glorot weights overflows float32 on 256 x 256 images).
+
+``"stable"`` (the default): the input gate and the two forget gates share a
+  softmax with a fixed fourth logit 0 (a "forget everything" option)::
+
+    (i, f_l, f_u) = (e^a_i, e^a_l, e^a_u) / (1 + e^a_i + e^a_l + e^a_u)
+
+  and otherwise the same equations.  Then i + f_l + f_u < 1, so c_ij is a
+  sub-convex combination of g, c_(i,j-1) and c_(i-1,j); since |g| < 1 and the
+  states outside the image are 0, induction over the anti-diagonals gives
+
+    |c_ij| < 1  and  |h_ij| < tanh(1)   for every pixel, every image size and
+                                         every value of the weights,
+
+  in exact arithmetic; in floating point the bound holds up to one rounding
+  (the softmax is computed with its maximum subtracted, so large
+  pre-activations cannot overflow).  This is the convex-combination idea of
+  the stable multi-dimensional LSTM cells of Leifert et al. (JMLR 2016),
+  written with the paper's five gate blocks, so both cells have the same
+  variables and shapes.
+
 (``h_ij = tanh(c_ij * o_ij)`` exactly as the paper writes it, not
-``o * tanh(c)``).  States outside the image are zero.  With
+``o * tanh(c)``.)  States outside the image are zero.  With
 ``extended=True`` the memory states of the two neighbours are inputs too:
 ``[x_ij, h_(i,j-1), h_(i-1,j), c_(i,j-1), c_(i-1,j)] @ kernel + bias``.
 
@@ -37,26 +66,49 @@ leaves models containing it uncompiled.
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["SpatialLSTM"]
+__all__ = ["SpatialLSTM", "CELLS"]
 
 GATES = ("g", "o", "i", "f_left", "f_up")
+CELLS = ("stable", "paper")
+# Cell of configs saved before the `cell` argument existed: they are eq. 6.
+LEGACY_CELL = "paper"
 
 
-def _cell(z, c_left, c_up, kernels, biases):
-    """Eq. 6 given z = [x, h_left, h_up(, c_left, c_up)] ([M, rows]).
+def _gate(z, kernel, bias, activation=None):
+    a = tf.nn.bias_add(tf.matmul(z, kernel), bias)
+    return a if activation is None else activation(a)
 
-    One MatMul + BiasAdd + activation per gate: grappler fuses each into a
+
+def _cell(z, c_left, c_up, kernels, biases, cell="paper"):
+    """One step of the cell given z = [x, h_left, h_up(, c_left, c_up)] ([M, rows]).
+
+    One MatMul + BiasAdd (+ activation) per gate: grappler fuses each into a
     single oneDNN kernel on CPU (TF's standalone tanh/sigmoid are slow)."""
-    g = tf.tanh(tf.nn.bias_add(tf.matmul(z, kernels[0]), biases[0]))
-    o = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[1]), biases[1]))
-    i = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[2]), biases[2]))
-    f_left = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[3]), biases[3]))
-    f_up = tf.sigmoid(tf.nn.bias_add(tf.matmul(z, kernels[4]), biases[4]))
+    g = _gate(z, kernels[0], biases[0], tf.tanh)
+    o = _gate(z, kernels[1], biases[1], tf.sigmoid)
+    if cell == "paper":
+        i = _gate(z, kernels[2], biases[2], tf.sigmoid)
+        f_left = _gate(z, kernels[3], biases[3], tf.sigmoid)
+        f_up = _gate(z, kernels[4], biases[4], tf.sigmoid)
+    else:
+        # softmax over (a_i, a_l, a_u, 0), shifted by its maximum so that it cannot overflow.
+        a_i, a_l, a_u = (_gate(z, kernels[k], biases[k]) for k in (2, 3, 4))
+        shift = tf.maximum(tf.maximum(a_i, a_l), tf.maximum(a_u, 0.0))
+        e_i, e_l, e_u, e_0 = (tf.exp(a - shift) for a in (a_i, a_l, a_u, -shift))
+        inv = tf.math.reciprocal(e_i + e_l + e_u + e_0)
+        i, f_left, f_up = e_i * inv, e_l * inv, e_u * inv
     c = tf.math.add_n([g * i, c_left * f_left, c_up * f_up])
     h = tf.tanh(c * o)
     return h, c
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"SpatialLSTM: {name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -67,6 +119,8 @@ class SpatialLSTM(keras.layers.Layer):
         units: number of hidden (and memory) units U.
         extended: if True, the memory states c_(i,j-1) and c_(i-1,j) are
             inputs of the gates as well.
+        cell: "stable" (default; |c| < 1 for any weights and image size) or
+            "paper" (eq. 6 as written, unbounded); see the module docstring.
         kernel_initializer, bias_initializer: Keras initializers.
         parallel_loops: number of independent while loops the batch is split
             into.  ``None`` (default): 2 on CPU when the batch has at least 2
@@ -89,14 +143,21 @@ class SpatialLSTM(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         parallel_loops=None,
+        cell="stable",
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.units = int(units)
+        self.units = _check_positive_int("units", units)
+        if not isinstance(extended, (bool, np.bool_)):
+            raise ValueError(f"SpatialLSTM: extended must be True or False, got {extended!r}.")
         self.extended = bool(extended)
+        if cell not in CELLS:
+            raise ValueError(f"SpatialLSTM: cell must be one of {CELLS}, got {cell!r}.")
+        self.cell = cell
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.parallel_loops = None if parallel_loops is None else int(parallel_loops)
+        self.parallel_loops = (None if parallel_loops is None
+                               else _check_positive_int("parallel_loops", parallel_loops))
         # Keras reads `supports_jit` of every layer (trainer.model_supports_jit):
         # exact-length diagonals cannot be compiled by XLA.
         self.supports_jit = False
@@ -132,8 +193,15 @@ class SpatialLSTM(keras.layers.Layer):
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
             parallel_loops=self.parallel_loops,
+            cell=self.cell,
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("cell", LEGACY_CELL)
+        return super().from_config(config)
 
     # ------------------------------------------------------------- one cell
     def gate_weights(self, dtype=None):
@@ -148,7 +216,7 @@ class SpatialLSTM(keras.layers.Layer):
         return tf.split(kernel, 5, axis=1), tf.split(bias, 5, axis=0)
 
     def step(self, inputs, h_left, c_left, h_up, c_up, weights=None):
-        """Eq. 6 for a batch of M independent cells.
+        """The cell (eq. 6, or its stable form) for a batch of M independent cells.
 
         Args:
             inputs: x_ij, [M, D].
@@ -172,7 +240,7 @@ class SpatialLSTM(keras.layers.Layer):
             parts += [c_left, c_up]
         z = tf.concat(parts, axis=-1)
         kernels, biases = weights
-        return _cell(z, c_left, c_up, kernels, biases)
+        return _cell(z, c_left, c_up, kernels, biases, self.cell)
 
     # ----------------------------------------------------------- full image
     def call(self, inputs):

@@ -93,10 +93,17 @@ class ConditionalWhitening(keras.layers.Layer):
         """log|det W|, added to the log-likelihood of every (multivariate) pixel."""
         return tf.linalg.slogdet(tf.cast(self.output_whitening, tf.float64))[1]
 
-    def whiten_inputs(self, x):
-        """x [..., Dx] -> x^ [..., Dx]."""
+    def whiten_inputs(self, x, missing=None):
+        """x [..., Dx] -> x^ [..., Dx].
+
+        `missing` ([..., Dx], 1 where an input is unknown, e.g. outside the
+        image): those inputs are replaced by their mean m_x before whitening.
+        """
         x = tf.cast(x, self.compute_dtype)
-        return tf.linalg.matvec(self.input_whitening, x - self.input_mean)
+        centred = x - self.input_mean
+        if missing is not None:
+            centred = centred * (1.0 - tf.cast(missing, centred.dtype))
+        return tf.linalg.matvec(self.input_whitening, centred)
 
     def prediction(self, x_hat):
         """m_y + C_yx C_xx^-1/2 x^: the Gaussian linear prediction of y, [..., Dy]."""
@@ -108,15 +115,23 @@ class ConditionalWhitening(keras.layers.Layer):
         y = tf.cast(y, self.compute_dtype)
         return tf.linalg.matvec(self.output_whitening, y - self.prediction(x_hat))
 
-    def unwhiten_outputs(self, x_hat, y_hat):
-        """The inverse of `whiten_outputs`: y = W^-1 y^ + m_y + C_yx C_xx^-1/2 x^."""
-        w_inv = tf.linalg.inv(self.output_whitening)
+    def unwhiten_outputs(self, x_hat, y_hat, inverse=None):
+        """The inverse of `whiten_outputs`: y = W^-1 y^ + m_y + C_yx C_xx^-1/2 x^.
+
+        `inverse`: W^-1 if already computed (`output_unwhitening()`), e.g. once
+        before a sampling loop instead of at every step.
+        """
+        w_inv = self.output_unwhitening() if inverse is None else inverse
         y_hat = tf.cast(y_hat, self.compute_dtype)
         return tf.linalg.matvec(w_inv, y_hat) + self.prediction(x_hat)
 
-    def call(self, inputs, outputs):
-        """(x, y) -> (x^, y^)."""
-        x_hat = self.whiten_inputs(inputs)
+    def output_unwhitening(self):
+        """W^-1 [Dy, Dy]."""
+        return tf.linalg.inv(tf.cast(self.output_whitening, self.compute_dtype))
+
+    def call(self, inputs, outputs, missing=None):
+        """(x, y) -> (x^, y^); `missing` as in `whiten_inputs`."""
+        x_hat = self.whiten_inputs(inputs, missing)
         return x_hat, self.whiten_outputs(x_hat, outputs)
 
     def get_config(self):

@@ -43,10 +43,47 @@ def test_pixel_log_prob_shape_sum_and_rate(leaves):
     model.adapt(leaves[0])
     images = leaves[1][:2, :20, :17]
     pixel_map = model.pixel_log_prob(images, noise=False)
-    assert pixel_map.shape == (2, 20 - 2, 17 - 4)
+    assert pixel_map.shape == (2, 20, 17)                       # every pixel
     np.testing.assert_allclose(model.log_prob(images, noise=False), pixel_map.sum(axis=(1, 2)), rtol=1e-6)
     np.testing.assert_allclose(model.log_likelihood_rate(images, noise=False),
                                pixel_map.mean(axis=(1, 2)) / math.log(2), rtol=1e-6)
+    # The paper's protocol: the same conditionals, cut out of the full map.
+    valid = model.pixel_log_prob(images, noise=False, region="valid")
+    assert valid.shape == (2, 20 - 2, 17 - 4)
+    np.testing.assert_array_equal(valid, pixel_map[:, 2:, 2:-2])
+    np.testing.assert_allclose(model.log_likelihood_rate(images, noise=False, region="valid"),
+                               valid.mean(axis=(1, 2)) / math.log(2), rtol=1e-6)
+    with pytest.raises(ValueError, match="region"):
+        model.log_prob(images, region="interior")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (6, 1), (2, 3)])
+def test_images_smaller_than_the_window_are_modelled(leaves, size):
+    """Every pixel has a conditional, so any size >= 1 x 1 has a likelihood; region='valid' needs a window."""
+    model = small_ride(num_layers=2)
+    model.adapt(leaves[0])
+    images = leaves[1][:2, :size[0], :size[1]]
+    pixel_map = model.pixel_log_prob(images, noise=False)
+    assert pixel_map.shape == (2,) + size and np.isfinite(pixel_map).all()
+    with pytest.raises(ValueError, match="smaller than the causal neighbourhood"):
+        model.pixel_log_prob(images, region="valid")
+
+
+def test_tiled_evaluation_equals_the_untiled_map(leaves, monkeypatch):
+    """Large images are cut into tiles that pass their LSTM states on: the same map up to round-off."""
+    import ride_tf.model as model_module
+
+    model = small_ride(num_layers=2, extended=True)
+    model.adapt(leaves[0])
+    randomize(model, scale=0.2)
+    images = leaves[1][:2, :37, :45]
+    whole = model.pixel_log_prob(images, noise=False)
+    monkeypatch.setattr(model_module, "_PIXELS_PER_BATCH", 150)   # tiles of 10 x 13 pixels
+    monkeypatch.setattr(model_module, "_TILE_WIDTH", 13)
+    tiled = model.pixel_log_prob(images, noise=False)
+    assert tiled.shape == whole.shape == (2, 37, 45)
+    np.testing.assert_allclose(tiled, whole, atol=2e-5 * np.abs(whole).max(), rtol=0)
+    assert np.abs(tiled - whole).max() < 1e-3
 
 
 def test_dequantization_is_seedable_and_matches_float_input(leaves):
@@ -67,8 +104,6 @@ def test_dequantization_is_seedable_and_matches_float_input(leaves):
     (np.zeros((2, 3, 16, 16), np.uint8), "channel"),
     (np.zeros((16, 16), np.uint8), "rank 2"),
     (np.zeros((1, 2, 16, 16, 1), np.uint8), "rank 5"),
-    (np.zeros((2, 2, 16), np.uint8), "smaller than the causal neighbourhood"),
-    (np.zeros((2, 16, 3), np.uint8), "smaller than the causal neighbourhood"),
     (np.full((1, 8, 8), np.nan, np.float32), "NaN or infinite"),
     (np.full((1, 8, 8), np.inf, np.float32), "NaN or infinite"),
     (np.full((1, 8, 8), 1.5, np.float32), "must lie in \\[0, 1\\]"),
@@ -100,28 +135,45 @@ def test_bad_constructor_arguments(kwargs):
 # ----------------------------------------------------------------- causality
 @pytest.mark.parametrize("num_layers", [0, 1, 2])
 def test_likelihood_of_a_pixel_depends_only_on_earlier_pixels(num_layers):
-    """d log p(x_kl | .) / d x_ij == 0 exactly for (i, j) at or after (k, l), except x_kl itself."""
+    """d log p(x_kl | .) / d x_ij == 0 exactly for (i, j) after (k, l) in raster order, borders included."""
     model = small_ride(num_layers=num_layers, seed=num_layers)
     randomize(model)
     height, width, r = 9, 11, 2
     image = tf.constant(np.random.default_rng(0).random((1, height, width, 1)), tf.float32)
-    for a, b in [(3, 2), (6, 5), (0, 0), (6, 6)]:        # output grid positions
-        k, l = a + r, b + r                                 # image position of that pixel
+    raster = np.arange(height * width).reshape(height, width)
+    for k, l in [(5, 4), (8, 7), (0, 0), (0, 5), (1, 10), (4, 0), (8, 10), (3, 1)]:
         with tf.GradientTape() as tape:
             tape.watch(image)
-            log_prob = model(image)[0, a, b]
+            log_prob = model(image)[0, k, l]
         grad = tape.gradient(log_prob, image).numpy()[0, :, :, 0]
-        raster = np.arange(height * width).reshape(height, width)
         after = raster > raster[k, l]
-        assert np.abs(grad[after]).max() == 0.0, (num_layers, a, b)
+        assert np.all(grad[after] == 0.0), (num_layers, k, l)
         assert grad[k, l] != 0.0
         before = raster < raster[k, l]
-        assert np.count_nonzero(grad[before]) >= 12   # at least its whole neighbourhood
-        if num_layers and a > 2 and b > 2:
+        window = np.zeros_like(before)
+        window[max(k - r, 0):k + 1, max(l - r, 0):l + r + 1] = True
+        # It depends on every pixel of its (clipped) causal window.
+        assert np.count_nonzero(grad[before & window]) == np.count_nonzero(before & window)
+        if num_layers and k > 2 and l > 2:
             # Through the recurrence the pixel sees beyond its 3 x 5 window.
-            window = np.zeros_like(before)
-            window[k - r:k + 1, l - r:l + r + 1] = True
             assert np.count_nonzero(grad[before & ~window]) > 0
+
+
+@pytest.mark.parametrize("pixel", [(0, 0), (0, 4), (1, 6), (3, 0), (4, 6), (3, 3)])
+def test_border_conditionals_are_normalised(leaves, pixel):
+    """Integral of p(x_kl | x_<kl) over x_kl (1-D quadrature) is 1, for border and interior pixels."""
+    model = small_ride(num_layers=2, seed=3)
+    model.adapt(leaves[0])
+    randomize(model, scale=0.3, seed=4)
+    k, l = pixel
+    base = (leaves[1][0, :5, :7].astype(np.float32) + 0.5) / 256.0
+    grid = np.linspace(-3.0, 4.0, 14001).astype(np.float32)
+    images = np.repeat(base[np.newaxis, :, :, np.newaxis], len(grid), axis=0)
+    images[:, k, l, 0] = grid
+    density = np.exp(model(tf.constant(images)).numpy()[:, k, l].astype(np.float64))
+    integral = np.trapezoid(density, grid)
+    assert abs(integral - 1.0) < 2e-3, integral
+    assert density[0] < 1e-4 * density.max() and density[-1] < 1e-4 * density.max()
 
 
 # ------------------------------------------------------------- Keras support
@@ -181,9 +233,10 @@ def test_colour_model_is_a_joint_three_channel_mcgsm():
     model = small_ride(num_layers=1, num_channels=3)
     assert model.mcgsm.dim_out == 3 and model.mcgsm.dim_in == 8
     assert model.whitening.input_dim == 12 * 3
+    assert model.slstms[0].input_dim == 12 * 3 + 12      # whitened inputs and outside indicators
     model.adapt(images)
     pixel_map = model.pixel_log_prob(images, noise=False)
-    assert pixel_map.shape == (3, 18, 16)
+    assert pixel_map.shape == (3, 20, 20)
     np.testing.assert_allclose(model.log_likelihood_rate(images, noise=False),
                                pixel_map.mean(axis=(1, 2)) / (3 * math.log(2)), rtol=1e-6)
     with pytest.raises(ValueError, match="3 channel"):
