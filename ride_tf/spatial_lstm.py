@@ -29,9 +29,10 @@ and two cells are available (``cell=``):
     |c_ij| < 1  and  |h_ij| < tanh(1)   for every pixel, every image size and
                                          every value of the weights,
 
-  in exact arithmetic; in floating point the bound holds up to one rounding
-  (the softmax is computed with its maximum subtracted, so large
-  pre-activations cannot overflow).  This is the convex-combination idea of
+  in exact arithmetic.  In floating point the softmax is computed with its
+  maximum subtracted (large pre-activations cannot overflow) and c is clipped
+  to [-1, 1], which only removes rounding errors of a few ulp, so |c| <= 1
+  holds exactly there too.  This is the convex-combination idea of
   the stable multi-dimensional LSTM cells of Leifert et al. (JMLR 2016),
   written with the paper's five gate blocks, so both cells have the same
   variables and shapes.
@@ -97,10 +98,15 @@ def _cell(z, c_left, c_up, kernels, biases, cell="paper"):
         # softmax over (a_i, a_l, a_u, 0), shifted by its maximum so that it cannot overflow.
         a_i, a_l, a_u = (_gate(z, kernels[k], biases[k]) for k in (2, 3, 4))
         shift = tf.maximum(tf.maximum(a_i, a_l), tf.maximum(a_u, 0.0))
-        e_i, e_l, e_u, e_0 = (tf.exp(a - shift) for a in (a_i, a_l, a_u, -shift))
+        e_i, e_l, e_u = (tf.exp(a - shift) for a in (a_i, a_l, a_u))
+        e_0 = tf.exp(-shift)
         inv = tf.math.reciprocal(e_i + e_l + e_u + e_0)
         i, f_left, f_up = e_i * inv, e_l * inv, e_u * inv
     c = tf.math.add_n([g * i, c_left * f_left, c_up * f_up])
+    if cell != "paper":
+        # |c| <= 1 holds in exact arithmetic; the clip only removes rounding (a few ulp),
+        # which could otherwise compound over thousands of diagonals.
+        c = tf.clip_by_value(c, -1.0, 1.0)
     h = tf.tanh(c * o)
     return h, c
 

@@ -216,9 +216,9 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         pooled = sample_patches(images, max(patch_sizes), max(64, finetune_samples // max(patch_sizes) ** 2),
                                 num_channels, seed=seed)
         model.adapt(pooled, seed=seed)
-    pixels_per_patch = (max(patch_sizes) - model.radius) * (max(patch_sizes) - 2 * model.radius)
+    pixels_per_patch = max(patch_sizes) ** 2        # every pixel of a patch is modelled
     finetune_patches = sample_patches(images, max(patch_sizes),
-                                      max(1, math.ceil(finetune_samples / max(1, pixels_per_patch))),
+                                      max(1, math.ceil(finetune_samples / pixels_per_patch)),
                                       num_channels, seed=seed + 1)
 
     optimizer = make_optimizer(optimizer, learning_rates[0], momentum, clipnorm)

@@ -16,8 +16,8 @@ def _sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def naive_slstm(x, kernel, bias, units, extended):
-    """Eq. 6 in raster order, one pixel at a time, in float64 NumPy.
+def naive_slstm(x, kernel, bias, units, extended, cell="stable"):
+    """Eq. 6 (cell="paper") or the stable cell in raster order, one pixel at a time, in float64 NumPy.
 
     Returns h, c of shape [B, H, W, units]."""
     x = np.asarray(x, np.float64)
@@ -36,9 +36,14 @@ def naive_slstm(x, kernel, bias, units, extended):
             a = np.concatenate(parts, axis=-1) @ kernel + bias
             g = np.tanh(a[:, :u])
             o = _sigmoid(a[:, u:2 * u])
-            ig = _sigmoid(a[:, 2 * u:3 * u])
-            f_left = _sigmoid(a[:, 3 * u:4 * u])
-            f_up = _sigmoid(a[:, 4 * u:])
+            if cell == "paper":
+                ig = _sigmoid(a[:, 2 * u:3 * u])
+                f_left = _sigmoid(a[:, 3 * u:4 * u])
+                f_up = _sigmoid(a[:, 4 * u:])
+            else:   # softmax over (a_i, a_l, a_u, 0)
+                e = np.exp(a[:, 2 * u:])
+                norm = 1.0 + e[:, :u] + e[:, u:2 * u] + e[:, 2 * u:]
+                ig, f_left, f_up = e[:, :u] / norm, e[:, u:2 * u] / norm, e[:, 2 * u:] / norm
             c[:, i, j] = g * ig + c_left * f_left + c_up * f_up
             h[:, i, j] = np.tanh(c[:, i, j] * o)
     return h, c
@@ -76,19 +81,20 @@ def test_variables_and_contract():
     assert model_supports_jit(model) is False
 
 
+@pytest.mark.parametrize("cell", ["stable", "paper"])
 @pytest.mark.parametrize("extended", [False, True])
 @pytest.mark.parametrize("size", [(5, 7), (7, 4)])
-def test_matches_naive_raster_loop(extended, size):
+def test_matches_naive_raster_loop(extended, size, cell):
     height, width = size
-    layer = make_layer(4, 3, extended=extended, seed=height)
+    layer = make_layer(4, 3, extended=extended, seed=height, cell=cell)
     x = rand((3, height, width, 3), seed=width)
     h = layer(x).numpy()
-    h_ref, c_ref = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, extended)
+    h_ref, c_ref = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, extended, cell)
     assert h.shape == (3, height, width, 4)
     np.testing.assert_allclose(h, h_ref, atol=1e-5, rtol=0)
     # The gates are non-trivial: states are far from 0 and from saturation.
-    assert 0.2 < np.abs(h_ref).mean() < 0.9
-    assert np.abs(c_ref).max() > 1.0
+    assert (0.2 if cell == "paper" else 0.05) < np.abs(h_ref).mean() < 0.9
+    assert np.abs(c_ref).max() > (1.0 if cell == "paper" else 0.5)
     # The memory states too, through run_region.
     h2, c2 = layer.run_region(x)
     np.testing.assert_allclose(h2.numpy(), h_ref, atol=1e-5, rtol=0)
@@ -131,10 +137,11 @@ def test_float64_policy():
     np.testing.assert_allclose(h.numpy(), h_ref, atol=1e-12, rtol=0)
 
 
+@pytest.mark.parametrize("cell", ["stable", "paper"])
 @pytest.mark.parametrize("extended", [False, True])
-def test_gradients_match_finite_differences(extended):
+def test_gradients_match_finite_differences(extended, cell):
     units, depth = 3, 2
-    layer = make_layer(units, depth, extended=extended, dtype="float64", seed=9)
+    layer = make_layer(units, depth, extended=extended, dtype="float64", seed=9, cell=cell)
     x0 = tf.constant(rand((2, 3, 4, depth), seed=10, dtype=np.float64))
     r = tf.constant(rand((2, 3, 4, units), seed=11, dtype=np.float64))
     k0, b0 = layer.kernel.numpy(), layer.bias.numpy()
@@ -272,3 +279,43 @@ def test_fit_one_step():
     model.fit(x, y, epochs=3, batch_size=4, verbose=0)
     assert model.evaluate(x, y, verbose=0) < before
     assert model.jit_compile is False
+
+
+# ------------------------------------------------------------------ stability
+def adversarial_layer(cell, units=3, depth=2):
+    """Forget-gate biases of +5 and a large kernel: f_left + f_up ~ 2 for the paper's cell."""
+    layer = SpatialLSTM(units, cell=cell)
+    layer.build((None, None, None, depth))
+    rng = np.random.default_rng(30)
+    layer.kernel.assign(rng.normal(0.0, 3.0, layer.kernel.shape))
+    bias = rng.normal(0.0, 1.0, layer.bias.shape)
+    bias[3 * units:] = 5.0
+    layer.bias.assign(bias)
+    return layer
+
+
+def test_stable_cell_memory_is_bounded_on_a_1024_image_whatever_the_weights():
+    """|c| <= 1 (the docstring's bound) on 1024 x 1024 pixels with adversarial weights; eq. 6 overflows."""
+    x = rand((1, 1024, 1024, 2), seed=31) * 3.0
+    _, c = adversarial_layer("stable").run_region(x)
+    c = c.numpy()
+    assert np.isfinite(c).all()
+    assert np.abs(c).max() <= 1.0
+    _, c_paper = adversarial_layer("paper").run_region(x)
+    c_paper = c_paper.numpy()
+    # The same weights in the paper's cell: the memory runs away and overflows float32.
+    assert (~np.isfinite(c_paper)).mean() > 0.5
+    assert np.nanmax(np.abs(c_paper[np.isfinite(c_paper)])) > 1e30
+
+
+def test_cell_argument_is_checked_serialized_and_legacy_configs_load_as_eq6():
+    layer = SpatialLSTM(4, cell="paper")
+    assert layer.get_config()["cell"] == "paper"
+    assert SpatialLSTM.from_config(SpatialLSTM(4).get_config()).cell == "stable"
+    legacy = SpatialLSTM(4).get_config()
+    del legacy["cell"]                     # saved before the argument existed: eq. 6
+    assert SpatialLSTM.from_config(legacy).cell == "paper"
+    for kwargs, word in [(dict(cell="convex"), "cell"), (dict(units=0), "units"), (dict(units=2.5), "units"),
+                         (dict(extended="False"), "extended"), (dict(parallel_loops=0), "parallel_loops")]:
+        with pytest.raises(ValueError, match=word):
+            SpatialLSTM(**dict(dict(units=3), **kwargs))
