@@ -153,6 +153,33 @@ class MCGSMDistribution(tfd.Distribution):
                                             lower=True, adjoint=True)[..., 0]
         return chosen_loc + offset
 
+    def sample_from_noise(self, uniform, normal):
+        """A sample computed from given random draws (a deterministic map; for samplers and tests).
+
+        uniform: B, in [0, 1), picks the expert k by inverting the gate's CDF
+        (experts in order, k = number of cumulative probabilities <= uniform);
+        normal: B + [d], standard normal, gives y = mu_k + P_k^-T normal.
+        Returns B + [d].  With uniform ~ U[0, 1) and normal ~ N(0, I) this is a
+        sample of the mixture.
+        """
+        uniform = tf.convert_to_tensor(uniform, self.dtype)
+        normal = tf.convert_to_tensor(normal, self.dtype)
+        cdf = tf.math.cumsum(tf.nn.softmax(self._gate_logits, axis=-1), axis=-1)
+        num = self.num_experts
+        k = tf.minimum(tf.reduce_sum(tf.cast(cdf <= uniform[..., tf.newaxis], tf.int32), axis=-1), num - 1)
+        chosen_loc = tf.gather(self._loc, k, axis=-2, batch_dims=len(k.shape))            # B + [d]
+        prec = self._precision_cholesky
+        if self._event_size() == 1:
+            scale = tf.abs(tf.gather(tf.reshape(prec, [-1]), k) if len(prec.shape) == 3 else
+                           tf.gather(prec[..., 0, 0], k, axis=-1, batch_dims=len(k.shape)))
+            return chosen_loc + normal / scale[..., tf.newaxis]
+        if len(prec.shape) == 3:
+            chosen_prec = tf.gather(prec, k)                                                 # B + [d, d]
+        else:
+            chosen_prec = tf.gather(prec, k, axis=-3, batch_dims=len(k.shape))
+        offset = tf.linalg.triangular_solve(chosen_prec, normal[..., tf.newaxis], lower=True, adjoint=True)
+        return chosen_loc + offset[..., 0]
+
     def _require_univariate(self, what):
         if self._event_size() != 1:
             raise NotImplementedError(f"MCGSMDistribution.{what} is defined for univariate pixels "

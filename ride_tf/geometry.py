@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["radius", "causal_offsets", "causal_mask", "num_inputs", "num_indicators", "padding",
-           "valid_shape", "valid_slices", "outside_indicators", "front_index", "num_fronts", "front_rows",
+           "valid_shape", "valid_slices", "outside_indicators", "outside_indicators_at", "front_index", "num_fronts", "front_rows",
            "DIHEDRAL", "dihedral", "inverse_dihedral"]
 
 
@@ -93,7 +93,7 @@ def outside_indicators(rows, cols, width, nb_size, dtype=tf.float32):
     """Indicators [len(rows), len(cols), P]: 1 where causal input k of pixel (i, j) is outside the image.
 
     Args:
-      rows, cols: int Tensors of image row and column indices (any, e.g. the
+      rows, cols: 1-D int Tensors of image row and column indices (e.g. the
         rows and columns of a tile; rows >= 0).
       width: the image width W (a scalar Tensor or int); inputs outside are
         those with row i + di < 0 or column j + dj outside 0 .. W - 1.
@@ -101,6 +101,13 @@ def outside_indicators(rows, cols, width, nb_size, dtype=tf.float32):
     """
     rows = tf.convert_to_tensor(rows, tf.int32)[:, None]
     cols = tf.convert_to_tensor(cols, tf.int32)[None, :]
+    return outside_indicators_at(rows, cols, width, nb_size, dtype)
+
+
+def outside_indicators_at(rows, cols, width, nb_size, dtype=tf.float32):
+    """Indicators broadcast(rows, cols).shape + [P] for pixels (rows[k], cols[k]) (broadcasting int Tensors)."""
+    rows = tf.convert_to_tensor(rows, tf.int32)
+    cols = tf.convert_to_tensor(cols, tf.int32)
     width = tf.convert_to_tensor(width, tf.int32)
     planes = [(rows + di < 0) | (cols + dj < 0) | (cols + dj >= width) for di, dj in causal_offsets(nb_size)]
     return tf.cast(tf.stack(planes, axis=-1), dtype)

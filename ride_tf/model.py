@@ -101,12 +101,13 @@ class RIDE(keras.Model):
         self.extended = bool(extended)
         self.cell = cell
 
-        self.whitening = ConditionalWhitening(name="whitening")
+        policy = self.dtype_policy          # e.g. RIDE(dtype="float64"): every layer computes in it
+        self.whitening = ConditionalWhitening(name="whitening", dtype=policy)
         self.slstms = [SpatialLSTM(self.num_hiddens, extended=self.extended, cell=cell,
-                                   name=f"spatial_lstm_{l}")
+                                   name=f"spatial_lstm_{l}", dtype=policy)
                        for l in range(self.num_layers)]
         self.mcgsm = MCGSM(self.num_components, self.num_scales, self.num_features,
-                           dim_out=self.num_channels, name="mcgsm")
+                           dim_out=self.num_channels, name="mcgsm", dtype=policy)
         self.bits_per_pixel_tracker = keras.metrics.Mean(name="bits_per_pixel")
         self._graph_functions = {}
         self.build((None, None, None, self.num_channels))
@@ -409,6 +410,20 @@ class RIDE(keras.Model):
             h = self.hidden_states(u)
             return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(y_hat, [-1, self.num_channels]))
         return tuple(self._sample_rows(images, self._graph("features", features), num_samples, seed, "full"))
+
+    def sample(self, num_samples=None, height=None, width=None, seed=None, continuous=False, images=None,
+               mask=None, batch_size=None):
+        """Ancestral samples, uint8 [N, H, W, C] (floats in [0, 1) with continuous=True).
+
+        One traced `tf.while_loop` over the (r + 1)(H - 1) + W wavefronts; with
+        `images` and `mask`, pixels where the mask is False are kept and the
+        others drawn conditioned on them.  Deterministic for a given seed,
+        whatever the batch size.  See `ride_tf.sampling.sample`.
+        """
+        from ride_tf.sampling import sample
+
+        return sample(self, num_samples, height, width, seed=seed, continuous=continuous, images=images,
+                      mask=mask, batch_size=batch_size)
 
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, **kwargs):

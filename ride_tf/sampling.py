@@ -1,0 +1,230 @@
+"""Ancestral sampling of RIDE in wavefront order (paper sections 3.4: textures, inpainting).
+
+Drawing pixel (i, j) needs every pixel of its causal window (which reaches r
+columns to the right in the rows above) and the LSTM states of (i, j-1) and
+(i-1, j).  All pixels on the front t = (r + 1) i + j have these on earlier
+fronts (`ride_tf.geometry`), so the sampler runs one `tf.while_loop` over the
+(r + 1)(H - 1) + W fronts; each step
+
+  1. gathers the causal windows of the front's pixels from the canvas and
+     whitens them (inputs outside the image at their mean, plus indicators),
+  2. advances every spatial LSTM on the front (`SpatialLSTM.step`) from the
+     states of the two previous fronts it needs,
+  3. draws the mixture component and the Gaussian for all the front's pixels
+     of all images in one batched call (`MCGSMDistribution.sample_from_noise`),
+  4. un-whitens them (W^-1 computed once, before the loop) and writes them
+     into the canvas.
+
+Randomness: the draws of image n are a function of (seed, n) only (stateless
+random ops): one uniform (the component) and C standard normals (the
+Gaussian) per pixel, drawn before the loop.  So a seed gives the same images
+whatever the batch size, and `draws` lets a reference sampler use the same
+numbers.
+
+Range: a Gaussian mixture puts a little mass outside [0, 1).  Values drawn
+there are clipped to [0, 1) before they are written, so later pixels are
+conditioned on exactly the values returned (`continuous=True`); uint8 output
+is `ride_tf.preprocessing.quantize` of them, floor(256 y).
+
+Conditional sampling (`images=`, `mask=`): pixels where the mask is False are
+kept (uint8 known pixels enter as their bin centres (k + 0.5) / 256) and the
+others are drawn in the same order, conditioned on everything before them.
+"""
+import numpy as np
+import tensorflow as tf
+
+from ride_tf import geometry
+from ride_tf.preprocessing import check_images, quantize
+
+__all__ = ["draws", "sample", "wavefront_sample"]
+
+# The largest float32 below 1: continuous samples lie in [0, ONE_MINUS].
+ONE_MINUS = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"sample: {name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
+
+
+def draws(seed, num_images, height, width, num_channels, first_image=0, dtype=tf.float32):
+    """The random numbers of the sampler: (uniform [N, H, W], normal [N, H, W, C]).
+
+    Image n's numbers depend only on (seed, first_image + n) and the image size,
+    so they do not depend on the batch the image is drawn in.
+    """
+    seed = tf.cast(seed, tf.int64)
+    shape = tf.stack([height, width])
+
+    def one(n):
+        key = tf.stack([seed, tf.cast(n, tf.int64)])
+        u = tf.random.stateless_uniform(shape, seed=key, dtype=dtype)
+        z = tf.random.stateless_normal(tf.concat([shape, [num_channels]], 0), seed=key + [0, 1 << 40],
+                                       dtype=dtype)
+        return u, z
+
+    index = tf.range(num_images) + first_image
+    return tf.map_fn(one, index, fn_output_signature=(tf.TensorSpec(None, dtype), tf.TensorSpec(None, dtype)))
+
+
+def wavefront_sample(model, known, mask, uniform, normal):
+    """The sampler's graph: a `tf.while_loop` over wavefronts (call it inside a tf.function).
+
+    Args:
+      model: a `ride_tf.RIDE`.
+      known: float [N, H, W, C], intensities of the pixels that are kept.
+      mask: bool [N, H, W], True where a pixel is drawn.
+      uniform, normal: the random draws ([N, H, W] and [N, H, W, C], see `draws`).
+
+    Returns:
+      float [N, H, W, C]: the image, kept pixels unchanged and drawn pixels in [0, 1).
+    """
+    dtype = model.compute_dtype
+    nb_size, r = model.nb_size, model.radius
+    channels, units = model.num_channels, model.num_hiddens
+    offsets = tf.constant(geometry.causal_offsets(nb_size), tf.int32)                 # [P, 2]
+    num_offsets = len(geometry.causal_offsets(nb_size))
+    known = tf.cast(known, dtype)
+    shape = tf.shape(known)
+    batch, height, width = shape[0], shape[1], shape[2]
+    num_fronts = (r + 1) * (height - 1) + width
+
+    # Pixel-major layouts so that the front's pixels are gathered / scattered along leading axes.
+    canvas = tf.pad(tf.transpose(known, [1, 2, 0, 3]), [[r, 0], [r, r], [0, 0], [0, 0]])  # [H+r, W+2r, N, C]
+    mask_t = tf.transpose(mask, [1, 2, 0])                                               # [H, W, N]
+    known_t = tf.transpose(known, [1, 2, 0, 3])
+    uniform_t = tf.transpose(tf.cast(uniform, dtype), [1, 2, 0])
+    normal_t = tf.transpose(tf.cast(normal, dtype), [1, 2, 0, 3])
+
+    whitening = model.whitening
+    w_inv = whitening.output_unwhitening()                                               # once, not per step
+    lstm_weights = [lstm.gate_weights(dtype) for lstm in model.slstms]
+    lstm_state = tf.zeros([height + 1, batch, units], dtype)   # row 0: above the image; row i + 1: image row i
+    num_layers = len(model.slstms)
+    # Per layer (h, c) of the last r + 1 fronts, newest first.
+    history = tuple(tuple(lstm_state for _ in range(2 * (r + 1))) for _ in range(num_layers))
+
+    def body(t, canvas, history):
+        i_lo, i_hi = geometry.front_rows(t, height, width, nb_size)
+        n = i_hi - i_lo + 1
+        rows = tf.range(i_lo, i_hi + 1)
+        cols = t - (r + 1) * rows
+        pixels = tf.stack([rows, cols], axis=1)                                           # [n, 2]
+        # 1. Causal windows from the padded canvas: [n, P, N, C] -> [n * N, P * C].
+        window_idx = pixels[:, None, :] + offsets[None] + r                               # [n, P, 2]
+        x = tf.gather_nd(canvas, window_idx)
+        x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [n * batch, num_offsets * channels])
+        outside = geometry.outside_indicators_at(rows, cols, width, nb_size, dtype)       # [n, P]
+        outside = tf.reshape(tf.repeat(outside[:, None], batch, axis=1), [n * batch, num_offsets])
+        x_hat = whitening.whiten_inputs(x, tf.repeat(outside, channels, axis=-1))
+        h = tf.concat([x_hat, outside], axis=-1)
+        # 2. The spatial LSTMs on the front.
+        new_history = []
+        for lstm, weights, states in zip(model.slstms, lstm_weights, history):
+            h_prev, c_prev = states[0], states[1]                 # front t - 1
+            h_up_front, c_up_front = states[2 * r], states[2 * r + 1]   # front t - r - 1
+            flat = lambda s, start: tf.reshape(s[start:start + n], [n * batch, units])
+            h, c = lstm.step(h, flat(h_prev, i_lo + 1), flat(c_prev, i_lo + 1),
+                             flat(h_up_front, i_lo), flat(c_up_front, i_lo), weights=weights)
+            pad = [[i_lo + 1, height - 1 - i_hi], [0, 0], [0, 0]]
+            h_front = tf.pad(tf.reshape(h, [n, batch, units]), pad)
+            c_front = tf.pad(tf.reshape(c, [n, batch, units]), pad)
+            new_history.append((h_front, c_front) + tuple(states[:-2]))
+        # 3. The MCGSM's draws for every pixel of the front, in one call.
+        u = tf.reshape(tf.gather_nd(uniform_t, pixels), [n * batch])
+        z = tf.reshape(tf.gather_nd(normal_t, pixels), [n * batch, channels])
+        y_hat = model.mcgsm(h).sample_from_noise(u, z)
+        # 4. Back to intensities, kept pixels restored, written into the canvas.
+        y = whitening.unwhiten_outputs(x_hat, y_hat, inverse=w_inv)
+        y = tf.clip_by_value(tf.reshape(y, [n, batch, channels]), 0.0, ONE_MINUS)
+        draw = tf.gather_nd(mask_t, pixels)[..., None]                                    # [n, N, 1]
+        y = tf.where(draw, y, tf.gather_nd(known_t, pixels))
+        canvas = tf.tensor_scatter_nd_update(canvas, pixels + r, y)
+        return t + 1, canvas, tuple(new_history)
+
+    _, canvas, _ = tf.while_loop(lambda t, *_: t < num_fronts, body, (tf.constant(0), canvas, history),
+                                 maximum_iterations=num_fronts)
+    image = canvas[r:, r:r + width] if r else canvas
+    return tf.transpose(image, [2, 0, 1, 3])
+
+
+def _graph(model):
+    """The traced sampler of `model` (one trace for every batch and image size)."""
+    functions = model._graph_functions
+    if "sample" not in functions:
+        dtype = model.compute_dtype
+        channels = model.num_channels
+
+        def run(known, mask, seed, first_image):
+            shape = tf.shape(known)
+            uniform, normal = draws(seed, shape[0], shape[1], shape[2], channels, first_image, dtype)
+            return wavefront_sample(model, known, mask, uniform, normal)
+
+        functions["sample"] = tf.function(run, input_signature=[
+            tf.TensorSpec([None, None, None, channels], dtype), tf.TensorSpec([None, None, None], tf.bool),
+            tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int32)])
+    return functions["sample"]
+
+
+def sample(model, num_samples=None, height=None, width=None, seed=None, continuous=False, images=None,
+           mask=None, batch_size=None):
+    """Ancestral samples of `model`; see the module docstring.
+
+    Args:
+      model: a `ride_tf.RIDE`.
+      num_samples, height, width: how many images of what size (H, W >= 1).
+        With `images`, these default to its shape (and must match it if given).
+      seed: int; None draws one at random.  The same seed gives the same
+        images, whatever `batch_size`.
+      continuous: return the floats in [0, 1) instead of uint8.
+      images: uint8 or float [N, H, W(, C)] known pixels, for conditional sampling.
+      mask: bool [N, H, W] (or [H, W], for every image): True where pixels are
+        drawn; pixels where it is False are kept.  Required with `images`.
+      batch_size: images drawn per graph call (default: all).
+
+    Returns:
+      uint8 [N, H, W, C] (or float32 in [0, 1) with continuous=True).
+    """
+    channels = model.num_channels
+    if images is not None:
+        images = check_images(images, channels, name="images")
+        if mask is None:
+            raise ValueError("sample: conditional sampling needs a mask (True where pixels are drawn).")
+        for name, value, actual in [("num_samples", num_samples, images.shape[0]),
+                                    ("height", height, images.shape[1]), ("width", width, images.shape[2])]:
+            if value is not None and value != actual:
+                raise ValueError(f"sample: {name}={value!r} does not match images of shape {images.shape}.")
+        num_samples, height, width = images.shape[:3]
+        known = ((images.astype(np.float32) + 0.5) / 256.0 if images.dtype == np.uint8
+                 else images.astype(np.float32))
+    else:
+        if mask is not None:
+            raise ValueError("sample: a mask needs the images whose pixels it keeps (images=...).")
+        num_samples = _check_int("num_samples", num_samples, 1)
+        height = _check_int("height", height, 1)
+        width = _check_int("width", width, 1)
+        known = np.zeros((num_samples, height, width, channels), np.float32)
+    if mask is None:
+        mask = np.ones((num_samples, height, width), bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        raise ValueError(f"sample: mask must be boolean (True where pixels are drawn), got dtype {mask.dtype}.")
+    if mask.shape == (height, width):
+        mask = np.broadcast_to(mask, (num_samples, height, width))
+    if mask.shape != (num_samples, height, width):
+        raise ValueError(f"sample: mask of shape {mask.shape} does not fit images of shape "
+                         f"({num_samples}, {height}, {width}).")
+    if seed is None:
+        seed = int(np.random.default_rng().integers(0, 2 ** 31))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"sample: seed must be an integer or None, got {seed!r}.")
+    batch_size = num_samples if batch_size is None else _check_int("batch_size", batch_size, 1)
+    graph = _graph(model)
+    out = []
+    for start in range(0, num_samples, batch_size):
+        stop = min(num_samples, start + batch_size)
+        out.append(graph(known[start:stop], np.ascontiguousarray(mask[start:stop]), np.int64(seed),
+                         np.int32(start)).numpy())
+    result = np.concatenate(out)
+    return result.astype(np.float32) if continuous else quantize(result)
