@@ -12,6 +12,8 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
 ]
 TEST_REQUIRES = ["pytest==9.2.0"]
+# Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
+EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
 
 setup(
     name="ride_tf",
@@ -20,5 +22,6 @@ setup(
     packages=find_packages(include=["ride_tf", "ride_tf.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES},
+    entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )
