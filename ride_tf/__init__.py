@@ -3,14 +3,17 @@
 Modules, bottom to top:
   datasets, preprocessing, neighbourhoods, whitening   data and the paper's data protocol
   distributions, mcgsm, spatial_lstm                   the building blocks (eqs. 3-7)
+  geometry                                             padding, wavefronts, the eight dihedral maps
   model                                                `RIDE` (and its MCGSM baseline)
-  finetune, training                                   L-BFGS fine-tuning, the training recipe
+  sampling, ensemble                                   wavefront sampling; ensembles over rotations/flips
+  finetune, training, cli                              L-BFGS fine-tuning, the training recipe, `ride-tf`
 """
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ride_tf import datasets  # noqa: E402
+from ride_tf import datasets, geometry, training  # noqa: E402
+from ride_tf.ensemble import ensemble_log_likelihood_rate, ensemble_log_prob  # noqa: E402
 from ride_tf.distributions import MCGSMDistribution  # noqa: E402
 from ride_tf.finetune import FinetuneResult, finetune_mcgsm  # noqa: E402
 from ride_tf.mcgsm import MCGSM  # noqa: E402
@@ -20,4 +23,5 @@ from ride_tf.whitening import ConditionalWhitening  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["RIDE", "MCGSM", "MCGSMDistribution", "SpatialLSTM", "ConditionalWhitening",
-           "finetune_mcgsm", "FinetuneResult", "datasets"]
+           "finetune_mcgsm", "FinetuneResult", "datasets", "geometry", "training",
+           "ensemble_log_likelihood_rate", "ensemble_log_prob"]
