@@ -10,6 +10,7 @@ INSTALL_REQUIRES = [
     "tf-keras==2.21.0",
     "numpy==2.4.6",
     "pillow==13.0.0",
+    "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
 ]
 TEST_REQUIRES = ["pytest==9.2.0"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).

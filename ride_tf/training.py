@@ -186,7 +186,7 @@ class TrainingStage:
 def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH_SIZES,
           learning_rates=None, epochs_per_stage=1, num_patches=10_000, batch_size=50, optimizer="sgd",
           momentum=0.9, clipnorm=1.0, finetune_max_iter=500, finetune_samples=50_000, patience=1, seed=0,
-          verbose=1):
+          verbose=1, callbacks=None, on_stage_end=None):
     """Train `model` (a `ride_tf.RIDE`) with the paper's recipe; returns the list of `TrainingStage`s.
 
     Stage s: `epochs_per_stage` epochs of SGD (momentum 0.9, batch 50, learning
@@ -202,7 +202,9 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     paper's learning rate of 1 otherwise diverges on some data.  The
     conditional whitening is adapted first if the model has not been.
     Without validation images, the rate on the held-out fine-tuning pixels is
-    used (or the training rate, when fine-tuning is off).
+    used (or the training rate, when fine-tuning is off).  `callbacks` are
+    passed to every stage's `fit`; `on_stage_end(model, stage)` is called with
+    each finished `TrainingStage` (e.g. to log summaries or save samples).
     """
     num_channels = model.num_channels
     images = _as_image_list(images, num_channels)
@@ -244,7 +246,7 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         if verbose:
             print(f"stage {stage + 1}/{len(patch_sizes)}: patches {patch_size}x{patch_size}, "
                   f"learning rate {lr:.3g}")
-        history = model.fit(ds, epochs=epochs_per_stage, verbose=verbose)
+        history = model.fit(ds, epochs=epochs_per_stage, verbose=verbose, callbacks=callbacks)
         train_rate = float(history.history["bits_per_pixel"][-1])
         finetune_rate = float("nan")
         if finetune_max_iter:
@@ -263,6 +265,8 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         if verbose:
             print(f"stage {stage + 1}: train {train_rate:.4f}, fine-tuned {finetune_rate:.4f}, "
                   f"validation {val if val is not None else float('nan'):.4f} bit/px")
+        if on_stage_end is not None:
+            on_stage_end(model, stages[-1])
         if since_best >= patience:
             if verbose:
                 print(f"early stopping after stage {stage + 1}")
