@@ -105,7 +105,7 @@ def test_usage_errors_in_process(workdir, args, message, code, capsys, monkeypat
     try:
         status = main(args)
     except SystemExit as exit_info:        # argparse's usage errors
-        status = exit_info.value.code
+        status = exit_info.code
     assert status == code
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
