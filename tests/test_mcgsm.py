@@ -264,6 +264,32 @@ def test_samples_follow_the_cdf_kolmogorov_smirnov():
     assert ks_statistic(shifted) > 3 * threshold
 
 
+def test_sample_from_noise_follows_the_cdf_and_matches_the_moments_dim_out_3():
+    """The deterministic map of the samplers: iid U(0,1) and N(0,I) draws give the mixture."""
+    C, S, D, n = 3, 4, 5, 20000
+    rng = np.random.default_rng(21)
+    layer = make_layer(C, S, D, 1, seed=20)
+    x = np.repeat(rng.normal(size=(1, D)).astype(np.float32), n, axis=0)
+    dist = layer(x)
+    y = dist.sample_from_noise(rng.random(n).astype(np.float32), rng.normal(size=(n, 1)).astype(np.float32))
+    assert tuple(y.shape) == (n, 1)
+    assert ks_statistic(dist.cdf(y).numpy()) < 1.63 / np.sqrt(n)
+    # Uniform draws pick the experts by the gate's CDF: u = 0 the first expert, u -> 1 the last one.
+    weights = tf.nn.softmax(dist.gate_logits[0]).numpy()
+    picks = layer(x[:2]).sample_from_noise(np.float32([0.0, 1.0 - 1e-7]), np.zeros((2, 1), np.float32)).numpy()
+    np.testing.assert_allclose(picks[:, 0], dist.loc.numpy()[0, [0, C * S - 1], 0], rtol=1e-5)
+    assert weights.min() > 0
+    # Three-dimensional pixels: mean and covariance of the draws against the reference moments.
+    layer3 = make_layer(C, S, D, 3, seed=22)
+    x3 = np.repeat(rng.normal(size=(1, D)).astype(np.float32), n, axis=0)
+    draws = layer3(x3).sample_from_noise(rng.random(n).astype(np.float32),
+                                         rng.normal(size=(n, 3)).astype(np.float32)).numpy().astype(np.float64)
+    mean, cov = reference_moments(params_of(layer3), x3[:1])
+    se = np.sqrt(np.diag(cov[0]) / n)
+    assert np.all(np.abs(draws.mean(0) - mean[0]) < 4.5 * se)
+    np.testing.assert_allclose(np.cov(draws.T), cov[0], atol=0.08 * np.abs(cov[0]).max())
+
+
 def test_sample_moments_match_mixture_moments_dim_out_2():
     C, S, D, n = 3, 2, 4, 40000
     layer = make_layer(C, S, D, 2, seed=14)

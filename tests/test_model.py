@@ -342,3 +342,28 @@ def test_make_optimizer_builds_the_named_optimizer_with_clipping():
     assert float(adam.learning_rate.numpy()) == pytest.approx(3e-3)
     with pytest.raises(ValueError, match="'sgd' or 'adam'"):
         make_optimizer("rmsprop", 0.1)
+
+
+# ------------------------------------------------------------------ stability
+def adversarial_ride(cell):
+    """A RIDE whose spatial LSTM has forget-gate biases of +5 and a large kernel (f_left + f_up ~ 2)."""
+    model = small_ride(num_layers=1, num_hiddens=3, cell=cell, seed=5)
+    lstm = model.slstms[0]
+    rng = np.random.default_rng(40)
+    lstm.kernel.assign(rng.normal(0.0, 3.0, lstm.kernel.shape))
+    bias = rng.normal(0.0, 1.0, lstm.bias.shape)
+    bias[3 * 3:] = 5.0
+    lstm.bias.assign(bias)
+    return model
+
+
+def test_stable_cell_gives_finite_likelihoods_on_1024_images_where_eq6_overflows(leaves):
+    image = datasets.dead_leaves(1, size=1024, seed=11, noise_std=0.02)
+    stable = adversarial_ride("stable")
+    stable.adapt(leaves[0])
+    pixel_map = stable.pixel_log_prob(image, noise=False)
+    assert pixel_map.shape == (1, 1024, 1024) and np.isfinite(pixel_map).all()
+    paper = adversarial_ride("paper")
+    paper.set_weights(stable.get_weights())
+    with pytest.raises(FloatingPointError, match="not finite"):
+        paper.pixel_log_prob(image[:, :256, :256], noise=False)
