@@ -63,7 +63,7 @@ def _worker(args):
         import keras
 
         keras.utils.set_random_seed(0)
-        layer = SpatialLSTM(units, parallel_loops=args.loops)
+        layer = SpatialLSTM(units, parallel_loops=args.loops, cell=args.cell)
         layer.build((None, None, None, depth))
         # Forget-gate biases -1 keep the memory states finite on 256 x 256
         # images (with f_left + f_up > 1, c grows exponentially along the
@@ -160,7 +160,7 @@ def _measure(case, what, args):
     CPU load of *other* processes during it, in cores, or None)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", what, "--case", case,
            "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
-    for opt in ("intra", "inter", "loops", "roofline_rows"):
+    for opt in ("intra", "inter", "loops", "roofline_rows", "cell"):
         if getattr(args, opt) is not None:
             cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     env = dict(os.environ)
@@ -199,6 +199,7 @@ def main():
                    help="time the roofline's products on R rows and scale to all pixels "
                         "(the peak matmul rate, without the memory traffic of one huge "
                         "product); default: one product over all pixels")
+    p.add_argument("--cell", choices=["stable", "paper"], default="stable", help="the spatial LSTM cell")
     p.add_argument("--worker", choices=["lstm", "roofline"], help=argparse.SUPPRESS)
     p.add_argument("--case", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -207,7 +208,7 @@ def main():
 
     print(f"threads: intra={args.intra or 'default'} inter={args.inter or 'default'}; "
           f"roofline: {f'{args.roofline_rows}-row blocks' if args.roofline_rows else 'one product'}; "
-          f"loops={args.loops or 'default'}; median of {args.rounds} x {args.repeats} calls "
+          f"loops={args.loops or 'default'}; cell={args.cell}; median of {args.rounds} x {args.repeats} calls "
           f"({args.warmup} warm-up per process)")
     header = (f"{'case':<40} {'lstm ms':>10} {'roofline ms':>12} {'ratio':>7} {'target':>7}"
               f" {'other load':>11}")
