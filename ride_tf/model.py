@@ -425,6 +425,22 @@ class RIDE(keras.Model):
         return sample(self, num_samples, height, width, seed=seed, continuous=continuous, images=images,
                       mask=mask, batch_size=batch_size)
 
+    def inpaint(self, image, mask, num_sweeps=100, seed=None, verbose=1, num_candidates=5, block_size=5,
+                stride=3, window_size=19, callback=None):
+        """Fill the missing pixels (mask True) of one image by sampling the posterior; (filled, acceptance_rate).
+
+        Metropolis within Gibbs (paper section 3.4, eq. 9): the best of 5
+        conditional ancestral samples, then `num_sweeps` sweeps of ancestral
+        proposals for overlapping 5 x 5 blocks, accepted on a 19 x 19 window
+        around each block, with random flips between sweeps.  `filled` has the
+        image's shape and dtype, known pixels unchanged.  See `ride_tf.inpainting.inpaint`.
+        """
+        from ride_tf.inpainting import inpaint
+
+        return inpaint(self, image, mask, num_sweeps=num_sweeps, seed=seed, verbose=verbose,
+                       num_candidates=num_candidates, block_size=block_size, stride=stride,
+                       window_size=window_size, callback=callback)
+
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, **kwargs):
         """Fit the MCGSM alone by L-BFGS on a fixed random sample of pixels (see `ride_tf.finetune`).
