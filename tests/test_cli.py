@@ -79,6 +79,21 @@ def test_train_writes_a_model_that_evaluates_and_samples(workdir):
     np.testing.assert_array_equal(np.stack(drawn), loaded.sample(2, 9, 13, seed=4)[..., 0])
 
 
+def test_inpaint_fills_the_white_mask_pixels_and_keeps_the_others(workdir):
+    mask = np.zeros((24, 30), np.uint8)
+    mask[8:14, 10:17] = 255
+    Image.fromarray(mask).save(workdir / "mask.png")
+    result = run("inpaint", "model.keras", "leaf1.png", "mask.png", "--output", "filled.png", "--sweeps", "1",
+                 cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "42 pixels filled" in result.stdout
+    original = np.asarray(Image.open(workdir / "leaf1.png"))
+    filled = np.asarray(Image.open(workdir / "filled.png"))
+    assert filled.shape == original.shape and filled.dtype == np.uint8
+    np.testing.assert_array_equal(filled[mask == 0], original[mask == 0])
+    assert np.mean(filled[mask > 0] != original[mask > 0]) > 0.5
+
+
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "model.keras", "missing.png"], "missing.png: no such file"),
     (["evaluate", "model.keras", "notimage.png"], "notimage.png: not an image"),
