@@ -5,7 +5,7 @@ Modules, bottom to top:
   distributions, mcgsm, spatial_lstm                   the building blocks (eqs. 3-7)
   geometry                                             padding, wavefronts, the eight dihedral maps
   model                                                `RIDE` (and its MCGSM baseline)
-  sampling, ensemble                                   wavefront sampling; ensembles over rotations/flips
+  sampling, inpainting, ensemble                       wavefront sampling, inpainting, ensembles (8 rotations/flips)
   finetune, training, cli                              L-BFGS fine-tuning, the training recipe, `ride-tf`
 """
 import os
