@@ -104,6 +104,17 @@ class MCGSM(keras.layers.Layer):
         self.means = self.add_weight(name="means", shape=(C, d), initializer="zeros")
         super().build(input_shape)
 
+    def set_standard_normal(self):
+        """Make every expert N(0, I), so that p(y | x) = N(y; 0, I) for every input.
+
+        On whitened pixels (`ride_tf.whitening`) the model is then exactly the
+        Gaussian linear predictor of its neighbourhood.
+        """
+        for name in ["priors", "scales", "feature_weights", "predictors", "linear_features", "means"]:
+            variable = getattr(self, name)
+            variable.assign(np.zeros(variable.shape))
+        self.cholesky_factors.assign(np.tile(np.eye(self.dim_out)[None], (self.num_components, 1, 1)))
+
     @property
     def num_experts(self):
         return self.num_components * self.num_scales

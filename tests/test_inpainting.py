@@ -108,16 +108,9 @@ def test_blocks_cover_every_missing_pixel_and_groups_are_independent():
 
 
 # ------------------------------------------------------------ a Gaussian model with a known posterior
-def gaussian_ar_images(num, size, a=0.55, b=0.35, noise=0.05, burn_in=24, seed=0):
-    """x_ij = a x_i,j-1 + b x_i-1,j + e_ij (a causal Gaussian AR process), mean 0.5, cropped after burn-in."""
-    rng = np.random.default_rng(seed)
-    n = size + burn_in
-    x = np.zeros((num, n, n))
-    e = rng.normal(0.0, noise, (num, n, n))
-    for i in range(n):
-        for j in range(n):
-            x[:, i, j] = e[:, i, j] + (a * x[:, i, j - 1] if j else 0.0) + (b * x[:, i - 1, j] if i else 0.0)
-    return 0.5 + x[:, burn_in:, burn_in:]
+def gaussian_ar_images(num, size, seed=0):
+    """A causal Gaussian AR process (`datasets.gaussian_autoregressive`), mean 0.5."""
+    return datasets.gaussian_autoregressive(num, size, seed=seed)
 
 
 def gaussian_ride(nb_size=3):
@@ -125,9 +118,7 @@ def gaussian_ride(nb_size=3):
     keras.utils.set_random_seed(0)
     model = RIDE(num_layers=0, num_components=1, num_scales=1, num_features=1, nb_size=nb_size, dtype="float64")
     model.adapt(gaussian_ar_images(24, 40).astype(np.float32))
-    for name in ["priors", "scales", "feature_weights", "predictors", "linear_features", "means"]:
-        variable = getattr(model.mcgsm, name)
-        variable.assign(np.zeros(variable.shape))
+    model.mcgsm.set_standard_normal()
     return model
 
 

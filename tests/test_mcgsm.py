@@ -556,3 +556,12 @@ def test_bad_constructor_arguments_raise(kwargs):
 def test_unknown_input_dimension_raises():
     with pytest.raises(ValueError):
         MCGSM(2, 2).build((None, None))
+
+
+def test_set_standard_normal_makes_every_conditional_a_standard_normal():
+    layer = make_layer(3, 2, 5, 2, seed=30)
+    layer.set_standard_normal()
+    x = np.random.default_rng(31).normal(size=(7, 5)).astype(np.float32) * 3
+    y = np.random.default_rng(32).normal(size=(7, 2)).astype(np.float32)
+    expected = -0.5 * (y ** 2).sum(-1) - np.log(2 * np.pi)
+    np.testing.assert_allclose(layer.log_prob(x, y).numpy(), expected, rtol=1e-5)
