@@ -32,7 +32,7 @@ from ride_tf import geometry
 from ride_tf.mcgsm import MCGSM
 from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
 from ride_tf.preprocessing import dequantize, prepare_images, to_bits_per_pixel
-from ride_tf.spatial_lstm import LEGACY_CELL, SpatialLSTM
+from ride_tf.spatial_lstm import CELLS, LEGACY_CELL, SpatialLSTM
 from ride_tf.whitening import ConditionalWhitening
 
 __all__ = ["RIDE", "REGIONS"]
@@ -91,6 +91,8 @@ class RIDE(keras.Model):
             raise ValueError(f"RIDE: num_features must be an integer >= 1 or None, got {num_features!r}.")
         if not isinstance(extended, (bool, np.bool_)):
             raise ValueError(f"RIDE: extended must be True or False, got {extended!r}.")
+        if cell not in CELLS:
+            raise ValueError(f"RIDE: cell must be one of {CELLS}, got {cell!r}.")
         self.num_channels = int(num_channels)
         self.num_hiddens = int(num_hiddens)
         self.num_layers = int(num_layers)

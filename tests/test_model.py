@@ -126,7 +126,8 @@ def test_non_finite_likelihoods_raise_instead_of_answering_nan(leaves):
 
 
 @pytest.mark.parametrize("kwargs", [dict(nb_size=4), dict(nb_size=1), dict(num_layers=-1),
-                                    dict(num_components=0), dict(num_channels=2.5)])
+                                    dict(num_components=0), dict(num_channels=2.5), dict(num_features=2.5),
+                                    dict(extended="False"), dict(cell="lstm"), dict(num_layers=0, cell="lstm")])
 def test_bad_constructor_arguments(kwargs):
     with pytest.raises(ValueError):
         small_ride(**kwargs)
