@@ -9,10 +9,13 @@ initial values: speed does not depend on them):
     once.  Sampling cannot beat it by much; the ratio shows the per-step
     overhead of drawing front by front.
   * wavefront: `model.sample(N, H, W)`, one tf.while_loop over (r + 1)(H - 1) + W fronts.
-  * raster: the same draws one pixel at a time (batched over the N images),
-    H W loop steps, in a tf.while_loop written below.  It is timed on the
-    first `--raster-rows` rows only (its speed per pixel does not depend on
-    the number of rows) and reported in pixels per second.
+  * raster: the same draws one pixel position at a time, H W loop steps, in a
+    tf.while_loop written below, twice: one pixel per step (a single image,
+    the literal single-pixel loop), and one pixel position of all N images
+    per step (the raster loop batched over the images, a much stronger
+    baseline).  It is timed on the first `--raster-rows` rows only (its speed
+    per pixel does not depend on the number of rows) and reported in pixels
+    per second.
 
     .venv/bin/python benchmarks/bench_sampling.py                 # 16 images of 256 x 256, 64 units
     .venv/bin/python benchmarks/bench_sampling.py --num 4 --size 64 --hiddens 16   # quick
@@ -114,6 +117,8 @@ def main(argv=None):
     uniform, normal = draws(1, n, args.raster_rows, size, 1)
     t_raster = timed(lambda: raster(uniform, normal).numpy(), max(1, args.repeats // 2))
     raster_pixels = n * args.raster_rows * size
+    t_single = timed(lambda: raster(uniform[:1], normal[:1]).numpy(), max(1, args.repeats // 2))
+    single_pixels = args.raster_rows * size
 
     # The raster loop draws the same images as the wavefront sampler (same draws, same order of dependencies).
     wave_strip = model.sample(n, args.raster_rows, size, seed=1, continuous=True)
@@ -126,10 +131,15 @@ def main(argv=None):
     print(f"{'what':34s} {'seconds':>9s} {'pixels/s':>11s}")
     print(f"{'forward pass (likelihood)':34s} {t_forward:9.3f} {rate(pixels, t_forward):11.0f}")
     print(f"{'wavefront sampler':34s} {t_wave:9.3f} {rate(pixels, t_wave):11.0f}")
-    print(f"{f'raster loop ({args.raster_rows} rows)':34s} {t_raster:9.3f} {rate(raster_pixels, t_raster):11.0f}")
-    print(f"wavefront / forward pass  = {rate(pixels, t_wave) / rate(pixels, t_forward):.3f}   (target >= 0.2)")
-    print(f"wavefront / raster loop   = {rate(pixels, t_wave) / rate(raster_pixels, t_raster):.1f}   "
+    print(f"{f'raster loop, 1 pixel/step ({args.raster_rows} rows)':34s} {t_single:9.3f} "
+          f"{rate(single_pixels, t_single):11.0f}")
+    print(f"{f'raster loop, {n} pixels/step ({args.raster_rows} rows)':34s} {t_raster:9.3f} "
+          f"{rate(raster_pixels, t_raster):11.0f}")
+    print(f"wavefront / forward pass            = {rate(pixels, t_wave) / rate(pixels, t_forward):.3f}   "
+          f"(target >= 0.2)")
+    print(f"wavefront / raster, 1 pixel/step    = {rate(pixels, t_wave) / rate(single_pixels, t_single):.1f}   "
           f"(target >= 20)")
+    print(f"wavefront / raster, {n} pixels/step  = {rate(pixels, t_wave) / rate(raster_pixels, t_raster):.1f}")
     print(f"max |wavefront - raster| on the strip: {agreement:.2e}")
 
 
