@@ -48,12 +48,16 @@ def member_log_probs(models, images, noise=True, seed=None, transforms=range(8))
     return out
 
 
-def ensemble_log_prob(models, images, noise=True, seed=None):
-    """log p_ens(x) in nats per image, [N]: the mixture over models and the eight dihedral maps."""
-    terms = member_log_probs(models, images, noise, seed)
+def _mixture(terms):
+    """log of the mean of exp(terms) over all but the first axis, [N] (log-sum-exp, stable)."""
     flat = terms.reshape(len(terms), -1)
     top = flat.max(axis=1)
     return top + np.log(np.mean(np.exp(flat - top[:, None]), axis=1))
+
+
+def ensemble_log_prob(models, images, noise=True, seed=None):
+    """log p_ens(x) in nats per image, [N]: the mixture over models and the eight dihedral maps."""
+    return _mixture(member_log_probs(models, images, noise, seed))
 
 
 def ensemble_log_likelihood_rate(models, images, noise=True, seed=None):
@@ -61,7 +65,6 @@ def ensemble_log_likelihood_rate(models, images, noise=True, seed=None):
 
     `models` is one `RIDE` or a list of them (same number of channels).
     """
-    models = _as_models(models)
-    images = prepare_images(images, models[0].num_channels, noise=noise, seed=seed)
-    log_prob = ensemble_log_prob(models, images)
-    return to_bits_per_pixel(log_prob / (images.shape[1] * images.shape[2]), models[0].num_channels)
+    terms = member_log_probs(models, images, noise, seed)
+    num_pixels = np.shape(images)[1] * np.shape(images)[2]
+    return to_bits_per_pixel(_mixture(terms) / num_pixels, _as_models(models)[0].num_channels)
