@@ -64,9 +64,8 @@ def raster_sampler(model):
             x = tf.gather_nd(canvas, pixel[None] + offsets + r)                        # [P, N, C]
             x = tf.reshape(tf.transpose(x, [1, 0, 2]), [batch, num_offsets * channels])
             outside = geometry.outside_indicators_at(i, j, width, nb_size)            # [P]
-            outside = tf.broadcast_to(outside, [batch, num_offsets])
-            x_hat = model.whitening.whiten_inputs(x, tf.repeat(outside, channels, axis=-1))
-            h = tf.concat([x_hat, outside], -1)
+            h = model.input_features(x, tf.broadcast_to(outside, [batch, num_offsets]))
+            x_hat = h[:, :num_offsets * channels]
             new_rows = []
             for lstm, w, (h_row, c_row, h_left, c_left) in zip(model.slstms, weights, rows):
                 h_left = tf.where(j > 0, h_left, zero)

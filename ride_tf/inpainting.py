@@ -79,7 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry, sampling
-from ride_tf.preprocessing import check_images, quantize
+from ride_tf.preprocessing import check_images, check_integer, quantize
 
 __all__ = ["inpaint", "block_grid", "block_windows", "block_schedule", "FLIPS"]
 
@@ -93,9 +93,7 @@ _PIXELS_PER_CALL = 1 << 17
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"inpaint: {name} must be an integer >= {low}, got {value!r}.")
-    return int(value)
+    return check_integer("inpaint", name, value, low)
 
 
 def _starts(lo, hi, size, stride, extent):

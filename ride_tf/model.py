@@ -31,7 +31,7 @@ import tensorflow as tf
 from ride_tf import geometry
 from ride_tf.mcgsm import MCGSM
 from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
-from ride_tf.preprocessing import dequantize, prepare_images, to_bits_per_pixel
+from ride_tf.preprocessing import check_integer, dequantize, prepare_images, to_bits_per_pixel
 from ride_tf.spatial_lstm import CELLS, LEGACY_CELL, SpatialLSTM
 from ride_tf.whitening import ConditionalWhitening
 
@@ -82,13 +82,11 @@ class RIDE(keras.Model):
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),
                                  ("num_layers", num_layers, 0), ("num_components", num_components, 1),
                                  ("num_scales", num_scales, 1), ("nb_size", nb_size, 3)]:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"RIDE: {name} must be an integer >= {low}, got {value!r}.")
+            check_integer("RIDE", name, value, low)
         if nb_size % 2 == 0:
             raise ValueError(f"RIDE: nb_size must be odd, got {nb_size}.")
-        if num_features is not None and (isinstance(num_features, bool)
-                                         or not isinstance(num_features, (int, np.integer)) or num_features < 1):
-            raise ValueError(f"RIDE: num_features must be an integer >= 1 or None, got {num_features!r}.")
+        if num_features is not None:
+            check_integer("RIDE", "num_features", num_features, 1)
         if not isinstance(extended, (bool, np.bool_)):
             raise ValueError(f"RIDE: extended must be True or False, got {extended!r}.")
         if cell not in CELLS:
@@ -149,6 +147,17 @@ class RIDE(keras.Model):
         return geometry.num_inputs(self.nb_size, self.num_channels) + geometry.num_indicators(self.nb_size)
 
     # ------------------------------------------------------------ the graph
+    def input_features(self, x, outside):
+        """u = [x^, e]: the model's inputs from neighbourhoods x [..., P * C] and indicators e [..., P].
+
+        Inputs outside the image (e = 1) are replaced by their mean before the
+        whitening; x^ is u[..., :P * C].  The model graph, the sampler and the
+        tiles all build u here.
+        """
+        outside = tf.cast(outside, self.compute_dtype)
+        x_hat = self.whitening.whiten_inputs(x, tf.repeat(outside, self.num_channels, axis=-1))
+        return tf.concat([x_hat, outside], axis=-1)
+
     def region_inputs(self, window, row0, col0, width):
         """Model inputs and whitened pixels of a rectangle of pixels.
 
@@ -167,10 +176,10 @@ class RIDE(keras.Model):
         rows = row0 + tf.range(shape[1])
         cols = col0 + tf.range(shape[2])
         outside = geometry.outside_indicators(rows, cols, width, self.nb_size, x.dtype)   # [h, w, P]
-        missing = tf.repeat(outside, self.num_channels, axis=-1)                         # [h, w, P * C]
-        x_hat, y_hat = self.whitening(x, y, missing=missing)
-        indicators = tf.broadcast_to(outside, tf.concat([shape[:1], tf.shape(outside)], 0))
-        return tf.concat([x_hat, tf.cast(indicators, x_hat.dtype)], axis=-1), y_hat
+        outside = tf.broadcast_to(outside, tf.concat([shape[:1], tf.shape(outside)], 0))  # [N, h, w, P]
+        u = self.input_features(x, outside)
+        x_hat = u[..., :geometry.num_inputs(self.nb_size, self.num_channels)]
+        return u, self.whitening.whiten_outputs(x_hat, y)
 
     def whitened_pairs(self, images):
         """images [N, H, W, C] float -> (u [N, H, W, input_dim], y^ [N, H, W, C]) for every pixel."""

@@ -17,9 +17,18 @@ Shapes: [N, H, W, C], or [N, H, W] for single-channel models.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_images", "dequantize", "quantize", "prepare_images", "to_bits_per_pixel"]
+__all__ = ["check_images", "check_integer", "dequantize", "quantize", "prepare_images", "to_bits_per_pixel"]
 
 LN2 = float(np.log(2.0))
+
+
+def check_integer(owner, name, value, low):
+    """`value` as an int, or ValueError "{owner}: {name} must be an integer >= {low}, got ..."
+
+    bool and float values are refused, not coerced (True, 2.5 and 2.0 all raise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}.")
+    return int(value)
 
 
 def to_bits_per_pixel(nats, num_channels=1):

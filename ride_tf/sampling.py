@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.preprocessing import check_images, quantize
+from ride_tf.preprocessing import check_images, check_integer, quantize
 
 __all__ = ["draws", "sample", "wavefront_sample"]
 
@@ -43,9 +43,7 @@ ONE_MINUS = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
 
 
 def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"sample: {name} must be an integer >= {low}, got {value!r}.")
-    return int(value)
+    return check_integer("sample", name, value, low)
 
 
 def draws(seed, num_images, height, width, num_channels, first_image=0, dtype=tf.float32):
@@ -117,8 +115,8 @@ def wavefront_sample(model, known, mask, uniform, normal):
         x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [n * batch, num_offsets * channels])
         outside = geometry.outside_indicators_at(rows, cols, width, nb_size, dtype)       # [n, P]
         outside = tf.reshape(tf.repeat(outside[:, None], batch, axis=1), [n * batch, num_offsets])
-        x_hat = whitening.whiten_inputs(x, tf.repeat(outside, channels, axis=-1))
-        h = tf.concat([x_hat, outside], axis=-1)
+        h = model.input_features(x, outside)
+        x_hat = h[:, :num_offsets * channels]
         # 2. The spatial LSTMs on the front.
         new_history = []
         for lstm, weights, states in zip(model.slstms, lstm_weights, history):

@@ -70,6 +70,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ride_tf.preprocessing import check_integer
+
 __all__ = ["SpatialLSTM", "CELLS"]
 
 GATES = ("g", "o", "i", "f_left", "f_up")
@@ -112,9 +114,7 @@ def _cell(z, c_left, c_up, kernels, biases, cell="paper"):
 
 
 def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"SpatialLSTM: {name} must be a positive integer, got {value!r}.")
-    return int(value)
+    return check_integer("SpatialLSTM", name, value, 1)
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
