@@ -20,3 +20,12 @@ def test_bits_per_pixel_divides_by_channels_and_ln2():
     assert to_bits_per_pixel(np.log(2.0)) == pytest.approx(1.0)
     assert to_bits_per_pixel(3 * np.log(2.0), num_channels=3) == pytest.approx(1.0)
     assert float(to_bits_per_pixel(tf.constant(2 * np.log(2.0)))) == pytest.approx(2.0)
+
+
+def test_check_integer_accepts_integers_and_names_what_it_refuses():
+    from ride_tf.preprocessing import check_integer
+
+    assert check_integer("X", "n", 3, 1) == 3 and check_integer("X", "n", np.int64(0), 0) == 0
+    for bad in [0, -2, 2.0, 2.5, True, "3", None]:
+        with pytest.raises(ValueError, match=r"X: n must be an integer >= 1"):
+            check_integer("X", "n", bad, 1)
