@@ -11,8 +11,10 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "pillow==13.0.0",
     "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
+    "constriction==0.5.0",   # the range coder of `ride_tf.compress`
+    "imagecodecs==2026.3.6",  # PNG, JPEG-LS, WebP and JPEG-XL lossless, for comparisons
 ]
-TEST_REQUIRES = ["pytest==9.2.0"]
+TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
 EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
 
