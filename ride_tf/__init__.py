@@ -7,12 +7,13 @@ Modules, bottom to top:
   model                                                `RIDE` (and its MCGSM baseline)
   sampling, inpainting, ensemble                       wavefront sampling, inpainting, ensembles (8 rotations/flips)
   finetune, training, cli                              L-BFGS fine-tuning, the training recipe, `ride-tf`
+  pretrained                                           shipped trained models: `ride_tf.pretrained("gray")`
 """
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from ride_tf import datasets, geometry, training  # noqa: E402
+from ride_tf import datasets, geometry, pretrained, training  # noqa: E402
 from ride_tf.ensemble import ensemble_log_likelihood_rate, ensemble_log_prob  # noqa: E402
 from ride_tf.distributions import MCGSMDistribution  # noqa: E402
 from ride_tf.finetune import FinetuneResult, finetune_mcgsm  # noqa: E402
@@ -23,5 +24,5 @@ from ride_tf.whitening import ConditionalWhitening  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["RIDE", "MCGSM", "MCGSMDistribution", "SpatialLSTM", "ConditionalWhitening",
-           "finetune_mcgsm", "FinetuneResult", "datasets", "geometry", "training",
+           "finetune_mcgsm", "FinetuneResult", "datasets", "geometry", "pretrained", "training",
            "ensemble_log_likelihood_rate", "ensemble_log_prob"]
