@@ -201,30 +201,49 @@ class RIDE(keras.Model):
         log_prob = self.conditional_distribution(h).log_prob(y_hat)
         return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
 
+    def log_density_head(self, h, u, y_hat, y):
+        """The per-pixel output of `call`: log p(y_ij | x_<ij) in nats, [N, H, W].
+
+        Every per-pixel map of the model is a head(h, u, y^, y) like this one
+        (h the MCGSM's inputs, u = [x^, e], y^ the whitened pixels, y the
+        pixels, each [N, H, W, ...]): the batched and tiled evaluation takes
+        any of them (`pixel_map`), e.g. the discrete likelihood of
+        `ride_tf.discrete`.
+        """
+        return self._pixel_log_prob(h, y_hat)
+
+    def forward(self, images):
+        """Float images [N, H, W, C] -> (h, u, y^, y) of every pixel (the arguments of a head)."""
+        u, y_hat = self.whitened_pairs(images)
+        return self.hidden_states(u), u, y_hat, images
+
     def call(self, images, training=False):
         """Per-pixel log-likelihood map in nats, [N, H, W] (every pixel)."""
         images = tf.convert_to_tensor(images)
         if images.dtype == tf.uint8:
             images = dequantize(images)
         images = tf.cast(images, self.compute_dtype)
-        u, y_hat = self.whitened_pairs(images)
-        return self._pixel_log_prob(self.hidden_states(u), y_hat)
+        return self.log_density_head(*self.forward(images))
 
-    def tile_log_prob(self, window, row0, col0, width, states):
+    def tile_log_prob(self, window, row0, col0, width, states, head=None):
         """`call` for one tile of a large image, continuing the LSTM states of its neighbours.
 
         window, row0, col0, width: as in `region_inputs` (a tile of h x w pixels).
         states: per layer (h_top, c_top [N, w, U], h_left, c_left [N, h, U]),
           the states of the row above and the column left of the tile (zeros at
           the image border).
-        Returns (log-likelihoods [N, h, w], per layer (h, c) of the tile, [N, h, w, U]).
+        head: the per-pixel output (default `log_density_head`).
+        Returns (head's map [N, h, w], per layer (h, c) of the tile, [N, h, w, U]).
         """
+        head = self.log_density_head if head is None else head
         u, y_hat = self.region_inputs(window, row0, col0, width)
         h, tile_states = u, []
         for lstm, (h_top, c_top, h_left, c_left) in zip(self.slstms, states):
             h, c = lstm.run_region(h, h_top, c_top, h_left, c_left)
             tile_states.append((h, c))
-        return self._pixel_log_prob(h, y_hat), tile_states
+        r = self.radius
+        y = window[:, r:, r:tf.shape(window)[2] - r]
+        return head(h, u, y_hat, y), tile_states
 
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""
@@ -263,8 +282,8 @@ class RIDE(keras.Model):
         per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
         return [images[i:i + per_batch] for i in range(0, len(images), per_batch)]
 
-    def _tiled_log_prob_map(self, image, verbose):
-        """Log-likelihood map [1, H, W] of one large image [1, H, W, C], tile by tile in raster order.
+    def _tiled_map(self, image, name, head, verbose):
+        """head's map [1, H, W] of one large image [1, H, W, C], tile by tile in raster order.
 
         Each tile's LSTMs start from the states of the row above and the column
         to the left (`tile_log_prob`), so the result is the untiled map up to
@@ -281,16 +300,16 @@ class RIDE(keras.Model):
 
         def tile_fn(window, row0, col0, width, *flat):
             states = [flat[4 * l:4 * l + 4] for l in range(num_layers)]
-            log_prob, tile_states = self.tile_log_prob(window, row0, col0, width, states)
+            log_prob, tile_states = self.tile_log_prob(window, row0, col0, width, states, head)
             out = [log_prob]
             for h, c in tile_states:
                 out += [h[:, -1], c[:, -1], h[:, :, -1], c[:, :, -1]]  # bottom row, right column
             return out
 
-        graph = self._graph("tile_log_prob", tile_fn, spec)
+        graph = self._graph("tile_" + name, tile_fn, spec)
         zeros = lambda n: np.zeros((1, n, units), np.float32)
         bottom = [[zeros(width), zeros(width)] for _ in range(num_layers)]     # states above the tile row
-        out = np.empty((1, height, width), np.float32)
+        out = None
         tiles = [(i, j) for i in range(0, height, tile_h) for j in range(0, width, tile_w)]
         bar = keras.utils.Progbar(len(tiles), verbose=verbose, unit_name="tile")
         for k, (i, j) in enumerate(tiles):
@@ -302,6 +321,8 @@ class RIDE(keras.Model):
                 flat += [bottom[l][0][:, j:j + w_cols], bottom[l][1][:, j:j + w_cols], left[l][0], left[l][1]]
             window = padded[:, i:i + h_rows + r, j:j + w_cols + 2 * r]
             result = [t.numpy() for t in graph(window, i, j, width, *flat)]
+            if out is None:
+                out = np.empty((1, height, width), result[0].dtype)
             out[:, i:i + h_rows, j:j + w_cols] = result[0]
             for l in range(num_layers):
                 h_bottom, c_bottom, h_right, c_right = result[1 + 4 * l:5 + 4 * l]
@@ -320,6 +341,19 @@ class RIDE(keras.Model):
             out.append(graph(batch).numpy())
             bar.update(k + 1)
         return np.concatenate(out)
+
+    def pixel_map(self, images, name, head, verbose=0):
+        """head(h, u, y^, y) for every pixel of prepared float images [N, H, W, C], NumPy [N, H, W].
+
+        Whole images are batched in memory-bounded graph calls; images of more
+        than `_PIXELS_PER_BATCH` pixels are evaluated tile by tile (same
+        numbers up to round-off).  `name` keys the traced graphs of `head`.
+        """
+        height, width = images.shape[1:3]
+        if height * width > _PIXELS_PER_BATCH:
+            return np.concatenate([self._tiled_map(images[n:n + 1], name, head, verbose)
+                                   for n in range(len(images))])
+        return self._log_prob_map(name, lambda im: head(*self.forward(im)), images, verbose)
 
     def _crop(self, log_prob_map, region):
         if region == "valid":
@@ -344,12 +378,7 @@ class RIDE(keras.Model):
         """
         images = self._prepare(images, noise, seed, region)
         height, width = images.shape[1:3]
-        if height * width > _PIXELS_PER_BATCH:
-            log_prob_map = np.concatenate([self._tiled_log_prob_map(images[n:n + 1], verbose)
-                                           for n in range(len(images))])
-        else:
-            log_prob_map = self._log_prob_map("pixel_log_prob", lambda im: self(im, training=False),
-                                              images, verbose)
+        log_prob_map = self.pixel_map(images, "pixel_log_prob", self.log_density_head, verbose)
         bad = ~np.isfinite(log_prob_map)
         if bad.any():
             # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is

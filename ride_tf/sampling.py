@@ -1,19 +1,11 @@
 """Ancestral sampling of RIDE in wavefront order (paper sections 3.4: textures, inpainting).
 
-Drawing pixel (i, j) needs every pixel of its causal window (which reaches r
-columns to the right in the rows above) and the LSTM states of (i, j-1) and
-(i-1, j).  All pixels on the front t = (r + 1) i + j have these on earlier
-fronts (`ride_tf.geometry`), so the sampler runs one `tf.while_loop` over the
-(r + 1)(H - 1) + W fronts; each step
-
-  1. gathers the causal windows of the front's pixels from the canvas and
-     whitens them (inputs outside the image at their mean, plus indicators),
-  2. advances every spatial LSTM on the front (`SpatialLSTM.step`) from the
-     states of the two previous fronts it needs,
-  3. draws the mixture component and the Gaussian for all the front's pixels
-     of all images in one batched call (`MCGSMDistribution.sample_from_noise`),
-  4. un-whitens them (W^-1 computed once, before the loop) and writes them
-     into the canvas.
+The sampler runs one `tf.while_loop` over the (r + 1)(H - 1) + W wavefronts
+of `ride_tf.wavefront`; on each front it computes the top LSTM states of the
+front's pixels (`Wavefront.features`), draws the mixture component and the
+Gaussian for all of them, in all images, in one batched call
+(`MCGSMDistribution.sample_from_noise`), un-whitens them (W^-1 computed once,
+before the loop) and writes them into the canvas.
 
 Randomness: the draws of image n are a function of (seed, n) only (stateless
 random ops): one uniform (the component) and C standard normals (the
@@ -33,8 +25,8 @@ others are drawn in the same order, conditioned on everything before them.
 import numpy as np
 import tensorflow as tf
 
-from ride_tf import geometry
 from ride_tf.preprocessing import check_images, check_integer, quantize
+from ride_tf.wavefront import Wavefront
 
 __all__ = ["draws", "sample", "wavefront_sample"]
 
@@ -79,72 +71,36 @@ def wavefront_sample(model, known, mask, uniform, normal):
       float [N, H, W, C]: the image, kept pixels unchanged and drawn pixels in [0, 1).
     """
     dtype = model.compute_dtype
-    nb_size, r = model.nb_size, model.radius
-    channels, units = model.num_channels, model.num_hiddens
-    offsets = tf.constant(geometry.causal_offsets(nb_size), tf.int32)                 # [P, 2]
-    num_offsets = len(geometry.causal_offsets(nb_size))
+    channels = model.num_channels
+    front = Wavefront(model)
     known = tf.cast(known, dtype)
     shape = tf.shape(known)
     batch, height, width = shape[0], shape[1], shape[2]
-    num_fronts = (r + 1) * (height - 1) + width
-
-    # Pixel-major layouts so that the front's pixels are gathered / scattered along leading axes.
-    canvas = tf.pad(tf.transpose(known, [1, 2, 0, 3]), [[r, 0], [r, r], [0, 0], [0, 0]])  # [H+r, W+2r, N, C]
+    num_fronts = front.num_fronts(height, width)
+    canvas, history = front.initial_state(known)
     mask_t = tf.transpose(mask, [1, 2, 0])                                               # [H, W, N]
     known_t = tf.transpose(known, [1, 2, 0, 3])
     uniform_t = tf.transpose(tf.cast(uniform, dtype), [1, 2, 0])
     normal_t = tf.transpose(tf.cast(normal, dtype), [1, 2, 0, 3])
-
-    whitening = model.whitening
-    w_inv = whitening.output_unwhitening()                                               # once, not per step
-    lstm_weights = [lstm.gate_weights(dtype) for lstm in model.slstms]
-    lstm_state = tf.zeros([height + 1, batch, units], dtype)   # row 0: above the image; row i + 1: image row i
-    num_layers = len(model.slstms)
-    # Per layer (h, c) of the last r + 1 fronts, newest first.
-    history = tuple(tuple(lstm_state for _ in range(2 * (r + 1))) for _ in range(num_layers))
+    w_inv = model.whitening.output_unwhitening()                                         # once, not per step
 
     def body(t, canvas, history):
-        i_lo, i_hi = geometry.front_rows(t, height, width, nb_size)
-        n = i_hi - i_lo + 1
-        rows = tf.range(i_lo, i_hi + 1)
-        cols = t - (r + 1) * rows
-        pixels = tf.stack([rows, cols], axis=1)                                           # [n, 2]
-        # 1. Causal windows from the padded canvas: [n, P, N, C] -> [n * N, P * C].
-        window_idx = pixels[:, None, :] + offsets[None] + r                               # [n, P, 2]
-        x = tf.gather_nd(canvas, window_idx)
-        x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [n * batch, num_offsets * channels])
-        outside = geometry.outside_indicators_at(rows, cols, width, nb_size, dtype)       # [n, P]
-        outside = tf.reshape(tf.repeat(outside[:, None], batch, axis=1), [n * batch, num_offsets])
-        h = model.input_features(x, outside)
-        x_hat = h[:, :num_offsets * channels]
-        # 2. The spatial LSTMs on the front.
-        new_history = []
-        for lstm, weights, states in zip(model.slstms, lstm_weights, history):
-            h_prev, c_prev = states[0], states[1]                 # front t - 1
-            h_up_front, c_up_front = states[2 * r], states[2 * r + 1]   # front t - r - 1
-            flat = lambda s, start: tf.reshape(s[start:start + n], [n * batch, units])
-            h, c = lstm.step(h, flat(h_prev, i_lo + 1), flat(c_prev, i_lo + 1),
-                             flat(h_up_front, i_lo), flat(c_up_front, i_lo), weights=weights)
-            pad = [[i_lo + 1, height - 1 - i_hi], [0, 0], [0, 0]]
-            h_front = tf.pad(tf.reshape(h, [n, batch, units]), pad)
-            c_front = tf.pad(tf.reshape(c, [n, batch, units]), pad)
-            new_history.append((h_front, c_front) + tuple(states[:-2]))
-        # 3. The MCGSM's draws for every pixel of the front, in one call.
+        pixels, h, x_hat, history = front.features(t, canvas, history, height, width)
+        n = tf.shape(pixels)[0]
+        # The MCGSM's draws for every pixel of the front, in one call.
         u = tf.reshape(tf.gather_nd(uniform_t, pixels), [n * batch])
         z = tf.reshape(tf.gather_nd(normal_t, pixels), [n * batch, channels])
         y_hat = model.mcgsm(h).sample_from_noise(u, z)
-        # 4. Back to intensities, kept pixels restored, written into the canvas.
-        y = whitening.unwhiten_outputs(x_hat, y_hat, inverse=w_inv)
+        # Back to intensities, kept pixels restored, written into the canvas.
+        y = model.whitening.unwhiten_outputs(x_hat, y_hat, inverse=w_inv)
         y = tf.clip_by_value(tf.reshape(y, [n, batch, channels]), 0.0, ONE_MINUS)
         draw = tf.gather_nd(mask_t, pixels)[..., None]                                    # [n, N, 1]
         y = tf.where(draw, y, tf.gather_nd(known_t, pixels))
-        canvas = tf.tensor_scatter_nd_update(canvas, pixels + r, y)
-        return t + 1, canvas, tuple(new_history)
+        return t + 1, front.write(canvas, pixels, y), history
 
     _, canvas, _ = tf.while_loop(lambda t, *_: t < num_fronts, body, (tf.constant(0), canvas, history),
                                  maximum_iterations=num_fronts)
-    image = canvas[r:, r:r + width] if r else canvas
-    return tf.transpose(image, [2, 0, 1, 3])
+    return front.image(canvas, width)
 
 
 def _graph(model):

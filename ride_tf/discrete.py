@@ -1,0 +1,275 @@
+"""The discrete likelihood of 8-bit images: each pixel's probability mass and exact code lengths.
+
+The models are densities of continuous intensities y.  An 8-bit value k is the
+bin B_k = [k/256, (k+1)/256) of intensities, with the two outer bins open to
+the tails, B_0 = (-inf, 1/256) and B_255 = [255/256, inf), so that the 256
+bins cover the real line and their masses sum to exactly 1:
+
+    P(k_ij | k_<ij) = integral over B_k of p(y | x_ij) dy,
+
+where the context x_ij holds the earlier pixels at their bin centres
+(k + 1/2) / 256: what a decoder knows.  The exact ideal code length of an image
+is sum_ij -log2 P(k_ij | k_<ij) bits (`compressed_size_bits`); an entropy coder
+driven by the same masses (`ride_tf.codec`) writes files within a fraction of a
+percent of it.
+
+In intensities y (undoing the conditional whitening y^ = W (y - m(x)), an
+affine map for fixed x), the MCGSM of a pixel is a mixture of K Gaussians
+
+    p(y | x) = sum_k w_k N(y; mu_k, Sigma_k),   mu_k = m(x) + W^-1 loc_k,
+    Sigma_k = W^-1 Lambda_k^-1 W^-T              (Lambda_k = P_k P_k^T, the expert's precision)
+
+(`intensity_mixture`).  Grayscale: a bin's mass is sum_k w_k (Phi(b_k) - Phi(a_k))
+with a_k, b_k its edges standardised by expert k, computed from the nearer tail
+so that far bins keep their relative precision (`normal_bin_log_mass`).
+
+Colour (C channels): the channels of a pixel are coded one after the other,
+each through the exact conditionals of the joint mixture.  Channel c of expert
+k given the earlier channels v_<c (at their bin centres) is Gaussian with
+
+    mean  mu_kc + Sigma_k[c, <c] Sigma_k[<c, <c]^-1 (v_<c - mu_k,<c),
+    var   Sigma_k[c, c] - Sigma_k[c, <c] Sigma_k[<c, <c]^-1 Sigma_k[<c, c],
+
+and the component weights are updated by the mass each expert gave the earlier
+channels' bins, w_k <- w_k P_k(bin of channel c) / sum (the posterior over
+experts given the coded bins).  Every factor is a distribution over 256 values,
+so the product is a distribution over the 256^C colours; it equals the joint
+mixture's mass on the colour cube up to conditioning each expert on bin centres
+instead of integrating over the bins.
+
+Shapes: M pixels, K = num_components * num_scales experts, C channels.
+"""
+import collections
+import math
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from ride_tf import geometry
+from ride_tf.preprocessing import LN2, check_images
+
+__all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
+           "channel_log_mass", "bin_table", "log_mass", "log_mass_map", "pixel_log_mass",
+           "compressed_size_bits", "bin_centres"]
+
+NUM_BINS = 256
+
+IntensityMixture = collections.namedtuple("IntensityMixture", ["log_weights", "means", "regressions", "stddevs"])
+IntensityMixture.__doc__ = """A pixel's mixture of Gaussians in intensities (float64).
+
+log_weights [M, K] (normalised), means [M, K, C]; regressions [K, C, C]
+(row c: the coefficients of channels < c in channel c's conditional mean,
+zero elsewhere) and stddevs [K, C] (channel c's conditional standard deviation)."""
+
+
+def bin_centres(values):
+    """uint8 values k (tensor) -> float32 intensities (k + 1/2) / 256, the context a decoder knows."""
+    return (tf.cast(values, tf.float32) + 0.5) / NUM_BINS
+
+
+def _bin_edges(values, dtype):
+    """Bins k [..] -> (lower, upper) edges in intensities, -inf / +inf for the outer bins."""
+    k = tf.cast(values, dtype)
+    lower = tf.where(k <= 0, tf.constant(-np.inf, dtype), k / NUM_BINS)
+    upper = tf.where(k >= NUM_BINS - 1, tf.constant(np.inf, dtype), (k + 1) / NUM_BINS)
+    return lower, upper
+
+
+def _log1mexp(x):
+    """log(1 - exp(x)) for x <= 0, accurate for x near 0 and for x -> -inf."""
+    x = tf.minimum(x, tf.zeros_like(x))
+    near = x > -LN2
+    minus_one = -tf.ones_like(x)
+    safe_near = tf.where(near, x, minus_one)
+    safe_far = tf.where(near, minus_one, x)
+    return tf.where(near, tf.math.log(-tf.math.expm1(safe_near)), tf.math.log1p(-tf.exp(safe_far)))
+
+
+def normal_bin_log_mass(lower, upper):
+    """log(Phi(upper) - Phi(lower)) for standardised edges lower < upper (may be -inf / +inf).
+
+    Computed from the nearer tail so that it stays accurate (and finite while
+    the mass is representable in log space) far from the mean:
+    both edges above 0: log Q(lower) + log(1 - Q(upper)/Q(lower)), Q(z) = Phi(-z);
+    both below: log Phi(upper) + log(1 - Phi(lower)/Phi(upper));
+    straddling 0: log(1 - Phi(lower) - Q(upper)).
+    Gradients are finite wherever the mass is positive.
+    """
+    lower = tf.convert_to_tensor(lower)
+    upper = tf.convert_to_tensor(upper, lower.dtype)
+    standard = tfp.distributions.Normal(tf.zeros([], lower.dtype), tf.ones([], lower.dtype))
+    log_ndtr = standard.log_cdf
+    above = lower >= 0.0
+    below = upper <= 0.0
+    zero = tf.zeros_like(lower)
+    # Each branch sees safe arguments where it is not selected (no NaN in values or gradients).
+    lo_a, up_a = tf.where(above, lower, zero), tf.where(above, upper, zero + 1.0)
+    lo_b, up_b = tf.where(below, lower, zero - 1.0), tf.where(below, upper, zero)
+    lo_m = tf.where(above | below, zero - 1.0, lower)
+    up_m = tf.where(above | below, zero + 1.0, upper)
+    log_q_lo = log_ndtr(-lo_a)
+    upper_tail = log_q_lo + _log1mexp(log_ndtr(-up_a) - log_q_lo)
+    log_p_up = log_ndtr(up_b)
+    lower_tail = log_p_up + _log1mexp(log_ndtr(lo_b) - log_p_up)
+    middle = tf.math.log1p(-(standard.cdf(lo_m) + standard.cdf(-up_m)))
+    return tf.where(above, upper_tail, tf.where(below, lower_tail, middle))
+
+
+def intensity_mixture(model, h, x_hat):
+    """The MCGSM of each pixel in intensities (see the module docstring).
+
+    Args:
+      model: a `ride_tf.RIDE`.
+      h: [M, dim_h] the MCGSM's inputs; x_hat: [M, P * C] the whitened neighbourhoods.
+    Returns:
+      IntensityMixture (float64).
+    """
+    f64 = tf.float64
+    gate_logits, loc, precision_cholesky = model.mcgsm.distribution_parameters(h)
+    whitening = model.whitening
+    w_inv = tf.linalg.inv(tf.cast(whitening.output_whitening, f64))                          # [C, C]
+    prediction = tf.cast(whitening.prediction(x_hat), f64)                                     # [M, C]
+    means = prediction[:, None, :] + tf.linalg.matvec(w_inv, tf.cast(loc, f64))               # [M, K, C]
+    chol = tf.linalg.band_part(tf.cast(precision_cholesky, f64), -1, 0)                      # [K, C, C]
+    eye = tf.eye(model.num_channels, dtype=f64)
+    chol_inv = tf.linalg.triangular_solve(chol, tf.broadcast_to(eye, tf.shape(chol)), lower=True)
+    a = tf.matmul(w_inv, chol_inv, transpose_b=True)                                          # W^-1 P^-T
+    covariance = tf.matmul(a, a, transpose_b=True)                                            # [K, C, C]
+    regressions, stddevs = _conditionals(covariance, model.num_channels)
+    log_weights = tf.nn.log_softmax(tf.cast(gate_logits, f64), axis=-1)
+    return IntensityMixture(log_weights, means, regressions, stddevs)
+
+
+def _conditionals(covariance, num_channels):
+    """Regression coefficients [K, C, C] and conditional standard deviations [K, C] of each channel on the earlier ones."""
+    rows, stds = [], []
+    num = tf.shape(covariance)[0]
+    for c in range(num_channels):
+        if c == 0:
+            coefficients = tf.zeros([num, 0], covariance.dtype)
+            variance = covariance[:, 0, 0]
+        else:
+            s_pp = covariance[:, :c, :c]
+            s_pc = covariance[:, :c, c]
+            coefficients = tf.linalg.solve(s_pp, s_pc[..., None])[..., 0]                   # [K, c]
+            variance = covariance[:, c, c] - tf.reduce_sum(coefficients * s_pc, -1)
+        rows.append(tf.pad(coefficients, [[0, 0], [0, num_channels - c]]))
+        stds.append(tf.sqrt(variance))
+    return tf.stack(rows, axis=1), tf.stack(stds, axis=1)
+
+
+def channel_moments(mixture, channel, previous=None):
+    """Mean [M, K] and standard deviation [K] of channel `channel` given earlier channels' values previous [M, >= channel]."""
+    mean = mixture.means[..., channel]
+    if channel > 0:
+        deviation = tf.cast(previous[:, None, :channel], mean.dtype) - mixture.means[..., :channel]
+        mean = mean + tf.reduce_sum(mixture.regressions[None, :, channel, :channel] * deviation, -1)
+    return mean, mixture.stddevs[:, channel]
+
+
+def channel_log_mass(mixture, channel, values, previous=None):
+    """log P_k(bin values | earlier channels) of each expert for channel `channel`: values [M] -> [M, K]."""
+    mean, std = channel_moments(mixture, channel, previous)
+    lower, upper = _bin_edges(values, mean.dtype)
+    return normal_bin_log_mass((lower[:, None] - mean) / std, (upper[:, None] - mean) / std)
+
+
+def log_mass(mixture, values):
+    """log P(k) in nats of each pixel's 8-bit values k [M, C] under the mixtures, [M] (float64).
+
+    Channel by channel: log sum_k w_k P_k(bin of channel c), then the weights
+    are updated by each expert's mass (the module docstring).
+    """
+    previous = tf.cast(bin_centres(values), tf.float64)
+    log_weights = mixture.log_weights
+    total = tf.zeros(tf.shape(values)[:1], tf.float64)
+    for c in range(values.shape[-1]):
+        expert_log_mass = channel_log_mass(mixture, c, values[:, c], previous)
+        joint = log_weights + expert_log_mass
+        total += tf.reduce_logsumexp(joint, -1) - tf.reduce_logsumexp(log_weights, -1)
+        log_weights = joint
+    return total
+
+
+def bin_table(log_weights, mean, std, dtype=tf.float64):
+    """The masses of all 256 bins of one channel: log_weights [M, K], mean [M, K], std [K] -> [M, 256].
+
+    Per expert, a bin's mass is a difference of the tail masses t = Q(|z|) at
+    its edges (from the nearer tail), so small masses keep their precision;
+    each expert's masses telescope to 1, and so do the table's rows (up to
+    round-off).  `dtype` sets the arithmetic (the codec uses float32).
+    """
+    edges = tf.range(1, NUM_BINS, dtype=dtype) / NUM_BINS                                     # [255]
+    mean = tf.cast(mean, dtype)
+    z = (edges[None, None, :] - mean[..., None]) / tf.cast(std, dtype)[None, :, None]        # [M, K, 255]
+    tail = 0.5 * tf.math.erfc(tf.abs(z) / math.sqrt(2.0))
+    big = tf.constant(np.inf, dtype)
+    pad_z = lambda v, fill: tf.pad(v, [[0, 0], [0, 0], [1, 1]], constant_values=fill)
+    z_lo = tf.pad(z, [[0, 0], [0, 0], [1, 0]], constant_values=-big)                        # [M, K, 256]
+    z_hi = tf.pad(z, [[0, 0], [0, 0], [0, 1]], constant_values=big)
+    t_all = pad_z(tail, 0.0)
+    t_lo, t_hi = t_all[..., :-1], t_all[..., 1:]
+    masses = tf.where(z_lo >= 0, t_lo - t_hi, tf.where(z_hi <= 0, t_hi - t_lo, 1.0 - t_lo - t_hi))
+    weights = tf.nn.softmax(tf.cast(log_weights, dtype), axis=-1)
+    return tf.reduce_sum(weights[..., None] * masses, axis=1)
+
+
+def log_mass_head(model):
+    """A head (see `RIDE.log_density_head`): log P(k_ij | k_<ij) in nats, float64 [N, H, W].
+
+    The images must be the bin centres of 8-bit values (`bin_centres`); the
+    values are read back from them (half a bin from any edge).
+    """
+    num_inputs = geometry.num_inputs(model.nb_size, model.num_channels)
+    channels = model.num_channels
+
+    def head(h, u, y_hat, y):
+        shape = tf.shape(y_hat)
+        x_hat = tf.reshape(u[..., :num_inputs], [-1, num_inputs])
+        values = tf.cast(tf.floor(tf.reshape(tf.cast(y, tf.float64), [-1, channels]) * NUM_BINS), tf.int32)
+        mixture = intensity_mixture(model, tf.reshape(h, [-1, h.shape[-1]]), x_hat)
+        return tf.reshape(log_mass(mixture, values), shape[:3])
+    return head
+
+
+def log_mass_map(model, images):
+    """In-graph: uint8 images [N, H, W, C] -> float64 [N, H, W], log P(k_ij | k_<ij) in nats (every pixel)."""
+    centres = tf.cast(bin_centres(images), model.compute_dtype)
+    return log_mass_head(model)(*model.forward(centres))
+
+
+def _check_uint8(images, model, name):
+    images = check_images(images, model.num_channels, name=name)
+    if images.dtype != np.uint8:
+        raise ValueError(f"{name}: the discrete likelihood is defined for 8-bit images; pass uint8 values "
+                         f"(got {images.dtype}).")
+    return images
+
+
+def pixel_log_mass(model, images, region="full", verbose=0):
+    """log P(k_ij | k_<ij) in nats of every pixel of uint8 images, NumPy float64 [N, H, W].
+
+    region="valid" keeps the paper's region (as `RIDE.pixel_log_prob`);
+    large images are evaluated in tiles (`RIDE.pixel_map`).
+    """
+    nb_size = model.nb_size if region == "valid" else None
+    images = check_images(_check_uint8(images, model, "images"), model.num_channels, nb_size)
+    centres = bin_centres(images).numpy()
+    log_masses = model.pixel_map(centres, "log_mass", log_mass_head(model), verbose)
+    if not np.isfinite(log_masses).all():
+        bad = int((~np.isfinite(log_masses)).sum())
+        raise FloatingPointError(f"pixel_log_mass: {bad} of {log_masses.size} log-masses are not finite "
+                                 "(non-finite model weights?).")
+    return model._crop(log_masses, region)
+
+
+def compressed_size_bits(model, images, verbose=0):
+    """The exact ideal code length of each whole uint8 image in bits, float64 [N].
+
+    sum over every pixel (borders included) of -log2 P(k_ij | k_<ij); a range
+    coder on the same masses (`ride_tf.codec.compress`) comes within a
+    fraction of a percent of it, plus its header.  Divide by H * W * C for
+    bit per pixel and channel.
+    """
+    return -pixel_log_mass(model, images, verbose=verbose).sum(axis=(1, 2)) / LN2

@@ -1,0 +1,97 @@
+"""One pass over an image in wavefront order: what the sampler and the codec share.
+
+Pixel (i, j) needs its causal window (which reaches r columns to the right in
+the rows above) and the LSTM states of (i, j-1) and (i-1, j).  Every pixel on
+the front t = (r + 1) i + j has these on earlier fronts (`ride_tf.geometry`),
+so a pass visits the (r + 1)(H - 1) + W fronts in order, and for each front
+
+  1. gathers the causal windows of the front's pixels from a canvas (the
+     image so far, padded) and builds the model inputs u = [x^, e]
+     (`RIDE.input_features`),
+  2. advances every spatial LSTM on the front (`SpatialLSTM.step`) from the
+     states of the two earlier fronts it needs,
+  3. hands the top states h and x^ of the front's pixels to the caller, who
+     draws (sampler) or codes (codec) the pixels, and
+  4. writes the front's pixel values into the canvas (`write`).
+
+Layouts are pixel-major (canvas [H + r, W + 2r, N, C], LSTM states
+[H + 1, N, U] per front, indexed by row + 1) so that a front's pixels are
+gathered and scattered along leading axes.  The front's pixels are flattened
+pixel-major: row k * N + n of h is pixel k of the front in image n.
+"""
+import tensorflow as tf
+
+from ride_tf import geometry
+
+__all__ = ["Wavefront"]
+
+
+class Wavefront:
+    """The front-by-front pass of `model` (build it inside the tf.function that runs the pass).
+
+    State: (canvas, history), with history per layer the (h, c) of the last
+    r + 1 fronts, newest first.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.dtype = model.compute_dtype
+        self.nb_size, self.r = model.nb_size, model.radius
+        self.channels, self.units = model.num_channels, model.num_hiddens
+        self.offsets = tf.constant(geometry.causal_offsets(self.nb_size), tf.int32)      # [P, 2]
+        self.num_offsets = len(geometry.causal_offsets(self.nb_size))
+        self.lstm_weights = [lstm.gate_weights(self.dtype) for lstm in model.slstms]
+
+    def num_fronts(self, height, width):
+        return (self.r + 1) * (height - 1) + width
+
+    def initial_state(self, known):
+        """known float [N, H, W, C] (pixels not yet drawn may hold anything) -> (canvas, history)."""
+        r = self.r
+        known = tf.cast(known, self.dtype)
+        shape = tf.shape(known)
+        canvas = tf.pad(tf.transpose(known, [1, 2, 0, 3]), [[r, 0], [r, r], [0, 0], [0, 0]])
+        zeros = tf.zeros([shape[1] + 1, shape[0], self.units], self.dtype)
+        history = tuple(tuple(zeros for _ in range(2 * (r + 1))) for _ in self.model.slstms)
+        return canvas, history
+
+    def pixels(self, t, height, width):
+        """The front's pixels [n, 2] (row, column) and its first row i_lo."""
+        i_lo, i_hi = geometry.front_rows(t, height, width, self.nb_size)
+        rows = tf.range(i_lo, i_hi + 1)
+        return tf.stack([rows, t - (self.r + 1) * rows], axis=1), i_lo
+
+    def features(self, t, canvas, history, height, width):
+        """Steps 1-2 for front t: (pixels [n, 2], h [n * N, dim_h], x^ [n * N, P * C], new history)."""
+        r, units, channels = self.r, self.units, self.channels
+        batch = tf.shape(canvas)[2]
+        pixels, i_lo = self.pixels(t, height, width)
+        n = tf.shape(pixels)[0]
+        window_idx = pixels[:, None, :] + self.offsets[None] + r                           # [n, P, 2]
+        x = tf.gather_nd(canvas, window_idx)                                               # [n, P, N, C]
+        x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [n * batch, self.num_offsets * channels])
+        outside = geometry.outside_indicators_at(pixels[:, 0], pixels[:, 1], width, self.nb_size, self.dtype)
+        outside = tf.reshape(tf.repeat(outside[:, None], batch, axis=1), [n * batch, self.num_offsets])
+        h = self.model.input_features(x, outside)
+        x_hat = h[:, :self.num_offsets * channels]
+        new_history = []
+        for lstm, weights, states in zip(self.model.slstms, self.lstm_weights, history):
+            h_prev, c_prev = states[0], states[1]                  # front t - 1: left neighbours
+            h_up, c_up = states[2 * r], states[2 * r + 1]          # front t - r - 1: upper neighbours
+            flat = lambda s, start: tf.reshape(s[start:start + n], [n * batch, units])
+            h, c = lstm.step(h, flat(h_prev, i_lo + 1), flat(c_prev, i_lo + 1),
+                             flat(h_up, i_lo), flat(c_up, i_lo), weights=weights)
+            pad = [[i_lo + 1, height - i_lo - n], [0, 0], [0, 0]]
+            h_front = tf.pad(tf.reshape(h, [n, batch, units]), pad)
+            c_front = tf.pad(tf.reshape(c, [n, batch, units]), pad)
+            new_history.append((h_front, c_front) + tuple(states[:-2]))
+        return pixels, h, x_hat, tuple(new_history)
+
+    def write(self, canvas, pixels, values):
+        """Step 4: values [n, N, C] of the front's pixels into the canvas."""
+        return tf.tensor_scatter_nd_update(canvas, pixels + self.r, tf.cast(values, self.dtype))
+
+    def image(self, canvas, width):
+        """The canvas back as images [N, H, W, C]."""
+        r = self.r
+        return tf.transpose(canvas[r:, r:r + width] if r else canvas, [2, 0, 1, 3])
