@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
 TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
 EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
+# The PredictionService stub of export/grpc_client.py (the REST client needs nothing extra).
+SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
 
 setup(
     name="ride_tf",
@@ -27,6 +29,6 @@ setup(
     package_data={"ride_tf.pretrained": ["*.keras", "*.json"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES},
     entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )
