@@ -36,6 +36,7 @@ has checked out, so random bytes can neither allocate much nor run long.
 import hashlib
 import json
 import struct
+import threading
 import zlib
 
 import keras
@@ -106,104 +107,82 @@ def read_header(data):
     return Header(height, width, channels, fingerprint, image_crc, words, payload_crc)
 
 
-# --------------------------------------------------------------- the graphs
-def _graphs(model):
-    """The codec's traced graphs for `model` (one trace each, for every image size)."""
-    functions = model._graph_functions
-    if "codec_front" in functions:
-        return functions["codec_front"], functions["codec_channel"], functions["codec_globals"]
-    channels, units = model.num_channels, model.num_hiddens
-    num_states = 2 * (model.radius + 1) * model.num_layers
-    dtype = model.compute_dtype
+# --------------------------------------------------------------- the graph
+class _Coder:
+    """The entropy coder the traced graph calls back (set for the length of one compress/decompress)."""
 
-    def unflatten(flat):
-        per_layer = 2 * (model.radius + 1)
-        return tuple(tuple(flat[l * per_layer:(l + 1) * per_layer]) for l in range(model.num_layers))
+    def __init__(self):
+        self.code = None
+        self.lock = threading.Lock()
 
-    def globals_fn():
-        mixture = discrete.intensity_mixture(model, tf.zeros([1, model.mcgsm.dim_in], dtype),
-                                             tf.zeros([1, model.whitening.input_dim], dtype))
-        return mixture.regressions, mixture.stddevs
-
-    def front_fn(t, height, width, canvas, previous_pixels, previous_values, regressions, stddevs, *flat):
-        front = Wavefront(model)
-        canvas = front.write(canvas, previous_pixels, previous_values)
-        pixels, h, x_hat, history = front.features(t, canvas, unflatten(flat), height, width)
-        mixture = discrete.intensity_mixture(model, h, x_hat)
-        mixture = mixture._replace(regressions=regressions, stddevs=stddevs)
-        mean, std = discrete.channel_moments(mixture, 0)
-        table = discrete.bin_table(mixture.log_weights, mean, std, tf.float32)
-        flat_history = [s for layer in history for s in layer]
-        return [canvas, pixels, mixture.log_weights, mixture.means, table] + flat_history
-
-    def channel_fn(channel, log_weights, means, regressions, stddevs, values):
-        # values [n, C] int32: channels < channel are set.
-        mixture = discrete.IntensityMixture(log_weights, means, regressions, stddevs)
-        previous = tf.cast(discrete.bin_centres(values), tf.float64)
-        for c in range(channels - 1):
-            log_weights = log_weights + discrete.channel_log_mass(mixture._replace(log_weights=log_weights), c,
-                                                                  values[:, c], previous)
-            mean, std = discrete.channel_moments(mixture, c + 1, previous)
-            if c + 1 == channel:
-                return discrete.bin_table(log_weights, mean, std, tf.float32)
-        raise AssertionError("unreachable")
-
-    f64 = tf.float64
-    state = tf.TensorSpec([None, None, units], dtype)
-    front_spec = [tf.TensorSpec([], tf.int32)] * 3 + [
-        tf.TensorSpec([None, None, None, channels], dtype), tf.TensorSpec([None, 2], tf.int32),
-        tf.TensorSpec([None, None, channels], dtype), tf.TensorSpec([None, channels, channels], f64),
-        tf.TensorSpec([None, channels], f64)] + [state] * num_states
-    functions["codec_front"] = tf.function(front_fn, input_signature=front_spec)
-    channel_graphs = {}
-    for channel in range(1, channels):
-        channel_graphs[channel] = tf.function(
-            lambda *args, channel=channel: channel_fn(channel, *args), input_signature=[
-                tf.TensorSpec([None, None], f64), tf.TensorSpec([None, None, channels], f64),
-                tf.TensorSpec([None, channels, channels], f64), tf.TensorSpec([None, channels], f64),
-                tf.TensorSpec([None, channels], tf.int32)])
-    functions["codec_channel"] = channel_graphs
-    functions["codec_globals"] = tf.function(globals_fn)
-    return functions["codec_front"], channel_graphs, functions["codec_globals"]
+    def __call__(self, channel, table, known):
+        return np.asarray(self.code(int(channel), table.astype(np.float64), known), np.int32)
 
 
-def _run(model, height, width, symbols=None, code=None, verbose=0):
-    """The loop shared by encoder and decoder.
+def _graph(model):
+    """The codec's traced graph for `model`: (known uint8 [H, W, C]) -> the coded image uint8 [H, W, C].
 
-    symbols: uint8 [H, W, C] when encoding (None when decoding); code(c, table [n, 256] float64,
-    known [n] or None) -> the n values of channel c (the encoder codes the known ones,
-    the decoder decodes them).  Returns the image uint8 [H, W, C].
+    One `tf.while_loop` over the wavefronts; for each front and channel the
+    256-bin tables of the front's pixels go to the coder (`tf.numpy_function`),
+    which returns the channel's values (the known ones when encoding, the
+    decoded ones when decoding); they enter the canvas at their bin centres.
     """
-    front_graph, channel_graphs, globals_graph = _graphs(model)
-    channels, r = model.num_channels, model.radius
+    functions = model._graph_functions
+    if "codec" in functions:
+        return functions["codec"]
+    channels = model.num_channels
     dtype = model.compute_dtype
-    regressions, stddevs = globals_graph()
-    front = Wavefront(model)
-    canvas, history = front.initial_state(tf.zeros([1, height, width, channels], dtype))
-    flat = [s for layer in history for s in layer]
-    out = np.zeros((height, width, channels), np.uint8)
-    previous_pixels = np.zeros((0, 2), np.int32)
-    previous_values = np.zeros((0, 1, channels), dtype)
-    num_fronts = (r + 1) * (height - 1) + width
-    bar = keras.utils.Progbar(num_fronts, verbose=verbose, unit_name="front")
-    for t in range(num_fronts):
-        result = front_graph(np.int32(t), np.int32(height), np.int32(width), canvas, previous_pixels,
-                             previous_values, regressions, stddevs, *flat)
-        canvas, pixels, log_weights, means, table = result[:5]
-        flat = result[5:]
-        pixels = pixels.numpy()
-        values = np.zeros((len(pixels), channels), np.int32)
-        known = None if symbols is None else symbols[pixels[:, 0], pixels[:, 1]]
-        for c in range(channels):
-            if c > 0:
-                table = channel_graphs[c](log_weights, means, regressions, stddevs, values)
-            values[:, c] = code(c, table.numpy().astype(np.float64), None if known is None else known[:, c])
-        out[pixels[:, 0], pixels[:, 1]] = values
-        previous_pixels = pixels.astype(np.int32)
-        previous_values = ((values.astype(dtype) + 0.5) / 256.0)[:, None, :]
-        if verbose and (t % 64 == 0 or t == num_fronts - 1):
-            bar.update(t + 1)
-    return out
+    coder = _Coder()
+
+    def run(known):
+        front = Wavefront(model)
+        shape = tf.shape(known)
+        height, width = shape[0], shape[1]
+        canvas, history = front.initial_state(tf.zeros([1, height, width, channels], dtype))
+        globals_ = discrete.intensity_mixture(model, tf.zeros([1, model.mcgsm.dim_in], dtype),
+                                              tf.zeros([1, model.whitening.input_dim], dtype))
+
+        def body(t, canvas, history):
+            pixels, h, x_hat, history = front.features(t, canvas, history, height, width)
+            mixture = discrete.intensity_mixture(model, h, x_hat)._replace(
+                regressions=globals_.regressions, stddevs=globals_.stddevs)
+            known_front = tf.cast(tf.gather_nd(known, pixels), tf.int32)                  # [n, C]
+            log_weights = mixture.log_weights
+            values, previous = [], tf.zeros_like(mixture.means[:, 0, :])
+            for c in range(channels):
+                mean, std = discrete.channel_moments(mixture, c, previous)
+                table = discrete.bin_table(log_weights, mean, std, tf.float32)
+                value = tf.numpy_function(coder, [c, table, known_front[:, c]], tf.int32, stateful=True)
+                value = tf.ensure_shape(value, [None])
+                values.append(value)
+                if c + 1 < channels:
+                    log_weights += discrete.channel_log_mass(mixture, c, value, previous)
+                    previous = tf.tensor_scatter_nd_update(
+                        tf.transpose(previous), [[c]], tf.cast(discrete.bin_centres(value), tf.float64)[None])
+                    previous = tf.transpose(previous)
+            centres = discrete.bin_centres(tf.stack(values, axis=1))
+            return t + 1, front.write(canvas, pixels, tf.cast(centres, dtype)[:, None, :]), history
+
+        num_fronts = front.num_fronts(height, width)
+        _, canvas, _ = tf.while_loop(lambda t, *_: t < num_fronts, body, (tf.constant(0), canvas, history),
+                                     maximum_iterations=num_fronts)
+        image = front.image(canvas, width)[0]
+        return tf.cast(tf.floor(image * discrete.NUM_BINS), tf.uint8)
+
+    graph = tf.function(run, input_signature=[tf.TensorSpec([None, None, channels], tf.uint8)])
+    functions["codec"] = (graph, coder)
+    return functions["codec"]
+
+
+def _run(model, known, code):
+    """Run the codec's graph with `code(channel, table [n, 256] float64, known [n]) -> values [n]`."""
+    graph, coder = _graph(model)
+    with coder.lock:
+        coder.code = code
+        try:
+            return graph(known).numpy()
+        finally:
+            coder.code = None
 
 
 def _check_image(model, image):
@@ -228,7 +207,7 @@ def _constriction():
     return constriction.stream.queue, constriction.stream.model.Categorical(perfect=False)
 
 
-def compress(model, image, verbose=0):
+def compress(model, image):
     """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with `model`; returns bytes.
 
     The size is within a fraction of a percent of
@@ -243,14 +222,16 @@ def compress(model, image, verbose=0):
         return known
 
     height, width, channels = image.shape
-    _run(model, height, width, symbols=image, code=code, verbose=verbose)
+    coded = _run(model, image, code)
+    if not np.array_equal(coded, image):   # the graph wrote other values than the known ones
+        raise AssertionError("compress: the codec's canvas does not hold the image; please report this.")
     payload = encoder.get_compressed().astype("<u4").tobytes()
     header = _HEADER.pack(MAGIC, FORMAT_VERSION, channels, height, width, model_fingerprint(model),
                           zlib.crc32(image.tobytes()), len(payload) // 4, zlib.crc32(payload))
     return header + struct.pack(">I", zlib.crc32(header)) + payload
 
 
-def decompress(model, data, verbose=0):
+def decompress(model, data):
     """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit.
 
     Raises `CodecError` for data that are not a ride-tf file, truncated or
@@ -275,13 +256,18 @@ def decompress(model, data, verbose=0):
     queue, categorical = _constriction()
     decoder = queue.RangeDecoder(np.frombuffer(payload, "<u4").astype(np.uint32))
 
+    failures = []
+
     def code(channel, table, known):
         try:
             return decoder.decode(categorical, table)
         except Exception as error:   # constriction reports an exhausted or invalid stream
-            raise CodecError(f"corrupted file: the range decoder failed ({error}).") from None
+            failures.append(error)
+            return np.zeros(len(table), np.int32)
 
-    image = _run(model, header.height, header.width, code=code, verbose=verbose)
+    image = _run(model, np.zeros((header.height, header.width, header.channels), np.uint8), code)
+    if failures:
+        raise CodecError(f"corrupted file: the range decoder failed ({failures[0]}).")
     if zlib.crc32(image.tobytes()) != header.image_crc:
         raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted or was "
                          "written by a model whose numbers differ from this one's.")

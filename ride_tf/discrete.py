@@ -98,6 +98,9 @@ def normal_bin_log_mass(lower, upper):
     """
     lower = tf.convert_to_tensor(lower)
     upper = tf.convert_to_tensor(upper, lower.dtype)
+    # Infinite edges as +-1e4 (Phi(-1e4) is 0 in any float), so that gradients through them are 0, not NaN.
+    lower = tf.clip_by_value(lower, -1e4, 1e4)
+    upper = tf.clip_by_value(upper, -1e4, 1e4)
     standard = tfp.distributions.Normal(tf.zeros([], lower.dtype), tf.ones([], lower.dtype))
     log_ndtr = standard.log_cdf
     above = lower >= 0.0
@@ -195,24 +198,28 @@ def log_mass(mixture, values):
 def bin_table(log_weights, mean, std, dtype=tf.float64):
     """The masses of all 256 bins of one channel: log_weights [M, K], mean [M, K], std [K] -> [M, 256].
 
-    Per expert, a bin's mass is a difference of the tail masses t = Q(|z|) at
-    its edges (from the nearer tail), so small masses keep their precision;
-    each expert's masses telescope to 1, and so do the table's rows (up to
-    round-off).  `dtype` sets the arithmetic (the codec uses float32).
+    The mixture's lower-tail CDF L(e) = sum_k w_k Phi(z_k(e)) and upper-tail
+    U(e) = sum_k w_k Q(z_k(e)) are evaluated at the 255 inner bin edges, each
+    expert's Phi and Q from its tail mass t = Q(|z|) (one erfc per edge and
+    expert); a bin's mass is the difference of L below the mixture's median
+    and of U above it, so the masses of far bins keep their relative
+    precision.  Rows sum to 1 up to round-off.  `dtype` sets the arithmetic
+    (the codec uses float32).  Every reduction runs over the last axis, so
+    each row is computed alone: the numbers do not depend on M.
     """
     edges = tf.range(1, NUM_BINS, dtype=dtype) / NUM_BINS                                     # [255]
     mean = tf.cast(mean, dtype)
-    z = (edges[None, None, :] - mean[..., None]) / tf.cast(std, dtype)[None, :, None]        # [M, K, 255]
-    tail = 0.5 * tf.math.erfc(tf.abs(z) / math.sqrt(2.0))
-    big = tf.constant(np.inf, dtype)
-    pad_z = lambda v, fill: tf.pad(v, [[0, 0], [0, 0], [1, 1]], constant_values=fill)
-    z_lo = tf.pad(z, [[0, 0], [0, 0], [1, 0]], constant_values=-big)                        # [M, K, 256]
-    z_hi = tf.pad(z, [[0, 0], [0, 0], [0, 1]], constant_values=big)
-    t_all = pad_z(tail, 0.0)
-    t_lo, t_hi = t_all[..., :-1], t_all[..., 1:]
-    masses = tf.where(z_lo >= 0, t_lo - t_hi, tf.where(z_hi <= 0, t_hi - t_lo, 1.0 - t_lo - t_hi))
-    weights = tf.nn.softmax(tf.cast(log_weights, dtype), axis=-1)
-    return tf.reduce_sum(weights[..., None] * masses, axis=1)
+    z = (edges[None, :, None] - mean[:, None, :]) / tf.cast(std, dtype)[None, None, :]       # [M, 255, K]
+    tail = 0.5 * tf.math.erfc(tf.abs(z) * (1.0 / math.sqrt(2.0)))
+    below = z < 0
+    weights = tf.nn.softmax(tf.cast(log_weights, dtype), axis=-1)[:, None, :]               # [M, 1, K]
+    lower = tf.reduce_sum(weights * tf.where(below, tail, 1.0 - tail), axis=-1)              # [M, 255]
+    upper = tf.reduce_sum(weights * tf.where(below, 1.0 - tail, tail), axis=-1)
+    num = tf.shape(lower)[0]
+    zeros, ones = tf.zeros([num, 1], dtype), tf.ones([num, 1], dtype)
+    lower = tf.concat([zeros, lower, ones], axis=1)                                          # [M, 257]
+    upper = tf.concat([ones, upper, zeros], axis=1)
+    return tf.where(lower[:, 1:] <= 0.5, lower[:, 1:] - lower[:, :-1], upper[:, :-1] - upper[:, 1:])
 
 
 def log_mass_head(model):
