@@ -13,14 +13,17 @@ POST /v1/models/MODEL[/versions/N]:predict:
   * "instances" (row format): {"signature_name": S, "instances": [image, image, ...]}, one
     [H][W][C] list per image; TF Serving stacks them into the batch.  Not for `sample`.
 
-uint8 pixels go as plain JSON integers, so no base64 is needed.  Sizes: JSON
-costs 2-4 bytes per pixel and channel plus brackets, about 5 bytes per gray
-pixel: a 256 x 256 gray image is about 0.4 MB of request, 1024 x 1024 about
-5 MB, 4096 x 4096 about 85 MB, which TF Serving parses in memory before it
-runs anything.  TF Serving cancels REST requests after 30 s by default
-(--rest_api_timeout_in_ms).  For large images use gRPC (`grpc_client.py`,
-1 byte per pixel) or cut the image into tiles.  Responses cost about 10 bytes
-per float: `pixel_log_prob` of a 1024 x 1024 image is about 10 MB of JSON.
+uint8 pixels go as plain JSON integers, so no base64 is needed.  Sizes
+(measured on dead-leaves images): about 5.6 bytes of JSON per gray pixel
+(digits, brackets and commas; about 13 per RGB pixel), so a 256 x 256 gray
+image is a 0.37 MB request, 1024 x 1024 is 5.8 MB and 4096 x 4096 about
+94 MB, which TF Serving parses in memory before it runs anything, and the
+graph then holds the spatial LSTM states of every pixel at once (see
+`ride_tf.export`).  TF Serving cancels REST requests after 30 s by default
+(--rest_api_timeout_in_ms).  For large images use gRPC (`grpc_client.py`, 1
+byte per pixel; crops are no substitute, since a crop's border pixels are
+conditioned on less than the image's).  Responses cost 10-20 bytes per float:
+`pixel_log_prob` of a 1024 x 1024 image is 10-20 MB of JSON.
 """
 import argparse
 import json
