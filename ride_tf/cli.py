@@ -4,6 +4,14 @@
     ride-tf evaluate model.keras IMAGES...            bit/px per image and the mean
     ride-tf sample model.keras --size HxW -n N --output DIR
     ride-tf inpaint model.keras IMAGE MASK --output OUT
+    ride-tf size IMAGES... [--model model.keras]      exact compressed size (bits, bit/px)
+    ride-tf compress IN.png OUT.ride [--model ...]    lossless compression with the model
+    ride-tf decompress IN.ride OUT.png [--model ...]
+    ride-tf export model.keras DIR [--version N]      SavedModel for TF Serving in DIR/N
+
+`size`, `compress` and `decompress` use the shipped pretrained model
+(`ride_tf.pretrained`: "gray", or "rgb" for colour where it ships) when no
+`--model` is given.
 
 Images are ordinary files (PNG, JPEG, TIFF, ...), read as 8-bit grayscale or
 RGB to match the model; models are `.keras` files written by `train` (or by
@@ -261,6 +269,99 @@ def _inpaint(args):
     print(f"wrote {args.output} ({int(missing.sum())} pixels filled, acceptance rate {acceptance:.3f})")
 
 
+def _pretrained_for(num_channels, what):
+    from ride_tf import pretrained
+
+    name = {1: "gray", 3: "rgb"}.get(num_channels)
+    if name not in pretrained.available():
+        raise CommandError(f"{what}: no pretrained model for {num_channels}-channel images ships with ride-tf; "
+                           "pass --model")
+    return pretrained.load(name)
+
+
+def _model_or_pretrained(args, mode):
+    if args.model:
+        return load_model(args.model)
+    return _pretrained_for(3 if mode == "rgb" else 1, "--model not given")
+
+
+def _size_command(args):
+    import numpy as np
+
+    from ride_tf.discrete import compressed_size_bits
+
+    model = _model_or_pretrained(args, args.mode)
+    images = _load_images(args.images, model.num_channels)
+    rows = []
+    for path, image in zip(args.images, images):
+        image = image.reshape(image.shape[0], image.shape[1], -1)
+        try:
+            bits = float(compressed_size_bits(model, image[np.newaxis], verbose=0 if args.json else 1)[0])
+        except ValueError as error:
+            raise CommandError(f"{path}: {error}") from None
+        values = image.size
+        rows.append(dict(path=path, height=image.shape[0], width=image.shape[1], channels=image.shape[2],
+                         bits=bits, bytes=bits / 8, bits_per_pixel=bits / values))
+    if args.json:
+        print(json.dumps(dict(model=args.model or "pretrained", images=rows), indent=1))
+        return
+    width = max(len(r["path"]) for r in rows)
+    print(f"{'image':{width}s}  {'exact size [bytes]':>18s}  {'bit/px':>7s}   (ideal code length; smaller is better)")
+    for r in rows:
+        print(f"{r['path']:{width}s}  {r['bytes']:18.1f}  {r['bits_per_pixel']:7.4f}")
+
+
+def _write_bytes(data, path):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
+    with open(temporary, "wb") as stream:
+        stream.write(data)
+    os.replace(temporary, path)
+
+
+def _compress_command(args):
+    from ride_tf import codec
+
+    model = _model_or_pretrained(args, args.mode)
+    (image,) = _load_images([args.input], model.num_channels)
+    image = image.reshape(image.shape[0], image.shape[1], -1)
+    try:
+        data = codec.compress(model, image)
+    except ValueError as error:
+        raise CommandError(f"{args.input}: {error}") from None
+    _write_bytes(data, args.output)
+    print(f"wrote {args.output}: {len(data)} bytes, {8 * len(data) / image.size:.4f} bit/px "
+          f"({image.shape[0]} x {image.shape[1]} x {image.shape[2]})")
+
+
+def _decompress_command(args):
+    from ride_tf import codec
+
+    if not os.path.isfile(args.input):
+        raise CommandError(f"{args.input}: no such file")
+    with open(args.input, "rb") as stream:
+        data = stream.read()
+    try:
+        header = codec.read_header(data)
+        model = load_model(args.model) if args.model else _pretrained_for(header.channels, args.input)
+        image = codec.decompress(model, data)
+    except codec.CodecError as error:
+        raise CommandError(f"{args.input}: {error}") from None
+    _write_png(_image_for_file(image), args.output)
+    print(f"wrote {args.output} ({image.shape[0]} x {image.shape[1]} x {image.shape[2]})")
+
+
+def _export_command(args):
+    from ride_tf.export import export_command
+
+    try:
+        target = export_command(args.model, args.directory, args.version)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    print(f"wrote the SavedModel {target}")
+
+
 # ------------------------------------------------------------------ parser
 def build_parser():
     parser = argparse.ArgumentParser(prog="ride-tf", description="RIDE (Theis & Bethge 2015): train, evaluate, "
@@ -327,6 +428,42 @@ def build_parser():
     inpaint.add_argument("--sweeps", type=_non_negative_int, default=100, help="Gibbs sweeps (100)")
     inpaint.add_argument("--seed", type=int, default=0)
     inpaint.set_defaults(run=_inpaint)
+
+    model_help = "a .keras model file (default: the shipped pretrained model)"
+    size = commands.add_parser("size", help="exact compressed size of image files",
+                               description="The exact ideal code length of each image under the model: "
+                               "sum over all pixels of -log2 P(8-bit value | earlier pixels).")
+    size.add_argument("images", nargs="+", help="image files")
+    size.add_argument("--model", help=model_help)
+    size.add_argument("--mode", choices=["gray", "rgb"], default="gray",
+                      help="with the pretrained models: read images as (default gray)")
+    size.add_argument("--json", action="store_true", help="print JSON")
+    size.set_defaults(run=_size_command)
+
+    compress = commands.add_parser("compress", help="losslessly compress an image file",
+                                   description="Range-code the image's 8-bit values with the model's "
+                                   "probabilities (ride_tf.codec).")
+    compress.add_argument("input", help="image file (PNG, ...)")
+    compress.add_argument("output", help="compressed file to write (.ride)")
+    compress.add_argument("--model", help=model_help)
+    compress.add_argument("--mode", choices=["gray", "rgb"], default="gray",
+                          help="with the pretrained models: read the image as (default gray)")
+    compress.set_defaults(run=_compress_command)
+
+    decompress = commands.add_parser("decompress", help="decompress a .ride file to PNG",
+                                     description="Decode a file written by `ride-tf compress` with the same model.")
+    decompress.add_argument("input", help="compressed file (.ride)")
+    decompress.add_argument("output", help="PNG file to write")
+    decompress.add_argument("--model", help=model_help)
+    decompress.set_defaults(run=_decompress_command)
+
+    export = commands.add_parser("export", help="export a model as a SavedModel for TF Serving",
+                                 description="Write DIR/N, a SavedModel with the signatures serving_default, "
+                                 "log_likelihood_rate, log_prob, pixel_log_prob, compressed_size and sample.")
+    export.add_argument("model", help="a .keras model file")
+    export.add_argument("directory", help="the model's base directory (TF Serving's base_path)")
+    export.add_argument("--version", type=_positive_int, help="version number (default: the next one)")
+    export.set_defaults(run=_export_command)
     return parser
 
 

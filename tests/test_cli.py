@@ -44,13 +44,15 @@ def workdir(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "inpaint"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "inpaint", "size", "compress",
+                                     "decompress", "export"])
 def test_every_subcommand_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    assert text.startswith(f"usage: ride-tf {command}") and "--output" in text or "--region" in text
+    assert text.startswith(f"usage: ride-tf {command}")
+    assert any(option in text for option in ("--output", "--region", "--model", "--version"))
 
 
 def test_train_writes_a_model_that_evaluates_and_samples(workdir):
@@ -131,3 +133,48 @@ def test_parser_lists_the_documented_subcommands():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     assert sorted(commands) == ["evaluate", "inpaint", "sample", "train"]
+
+
+def test_size_compress_decompress_round_trip_with_a_model_file(workdir):
+    """`size` prints the exact size; `compress` then `decompress` give back the PNG's pixels."""
+    result = run("size", "leaf0.png", "leaf1.png", "--model", "model.keras", "--json", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(result.stdout)["images"]
+    assert [r["path"] for r in rows] == ["leaf0.png", "leaf1.png"]
+    assert all(0 < r["bits_per_pixel"] < 16 and r["bits"] == pytest.approx(r["bits_per_pixel"] * 720)
+               for r in rows)
+    result = run("compress", "leaf0.png", "leaf0.ride", "--model", "model.keras", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    size = os.path.getsize(workdir / "leaf0.ride")
+    assert abs(8 * size - rows[0]["bits"]) <= 0.01 * rows[0]["bits"] + 8 * 44 + 64
+    result = run("decompress", "leaf0.ride", "back.png", "--model", "model.keras", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "back.png")),
+                                  np.array(Image.open(workdir / "leaf0.png")))
+    # The pretrained model cannot decode a file of another model: one clear line.
+    line = error_line(run("decompress", "leaf0.ride", "other.png", cwd=workdir))
+    assert "another model" in line and not (workdir / "other.png").exists()
+
+
+def test_compress_uses_the_pretrained_model_by_default(workdir):
+    result = run("compress", "leaf1.png", "leaf1.ride", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = run("decompress", "leaf1.ride", "leaf1_back.png", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "leaf1_back.png")),
+                                  np.array(Image.open(workdir / "leaf1.png")))
+
+
+def test_codec_commands_report_bad_files_in_one_line(workdir):
+    (workdir / "junk.ride").write_bytes(b"RIDE" + bytes(10))
+    assert "not a ride-tf" in error_line(run("decompress", "junk.ride", "x.png", cwd=workdir))
+    assert "no such file" in error_line(run("decompress", "missing.ride", "x.png", cwd=workdir))
+    assert "notimage.png" in error_line(run("compress", "notimage.png", "x.ride", cwd=workdir))
+    assert "no such model" in error_line(run("size", "leaf0.png", "--model", "nothing.keras", cwd=workdir))
+
+
+def test_export_writes_a_versioned_saved_model(workdir):
+    result = run("export", "model.keras", "served", "--version", "3", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (workdir / "served" / "3" / "saved_model.pb").exists()
+    assert "exists" in error_line(run("export", "model.keras", "served", "--version", "3", cwd=workdir))
