@@ -1,0 +1,77 @@
+"""The pretrained models that ship with the package (ride_tf.pretrained)."""
+import os
+import re
+
+import numpy as np
+import pytest
+
+import ride_tf
+from ride_tf import RIDE, pretrained
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The documented configuration of the shipped gray model (README, "Pretrained models").
+GRAY_CONFIG = dict(num_channels=1, num_hiddens=32, num_layers=1, num_components=16, num_scales=4,
+                   num_features=32, nb_size=5, extended=False, cell="stable")
+# Measured on the shipped model: the 64 x 64 crop of the held-out `camera` photo at rows 192..255,
+# columns 256..319 (seed 1 dequantization noise), every pixel.  The test allows 0.05 bit/px of slack.
+CAMERA_CROP = (slice(192, 256), slice(256, 320))
+GRAY_CAMERA_CROP_RATE = 3.825
+
+
+def test_available_lists_gray_with_a_description():
+    models = pretrained.available()
+    assert "gray" in models
+    assert isinstance(models["gray"], str) and "held-out" in models["gray"]
+    assert ride_tf.pretrained.available() == models
+
+
+def test_shipped_files_are_package_data_and_small():
+    path = pretrained.model_path("gray")
+    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(pretrained.__file__))
+    assert os.path.getsize(path) < 5e6
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        setup = f.read()
+    assert re.search(r'package_data=\{"ride_tf\.pretrained": \[[^]]*"\*\.keras"', setup)
+
+
+def test_unknown_name_raises_and_lists_the_available_ones():
+    with pytest.raises(ValueError, match=r"unknown model 'nope'.*'gray'"):
+        ride_tf.pretrained("nope")
+    with pytest.raises(ValueError, match="available"):
+        pretrained.load("../gray")
+
+
+def test_gray_has_the_documented_config_and_fresh_copies():
+    a = ride_tf.pretrained("gray")
+    assert isinstance(a, RIDE)
+    config = a.get_config()
+    assert {k: config[k] for k in GRAY_CONFIG} == GRAY_CONFIG
+    assert a.whitening.is_adapted
+    b = pretrained.load("gray")
+    assert a is not b
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    # Fresh copies: changing one does not change the other, nor later loads.
+    a.mcgsm.trainable_variables[0].assign(a.mcgsm.trainable_variables[0] + 1.0)
+    for wb, wc in zip(b.get_weights(), pretrained.load("gray").get_weights()):
+        np.testing.assert_array_equal(wb, wc)
+
+
+def test_held_out_data_is_disjoint_from_the_training_data():
+    assert not set(pretrained.HELD_OUT["photos"]) & set(pretrained.TRAINING_IMAGES)
+    assert set(pretrained.COLOUR_PHOTOS) <= set(pretrained.TRAINING_IMAGES)
+    assert set(pretrained.HELD_OUT["texture_regions"]) == set(pretrained.TEXTURES)
+    record = pretrained.info("gray")
+    assert set(record["held_out_rates"]) >= set(pretrained.HELD_OUT["photos"])
+
+
+def test_gray_rate_on_a_held_out_crop():
+    pytest.importorskip("skimage")
+    model = ride_tf.pretrained("gray")
+    crop = pretrained.load_photo("camera", 1, crop=False)[CAMERA_CROP][np.newaxis]
+    rate = float(model.log_likelihood_rate(crop, seed=1)[0])
+    gaussian = float(model.gaussian_log_likelihood_rate(crop, seed=1)[0])
+    assert np.isfinite(rate)
+    assert rate > gaussian + 0.3
+    assert rate > GRAY_CAMERA_CROP_RATE - 0.05
