@@ -50,7 +50,7 @@ from ride_tf import geometry
 from ride_tf.preprocessing import LN2, check_images
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
-           "channel_log_mass", "bin_table", "log_mass", "log_mass_map", "pixel_log_mass",
+           "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
            "compressed_size_bits", "bin_centres"]
 
 NUM_BINS = 256
@@ -119,27 +119,44 @@ def normal_bin_log_mass(lower, upper):
     return tf.where(above, upper_tail, tf.where(below, lower_tail, middle))
 
 
-def intensity_mixture(model, h, x_hat):
-    """The MCGSM of each pixel in intensities (see the module docstring).
+def mixture_constants(model, dtype=tf.float64):
+    """What the intensity mixtures of all pixels share: (W^-1 [C, C], regressions [K, C, C], stddevs [K, C]).
 
-    Args:
-      model: a `ride_tf.RIDE`.
-      h: [M, dim_h] the MCGSM's inputs; x_hat: [M, P * C] the whitened neighbourhoods.
-    Returns:
-      IntensityMixture (float64).
+    Computed in float64 and returned in `dtype`.  Compute it once (e.g.
+    before a loop over wavefronts) and pass it to `intensity_mixture`.
     """
     f64 = tf.float64
-    gate_logits, loc, precision_cholesky = model.mcgsm.distribution_parameters(h)
-    whitening = model.whitening
-    w_inv = tf.linalg.inv(tf.cast(whitening.output_whitening, f64))                          # [C, C]
-    prediction = tf.cast(whitening.prediction(x_hat), f64)                                     # [M, C]
-    means = prediction[:, None, :] + tf.linalg.matvec(w_inv, tf.cast(loc, f64))               # [M, K, C]
+    w_inv = tf.linalg.inv(tf.cast(model.whitening.output_whitening, f64))                    # [C, C]
+    _, _, precision_cholesky = model.mcgsm.distribution_parameters(
+        tf.zeros([1, model.mcgsm.dim_in], model.compute_dtype))
     chol = tf.linalg.band_part(tf.cast(precision_cholesky, f64), -1, 0)                      # [K, C, C]
     eye = tf.eye(model.num_channels, dtype=f64)
     chol_inv = tf.linalg.triangular_solve(chol, tf.broadcast_to(eye, tf.shape(chol)), lower=True)
     a = tf.matmul(w_inv, chol_inv, transpose_b=True)                                          # W^-1 P^-T
     covariance = tf.matmul(a, a, transpose_b=True)                                            # [K, C, C]
     regressions, stddevs = _conditionals(covariance, model.num_channels)
+    return tuple(tf.cast(t, dtype) for t in (w_inv, regressions, stddevs))
+
+
+def intensity_mixture(model, h, x_hat, constants=None, dtype=tf.float64):
+    """The MCGSM of each pixel in intensities (see the module docstring).
+
+    Args:
+      model: a `ride_tf.RIDE`.
+      h: [M, dim_h] the MCGSM's inputs; x_hat: [M, P * C] the whitened neighbourhoods.
+      constants: `mixture_constants(model, dtype)`, if already computed.
+      dtype: of the result (float64 for exact sizes; the codec's tables use float32).
+    Returns:
+      IntensityMixture.
+    """
+    f64 = dtype
+    w_inv, regressions, stddevs = mixture_constants(model, dtype) if constants is None else constants
+    gate_logits, loc, _ = model.mcgsm.distribution_parameters(h)
+    prediction = tf.cast(model.whitening.prediction(x_hat), f64)                              # [M, C]
+    if model.num_channels == 1:
+        means = prediction[:, None, :] + w_inv[0, 0] * tf.cast(loc, f64)                        # [M, K, 1]
+    else:
+        means = prediction[:, None, :] + tf.linalg.matvec(w_inv, tf.cast(loc, f64))           # [M, K, C]
     log_weights = tf.nn.log_softmax(tf.cast(gate_logits, f64), axis=-1)
     return IntensityMixture(log_weights, means, regressions, stddevs)
 
@@ -195,31 +212,66 @@ def log_mass(mixture, values):
     return total
 
 
+def _tail_cdfs(log_weights, mean, std, edges, dtype):
+    """The mixture's lower- and upper-tail CDFs at edges [M, E] (intensities, may be -inf / +inf), [M, E] each.
+
+    L(e) = sum_k w_k Phi(z_k), U(e) = sum_k w_k Q(z_k), z_k = (e - mean_k) / std_k, each expert's Phi
+    and Q from its tail mass t = Q(|z|) (one erfc per edge and expert).  The reductions run over the
+    last axis, so each row is computed alone: the numbers do not depend on M.
+    """
+    mean = tf.cast(mean, dtype)
+    z = (tf.cast(edges, dtype)[:, :, None] - mean[:, None, :]) / tf.cast(std, dtype)[None, None, :]   # [M, E, K]
+    tail = 0.5 * tf.math.erfc(tf.abs(z) * (1.0 / math.sqrt(2.0)))
+    below = z < 0
+    weights = tf.nn.softmax(tf.cast(log_weights, dtype), axis=-1)[:, None, :]                    # [M, 1, K]
+    lower = tf.reduce_sum(weights * tf.where(below, tail, 1.0 - tail), axis=-1)
+    upper = tf.reduce_sum(weights * tf.where(below, 1.0 - tail, tail), axis=-1)
+    return lower, upper
+
+
+def _masses_between(lower, upper):
+    """Masses of the intervals between consecutive edges from the tail CDFs [M, E] -> [M, E - 1].
+
+    The difference of L below the mixture's median and of U above it, so
+    that far intervals keep their relative precision."""
+    return tf.where(lower[:, 1:] <= 0.5, lower[:, 1:] - lower[:, :-1], upper[:, :-1] - upper[:, 1:])
+
+
 def bin_table(log_weights, mean, std, dtype=tf.float64):
     """The masses of all 256 bins of one channel: log_weights [M, K], mean [M, K], std [K] -> [M, 256].
 
-    The mixture's lower-tail CDF L(e) = sum_k w_k Phi(z_k(e)) and upper-tail
-    U(e) = sum_k w_k Q(z_k(e)) are evaluated at the 255 inner bin edges, each
-    expert's Phi and Q from its tail mass t = Q(|z|) (one erfc per edge and
-    expert); a bin's mass is the difference of L below the mixture's median
-    and of U above it, so the masses of far bins keep their relative
-    precision.  Rows sum to 1 up to round-off.  `dtype` sets the arithmetic
-    (the codec uses float32).  Every reduction runs over the last axis, so
-    each row is computed alone: the numbers do not depend on M.
+    Evaluated from the mixture's tail CDFs at the bin edges (`_tail_cdfs`),
+    so the masses of far bins keep their relative precision; rows sum to 1 up
+    to round-off.  `dtype` sets the arithmetic (the codec uses float32).
     """
-    edges = tf.range(1, NUM_BINS, dtype=dtype) / NUM_BINS                                     # [255]
-    mean = tf.cast(mean, dtype)
-    z = (edges[None, :, None] - mean[:, None, :]) / tf.cast(std, dtype)[None, None, :]       # [M, 255, K]
-    tail = 0.5 * tf.math.erfc(tf.abs(z) * (1.0 / math.sqrt(2.0)))
-    below = z < 0
-    weights = tf.nn.softmax(tf.cast(log_weights, dtype), axis=-1)[:, None, :]               # [M, 1, K]
-    lower = tf.reduce_sum(weights * tf.where(below, tail, 1.0 - tail), axis=-1)              # [M, 255]
-    upper = tf.reduce_sum(weights * tf.where(below, 1.0 - tail, tail), axis=-1)
-    num = tf.shape(lower)[0]
-    zeros, ones = tf.zeros([num, 1], dtype), tf.ones([num, 1], dtype)
-    lower = tf.concat([zeros, lower, ones], axis=1)                                          # [M, 257]
-    upper = tf.concat([ones, upper, zeros], axis=1)
-    return tf.where(lower[:, 1:] <= 0.5, lower[:, 1:] - lower[:, :-1], upper[:, :-1] - upper[:, 1:])
+    num = tf.shape(mean)[0]
+    edges = tf.concat([[-np.inf], tf.range(1, NUM_BINS, dtype=tf.float64) / NUM_BINS, [np.inf]], 0)
+    edges = tf.broadcast_to(edges[None], [num, NUM_BINS + 1])
+    return _masses_between(*_tail_cdfs(log_weights, mean, std, edges, dtype))
+
+
+def window_start(log_weights, mean, width):
+    """The first bin of a window of `width` bins around each pixel's mixture mean, int32 [M]."""
+    centre = tf.reduce_sum(tf.nn.softmax(log_weights, -1) * mean, -1)
+    start = tf.cast(tf.round(tf.clip_by_value(centre, -1.0, 2.0) * NUM_BINS), tf.int32) - width // 2
+    return tf.clip_by_value(start, 0, NUM_BINS - width)
+
+
+def window_table(log_weights, mean, std, start, width, dtype=tf.float64):
+    """Masses of `width` bins from start [M] on, with the two tails as escape symbols: [M, width + 2].
+
+    Symbol 0 is "below the window" (mass P(k < start)), symbols 1..width the
+    bins start..start + width - 1, symbol width + 1 "above the window"
+    (P(k >= start + width)).  Rows sum to 1 up to round-off; the masses are
+    those of `bin_table`.  Computing width + 1 edges instead of 255 is what
+    makes the codec fast; the rare escaped pixels are then coded with the
+    full table restricted to their tail (`ride_tf.codec`).
+    """
+    k = start[:, None] + tf.range(width + 1)[None, :]                                              # [M, W + 1]
+    edges = tf.cast(k, dtype) / NUM_BINS
+    edges = tf.where(k <= 0, tf.constant(-np.inf, dtype), tf.where(k >= NUM_BINS, tf.constant(np.inf, dtype), edges))
+    lower, upper = _tail_cdfs(log_weights, mean, std, edges, dtype)
+    return tf.concat([lower[:, :1], _masses_between(lower, upper), upper[:, -1:]], axis=1)
 
 
 def log_mass_head(model):

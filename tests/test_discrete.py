@@ -187,3 +187,24 @@ def test_compressed_size_bits_refuses_float_images():
     model = small_ride()
     with pytest.raises(ValueError, match="uint8"):
         discrete.compressed_size_bits(model, np.full((1, 8, 8), 0.5, np.float32))
+
+
+@pytest.mark.parametrize("start", [0, 3, 100, 240])
+def test_window_table_holds_the_bin_masses_and_the_two_tails_as_escapes(start):
+    rng = np.random.default_rng(1)
+    num, num_experts, width = 6, 4, 16
+    log_weights = tf.constant(rng.standard_normal((num, num_experts)))
+    mean = tf.constant(rng.uniform(-0.2, 1.2, (num, num_experts)))
+    std = tf.constant(np.array([0.001, 0.01, 0.05, 0.4]))
+    full = discrete.bin_table(log_weights, mean, std).numpy()
+    window = discrete.window_table(log_weights, mean, std, tf.fill([num], start), width).numpy()
+    assert window.shape == (num, width + 2)
+    np.testing.assert_allclose(window[:, 1:-1], full[:, start:start + width], rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(window[:, 0], full[:, :start].sum(1), rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(window[:, -1], full[:, start + width:].sum(1), rtol=1e-9, atol=1e-15)
+    # The window follows the mixture's mean, inside 0..256 - width.
+    starts = discrete.window_start(log_weights, mean, width).numpy()
+    assert ((starts >= 0) & (starts <= 256 - width)).all()
+    centre = (tf.nn.softmax(log_weights).numpy() * mean.numpy()).sum(1) * 256
+    inside = (centre > width) & (centre < 256 - width)
+    np.testing.assert_array_less(np.abs(starts + width / 2 - centre)[inside], 1.0)
