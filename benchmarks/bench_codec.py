@@ -1,0 +1,170 @@
+"""The RIDE codec against the standard lossless codecs: bit/px and speed, side by side in one run.
+
+For each data set, on the same images:
+  * RIDE: the size of the files `ride_tf.compress` writes (header included),
+    the exact ideal size (`ride_tf.discrete.compressed_size_bits`), encode and
+    decode pixels per second, and the wavefront sampler's pixels per second on
+    the same model and image size (the speed target: decoding at least half the
+    sampler's rate; every file is decoded and checked bit for bit);
+  * PNG (level 9), JPEG-LS, WebP lossless (gray replicated to 3 channels, as
+    WebP needs; bits counted per gray pixel), JPEG-XL lossless (effort 9),
+    all through imagecodecs and checked to decode losslessly, and lzma
+    (preset 9 extreme) on the raw bytes.
+
+Data sets:
+  dead leaves   images of the dead-leaves benchmark's test split, with a model
+                trained on its training split (--dead-leaves-model, e.g.
+                runs/dl_64/ride1_5px.keras from examples/dead_leaves.py);
+  textures      the held-out scikit-image texture regions (128 x 128) of
+                `ride_tf.pretrained.HELD_OUT`, with the pretrained "gray" model;
+  photos        the held-out photos (camera, coffee and chelsea in gray), with
+                the pretrained "gray" model.
+
+    python benchmarks/bench_codec.py --dead-leaves-model runs/dl_64/ride1_5px.keras \\
+        --json docs/bench_codec.json --figure docs/bench_codec.png
+"""
+import argparse
+import json
+import lzma
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import ride_tf  # noqa: E402
+from ride_tf import codec, datasets, discrete, pretrained  # noqa: E402
+
+CODECS = ("PNG", "JPEG-LS", "WebP lossless", "JPEG-XL lossless", "lzma")
+
+
+def reference_sizes(image):
+    """{codec: bytes} for a uint8 [H, W] image; each image codec is checked to decode losslessly."""
+    import imagecodecs
+
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    encoders = {
+        "PNG": (lambda: imagecodecs.png_encode(image, level=9), imagecodecs.png_decode, image),
+        "JPEG-LS": (lambda: imagecodecs.jpegls_encode(image, level=0), imagecodecs.jpegls_decode, image),
+        "WebP lossless": (lambda: imagecodecs.webp_encode(rgb, lossless=True, level=100),
+                          imagecodecs.webp_decode, rgb),
+        "JPEG-XL lossless": (lambda: imagecodecs.jpegxl_encode(image, lossless=True, effort=9),
+                             imagecodecs.jpegxl_decode, image),
+    }
+    sizes = {}
+    for name, (encode, decode, original) in encoders.items():
+        data = encode()
+        if not np.array_equal(np.asarray(decode(data)).reshape(original.shape), original):
+            raise AssertionError(f"{name} is not lossless on this image")
+        sizes[name] = len(data)
+    sizes["lzma"] = len(lzma.compress(image.tobytes(), preset=9 | lzma.PRESET_EXTREME))
+    return sizes
+
+
+def ride_figures(model, images):
+    """Per image: file size, exact size, encode / decode / sampling time."""
+    codec.compress(model, images[0][:8, :8])               # trace the graphs before timing
+    model.sample(1, 8, 8, seed=0)
+    rows = []
+    for image in images:
+        height, width = image.shape
+        start = time.perf_counter()
+        data = codec.compress(model, image)
+        encode = time.perf_counter() - start
+        start = time.perf_counter()
+        decoded = codec.decompress(model, data)
+        decode = time.perf_counter() - start
+        if not np.array_equal(decoded[..., 0], image):
+            raise AssertionError("the RIDE codec did not reproduce the image")
+        start = time.perf_counter()
+        model.sample(1, height, width, seed=0)
+        sample = time.perf_counter() - start
+        exact = float(discrete.compressed_size_bits(model, image[None])[0])
+        rows.append(dict(pixels=height * width, bytes=len(data), exact_bits=exact, encode_s=encode,
+                         decode_s=decode, sample_s=sample))
+    return rows
+
+
+def data_sets(args):
+    sets = {}
+    if args.dead_leaves_model:
+        import keras
+
+        model = keras.saving.load_model(args.dead_leaves_model)
+        sets["dead leaves"] = (model, list(datasets.dead_leaves_benchmark("test", args.dead_leaves_images)))
+    else:
+        print("no --dead-leaves-model: the dead-leaves set is skipped")
+    gray = ride_tf.pretrained("gray")
+    held_out = pretrained.held_out_images(1)
+    sets["textures"] = (gray, [image[..., 0] for name, image in held_out.items() if "[" in name])
+    sets["photos"] = (gray, [image[..., 0] for name, image in held_out.items() if "[" not in name])
+    return sets
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dead-leaves-model", help="a RIDE trained on the dead-leaves training split")
+    parser.add_argument("--dead-leaves-images", type=int, default=4, help="test images used (256 x 256 each)")
+    parser.add_argument("--json", help="write the table as JSON here")
+    parser.add_argument("--figure", help="write a bar chart (PNG) here")
+    args = parser.parse_args()
+
+    table = {}
+    for name, (model, images) in data_sets(args).items():
+        print(f"{name}: {len(images)} images, {sum(im.size for im in images)} pixels", flush=True)
+        pixels = sum(im.size for im in images)
+        ride = ride_figures(model, images)
+        references = [reference_sizes(im) for im in images]
+        row = {c: 8 * sum(r[c] for r in references) / pixels for c in CODECS}
+        row["RIDE (file)"] = 8 * sum(r["bytes"] for r in ride) / pixels
+        row["RIDE (exact size)"] = sum(r["exact_bits"] for r in ride) / pixels
+        for what in ("encode", "decode", "sample"):
+            row[f"{what} px/s"] = pixels / sum(r[f"{what}_s"] for r in ride)
+        row["decode / sample"] = row["decode px/s"] / row["sample px/s"]
+        row["encode / decode"] = row["encode px/s"] / row["decode px/s"]
+        table[name] = row
+
+    columns = ["RIDE (file)", "RIDE (exact size)"] + list(CODECS)
+    print("\nbit/px (smaller is better)")
+    print(f"{'':12s}" + "".join(f"{c:>18s}" for c in columns))
+    for name, row in table.items():
+        print(f"{name:12s}" + "".join(f"{row[c]:18.3f}" for c in columns))
+    print("\nspeed of the RIDE codec (pixels per second, one image at a time)")
+    speed = ["encode px/s", "decode px/s", "sample px/s", "decode / sample", "encode / decode"]
+    print(f"{'':12s}" + "".join(f"{c:>16s}" for c in speed))
+    for name, row in table.items():
+        print(f"{name:12s}" + "".join(f"{row[c]:16.2f}" if "/" in c and "px" not in c else f"{row[c]:16.0f}"
+                                      for c in speed))
+    for name, row in table.items():
+        best = min(CODECS, key=lambda c: row[c])
+        gain = row[best] - row["RIDE (file)"]
+        print(f"{name}: RIDE {row['RIDE (file)']:.3f} bit/px against the best other, {best}, "
+              f"{row[best]:.3f}: {'smaller' if gain > 0 else 'larger'} by {abs(gain):.3f} bit/px "
+              f"({100 * abs(gain) / row[best]:.1f}%)")
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump(dict(command=" ".join(sys.argv), table=table), stream, indent=1)
+    if args.figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 3.6))
+        bars = ["RIDE (file)"] + list(CODECS)
+        width = 0.8 / len(bars)
+        for k, codec_name in enumerate(bars):
+            values = [table[s][codec_name] for s in table]
+            ax.bar(np.arange(len(table)) + k * width, values, width, label=codec_name)
+        ax.set_xticks(np.arange(len(table)) + 0.4 - width / 2)
+        ax.set_xticklabels(list(table))
+        ax.set_ylabel("bit/px (smaller is better)")
+        ax.legend(fontsize=8, ncol=3)
+        fig.tight_layout()
+        fig.savefig(args.figure, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
