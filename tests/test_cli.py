@@ -132,7 +132,7 @@ def test_usage_errors_in_process(workdir, args, message, code, capsys, monkeypat
 def test_parser_lists_the_documented_subcommands():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    assert sorted(commands) == ["evaluate", "inpaint", "sample", "train"]
+    assert sorted(commands) == ["compress", "decompress", "evaluate", "export", "inpaint", "sample", "size", "train"]
 
 
 def test_size_compress_decompress_round_trip_with_a_model_file(workdir):
