@@ -252,16 +252,26 @@ class RIDE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative log-likelihood in bit/px, averaged over the (per-replica) batch.
 
+        With objective="discrete" and uint8 input, y_pred holds log P(k) and
+        the loss is the exact code length in bit/px.
+
         Divided by the number of replicas under a distribution strategy, so that
         the summed gradients are those of the global mean.
         """
-        loss = -tf.reduce_mean(self.rate_from_log_prob_map(y_pred))
+        loss = self.assert_finite_loss(-tf.reduce_mean(self.rate_from_log_prob_map(y_pred)))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.bits_per_pixel_tracker.update_state(self.rate_from_log_prob_map(y_pred))
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        strategy = tf.distribute.get_strategy()
+        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                and strategy.extended._in_multi_worker_mode()):
+            # Keras 3 reduces the logs of several workers with strategy.reduce(MEAN, axis=0), which
+            # fails on scalars (tensorflow/tensorflow#72388): give it [1]-shaped values.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
 
     # ------------------------------------------------------- NumPy-facing API
     def _graph(self, name, fn, signature=None):
