@@ -252,13 +252,10 @@ class RIDE(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative log-likelihood in bit/px, averaged over the (per-replica) batch.
 
-        With objective="discrete" and uint8 input, y_pred holds log P(k) and
-        the loss is the exact code length in bit/px.
-
         Divided by the number of replicas under a distribution strategy, so that
         the summed gradients are those of the global mean.
         """
-        loss = self.assert_finite_loss(-tf.reduce_mean(self.rate_from_log_prob_map(y_pred)))
+        loss = -tf.reduce_mean(self.rate_from_log_prob_map(y_pred))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
