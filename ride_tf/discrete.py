@@ -90,11 +90,12 @@ def normal_bin_log_mass(lower, upper):
     """log(Phi(upper) - Phi(lower)) for standardised edges lower < upper (may be -inf / +inf).
 
     Computed from the nearer tail so that it stays accurate (and finite while
-    the mass is representable in log space) far from the mean:
-    both edges above 0: log Q(lower) + log(1 - Q(upper)/Q(lower)), Q(z) = Phi(-z);
-    both below: log Phi(upper) + log(1 - Phi(lower)/Phi(upper));
-    straddling 0: log(1 - Phi(lower) - Q(upper)).
-    Gradients are finite wherever the mass is positive.
+    the mass is representable in log space) far from the mean: a bin whose
+    centre lies above 0 is reflected, (lower, upper) -> (-upper, -lower)
+    (the same mass), so that the bin lies mostly below 0, and then
+    log Phi(upper) + log(1 - Phi(lower) / Phi(upper)) uses two log-CDFs, each
+    accurate in the lower tail.  Gradients are finite wherever the mass is
+    positive (infinite edges count as +-1e4, where Phi is 0 or 1 in any float).
     """
     lower = tf.convert_to_tensor(lower)
     upper = tf.convert_to_tensor(upper, lower.dtype)
@@ -102,21 +103,11 @@ def normal_bin_log_mass(lower, upper):
     lower = tf.clip_by_value(lower, -1e4, 1e4)
     upper = tf.clip_by_value(upper, -1e4, 1e4)
     standard = tfp.distributions.Normal(tf.zeros([], lower.dtype), tf.ones([], lower.dtype))
-    log_ndtr = standard.log_cdf
-    above = lower >= 0.0
-    below = upper <= 0.0
-    zero = tf.zeros_like(lower)
-    # Each branch sees safe arguments where it is not selected (no NaN in values or gradients).
-    lo_a, up_a = tf.where(above, lower, zero), tf.where(above, upper, zero + 1.0)
-    lo_b, up_b = tf.where(below, lower, zero - 1.0), tf.where(below, upper, zero)
-    lo_m = tf.where(above | below, zero - 1.0, lower)
-    up_m = tf.where(above | below, zero + 1.0, upper)
-    log_q_lo = log_ndtr(-lo_a)
-    upper_tail = log_q_lo + _log1mexp(log_ndtr(-up_a) - log_q_lo)
-    log_p_up = log_ndtr(up_b)
-    lower_tail = log_p_up + _log1mexp(log_ndtr(lo_b) - log_p_up)
-    middle = tf.math.log1p(-(standard.cdf(lo_m) + standard.cdf(-up_m)))
-    return tf.where(above, upper_tail, tf.where(below, lower_tail, middle))
+    reflect = lower + upper > 0.0
+    low = tf.where(reflect, -upper, lower)
+    high = tf.where(reflect, -lower, upper)
+    log_high = standard.log_cdf(high)
+    return log_high + _log1mexp(standard.log_cdf(low) - log_high)
 
 
 def mixture_constants(model, dtype=tf.float64):
@@ -192,7 +183,19 @@ def channel_log_mass(mixture, channel, values, previous=None):
     """log P_k(bin values | earlier channels) of each expert for channel `channel`: values [M] -> [M, K]."""
     mean, std = channel_moments(mixture, channel, previous)
     lower, upper = _bin_edges(values, mean.dtype)
-    return normal_bin_log_mass((lower[:, None] - mean) / std, (upper[:, None] - mean) / std)
+    return normal_bin_log_mass(_standardise(lower, mean, std), _standardise(upper, mean, std))
+
+
+def _standardise(edges, mean, std):
+    """(edges [M, 1] - mean [M, K]) / std [K], with infinite edges kept infinite and out of the gradient.
+
+    (-inf - mean) / std has an infinite derivative in std, and the clip in
+    `normal_bin_log_mass` would multiply it by 0: NaN gradients for the scales.
+    """
+    edges = edges[:, None]
+    finite = tf.math.is_finite(edges)
+    z = (tf.where(finite, edges, tf.zeros_like(edges)) - mean) / std
+    return tf.where(finite, z, edges * tf.ones_like(z))
 
 
 def log_mass(mixture, values):
