@@ -135,46 +135,63 @@ def test_parser_lists_the_documented_subcommands():
     assert sorted(commands) == ["compress", "decompress", "evaluate", "export", "inpaint", "sample", "size", "train"]
 
 
-def test_size_compress_decompress_round_trip_with_a_model_file(workdir):
+def in_process(workdir, capsys, *args):
+    """Run `ride-tf ARGS` in this process (no TensorFlow start-up per call): (status, stdout, stderr)."""
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        status = main(list(args))
+    finally:
+        os.chdir(cwd)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys):
     """`size` prints the exact size; `compress` then `decompress` give back the PNG's pixels."""
-    result = run("size", "leaf0.png", "leaf1.png", "--model", "model.keras", "--json", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(result.stdout)["images"]
+    status, out, err = in_process(workdir, capsys, "size", "leaf0.png", "leaf1.png", "--model", "model.keras",
+                                  "--json")
+    assert status == 0, err
+    rows = json.loads(out)["images"]
     assert [r["path"] for r in rows] == ["leaf0.png", "leaf1.png"]
     assert all(0 < r["bits_per_pixel"] < 16 and r["bits"] == pytest.approx(r["bits_per_pixel"] * 720)
                for r in rows)
-    result = run("compress", "leaf0.png", "leaf0.ride", "--model", "model.keras", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    status, out, err = in_process(workdir, capsys, "compress", "leaf0.png", "leaf0.ride", "--model", "model.keras")
+    assert status == 0, err
     size = os.path.getsize(workdir / "leaf0.ride")
     assert abs(8 * size - rows[0]["bits"]) <= 0.01 * rows[0]["bits"] + 8 * 44 + 64
-    result = run("decompress", "leaf0.ride", "back.png", "--model", "model.keras", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "back.png", "--model", "model.keras")
+    assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "back.png")),
                                   np.array(Image.open(workdir / "leaf0.png")))
-    # The pretrained model cannot decode a file of another model: one clear line.
-    line = error_line(run("decompress", "leaf0.ride", "other.png", cwd=workdir))
-    assert "another model" in line and not (workdir / "other.png").exists()
+    # The pretrained model cannot decode a file of another model: one clear line, nothing written.
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "other.png")
+    assert status == 1 and err.count("\n") == 1 and "another model" in err
+    assert not (workdir / "other.png").exists()
 
 
-def test_compress_uses_the_pretrained_model_by_default(workdir):
-    result = run("compress", "leaf1.png", "leaf1.ride", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    result = run("decompress", "leaf1.ride", "leaf1_back.png", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_compress_uses_the_pretrained_model_by_default(workdir, capsys):
+    assert in_process(workdir, capsys, "compress", "leaf1.png", "leaf1.ride")[0] == 0
+    assert in_process(workdir, capsys, "decompress", "leaf1.ride", "leaf1_back.png")[0] == 0
     np.testing.assert_array_equal(np.array(Image.open(workdir / "leaf1_back.png")),
                                   np.array(Image.open(workdir / "leaf1.png")))
 
 
-def test_codec_commands_report_bad_files_in_one_line(workdir):
+def test_codec_commands_report_bad_files_in_one_line(workdir, capsys):
     (workdir / "junk.ride").write_bytes(b"RIDE" + bytes(10))
+    for args, message in [(("decompress", "junk.ride", "x.png"), "not a ride-tf"),
+                          (("decompress", "missing.ride", "x.png"), "no such file"),
+                          (("compress", "notimage.png", "x.ride"), "notimage.png"),
+                          (("size", "leaf0.png", "--model", "nothing.keras"), "no such model")]:
+        status, out, err = in_process(workdir, capsys, *args)
+        assert status == 1 and err.startswith("ride-tf: error:") and err.count("\n") == 1, err
+        assert message in err
+    # And through a real process: one line, no traceback.
     assert "not a ride-tf" in error_line(run("decompress", "junk.ride", "x.png", cwd=workdir))
-    assert "no such file" in error_line(run("decompress", "missing.ride", "x.png", cwd=workdir))
-    assert "notimage.png" in error_line(run("compress", "notimage.png", "x.ride", cwd=workdir))
-    assert "no such model" in error_line(run("size", "leaf0.png", "--model", "nothing.keras", cwd=workdir))
 
 
-def test_export_writes_a_versioned_saved_model(workdir):
-    result = run("export", "model.keras", "served", "--version", "3", cwd=workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_export_writes_a_versioned_saved_model(workdir, capsys):
+    assert in_process(workdir, capsys, "export", "model.keras", "served", "--version", "3")[0] == 0
     assert (workdir / "served" / "3" / "saved_model.pb").exists()
-    assert "exists" in error_line(run("export", "model.keras", "served", "--version", "3", cwd=workdir))
+    status, _, err = in_process(workdir, capsys, "export", "model.keras", "served", "--version", "3")
+    assert status == 1 and "exists" in err
