@@ -64,8 +64,9 @@ def raster_sampler(model):
             x = tf.gather_nd(canvas, pixel[None] + offsets + r)                        # [P, N, C]
             x = tf.reshape(tf.transpose(x, [1, 0, 2]), [batch, num_offsets * channels])
             outside = geometry.outside_indicators_at(i, j, width, nb_size)            # [P]
-            h = model.input_features(x, tf.broadcast_to(outside, [batch, num_offsets]))
-            x_hat = h[:, :num_offsets * channels]
+            u = model.input_features(x, tf.broadcast_to(outside, [batch, num_offsets]))
+            h = u
+            x_hat = u[:, :num_offsets * channels]
             new_rows = []
             for lstm, w, (h_row, c_row, h_left, c_left) in zip(model.slstms, weights, rows):
                 h_left = tf.where(j > 0, h_left, zero)
@@ -73,7 +74,7 @@ def raster_sampler(model):
                 h, c = lstm.step(h, h_left, c_left, h_row[j], c_row[j], weights=w)
                 new_rows.append((tf.tensor_scatter_nd_update(h_row, [[j]], h[None]),
                                  tf.tensor_scatter_nd_update(c_row, [[j]], c[None]), h, c))
-            y_hat = model.mcgsm(h).sample_from_noise(uniform_t[i, j], normal_t[i, j])
+            y_hat = model.mcgsm(model.mcgsm_inputs(h, u)).sample_from_noise(uniform_t[i, j], normal_t[i, j])
             y = tf.clip_by_value(model.whitening.unwhiten_outputs(x_hat, y_hat, inverse=w_inv), 0.0, ONE_MINUS)
             canvas = tf.tensor_scatter_nd_update(canvas, [pixel + r], y[None])
             return p + 1, canvas, tuple(new_rows)

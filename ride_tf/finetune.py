@@ -7,8 +7,15 @@ log-likelihood of the training pixels; L-BFGS runs in chunks of `check_every`
 iterations (continuing its state), after each of which the held-out pixels
 are scored: the best parameters seen are kept, and the run stops once the
 held-out score has not improved for `patience` chunks.
+
+`finetune_mcgsm_discrete` is the same fit on the discrete likelihood of 8-bit
+values: per pixel (h, x^, k) with the context at bin centres, the loss is
+-mean log P(k | h, x^) (`ride_tf.discrete.log_mass` of
+`ride_tf.discrete.intensity_mixture`), the exact code length in nats per pixel.
 """
 import dataclasses
+import math
+import time
 import weakref
 
 import keras
@@ -16,53 +23,75 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-__all__ = ["finetune_mcgsm", "FinetuneResult"]
+__all__ = ["finetune_mcgsm", "finetune_mcgsm_discrete", "discrete_mean_log_mass", "FinetuneResult"]
 
 # Traced L-BFGS functions per MCGSM layer, so that repeated fine-tuning (after
 # every training stage) does not trace the optimizer again.
 _FUNCTIONS = weakref.WeakKeyDictionary()
 
 
-def _lbfgs_functions(mcgsm, num_correction_pairs):
-    key = (num_correction_pairs,)
+def discrete_mean_log_mass(model, h, x_hat, values):
+    """mean log P(k | h, x^) in nats of pixels with MCGSM inputs h [M, dim_h], whitened neighbourhoods
+    x^ [M, P * C] and 8-bit values k [M, C]: the discrete fine-tuning objective (negated), float32."""
+    from ride_tf import discrete
+
+    mixture = discrete.intensity_mixture(model, h, x_hat)
+    return tf.cast(tf.reduce_mean(discrete.log_mass(mixture, values)), tf.float32)
+
+
+def _lbfgs_functions(mcgsm, num_correction_pairs, mean_log_prob=None, data_spec=None, kind="density"):
+    """Traced (run_chunk, start, evaluate, assign) for L-BFGS on `mcgsm`'s variables.
+
+    mean_log_prob(*data) is the objective to maximise over data tuples of
+    `data_spec` (default: the MCGSM's mean log-density of (x, y^) pairs).
+    """
+    key = (kind, num_correction_pairs)
     cache = _FUNCTIONS.setdefault(mcgsm, {})
     if key in cache:
         return cache[key]
     variables = mcgsm.trainable_variables
     shapes = [v.shape for v in variables]
     sizes = [int(np.prod(s)) for s in shapes]
-    data_spec = [tf.TensorSpec([None, mcgsm.dim_in], tf.float32), tf.TensorSpec([None, mcgsm.dim_out], tf.float32)]
+    if mean_log_prob is None:
+        data_spec = (tf.TensorSpec([None, mcgsm.dim_in], tf.float32),
+                     tf.TensorSpec([None, mcgsm.dim_out], tf.float32))
+
+        def mean_log_prob(x, y):
+            return tf.reduce_mean(mcgsm(x).log_prob(y))
+    data_spec = tuple(data_spec)
 
     def assign(theta):
         for v, part, shape in zip(variables, tf.split(theta, sizes), shapes):
             v.assign(tf.reshape(part, shape))
 
-    def mean_log_prob(x, y):
-        return tf.reduce_mean(mcgsm(x).log_prob(y))
+    # Traced once and called from every place of the L-BFGS graph that evaluates the objective
+    # (tracing it at each place costs minutes for the discrete objective).
+    @tf.function(input_signature=[tf.TensorSpec([sum(sizes)], tf.float32), data_spec],
+                 experimental_attributes={"_noinline": True})
+    def loss_and_gradients(theta, data):
+        assign(theta)
+        with tf.GradientTape() as tape:
+            loss = -mean_log_prob(*data)
+        grads = tape.gradient(loss, variables)
+        return loss, tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
 
-    def objective(x, y):
-        def value_and_gradients(theta):
-            assign(theta)
-            with tf.GradientTape() as tape:
-                loss = -mean_log_prob(x, y)
-            grads = tape.gradient(loss, variables)
-            return loss, tf.concat([tf.reshape(g, [-1]) for g in grads], 0)
-        return value_and_gradients
+    def objective(data):
+        return lambda theta: loss_and_gradients(theta, data)
 
     options = dict(num_correction_pairs=num_correction_pairs, tolerance=0.0, f_relative_tolerance=1e-9)
 
     @tf.function(reduce_retracing=True)
-    def run_chunk(previous, max_iterations, x, y):
-        return tfp.optimizer.lbfgs_minimize(objective(x, y), initial_position=None,
+    def run_chunk(previous, max_iterations, data):
+        return tfp.optimizer.lbfgs_minimize(objective(data), initial_position=None,
                                             previous_optimizer_results=previous,
                                             max_iterations=max_iterations, **options)
 
-    @tf.function(input_signature=[tf.TensorSpec([sum(sizes)], tf.float32)] + data_spec)
-    def start(theta, x, y):
-        return tfp.optimizer.lbfgs_minimize(objective(x, y), initial_position=theta, max_iterations=0,
+    @tf.function(input_signature=[tf.TensorSpec([sum(sizes)], tf.float32), data_spec])
+    def start(theta, data):
+        return tfp.optimizer.lbfgs_minimize(objective(data), initial_position=theta, max_iterations=0,
                                             **options)
 
-    evaluate = tf.function(mean_log_prob, input_signature=data_spec)
+    evaluate = tf.function(lambda data: mean_log_prob(*data), input_signature=[data_spec])
     cache[key] = (run_chunk, start, evaluate, assign)
     return cache[key]
 
@@ -70,60 +99,64 @@ def _lbfgs_functions(mcgsm, num_correction_pairs):
 
 @dataclasses.dataclass
 class FinetuneResult:
-    """What `finetune_mcgsm` did.  Rates are log-likelihood rates in bit/px (larger is better)."""
+    """What `finetune_mcgsm` did.  Rates are log-likelihood rates in bit/px (larger is better).
+
+    objective "density": the density rate of the (whitened) pixels, the
+    paper's number; "discrete" (`finetune_mcgsm_discrete`): the mean log2 P(k)
+    per pixel and channel, i.e. minus the exact code length (the
+    `*_code_length` properties give it as a positive number of bit/px,
+    smaller is better).
+    """
     iterations: int
     train_rate: float
     validation_rate: float
     initial_validation_rate: float
     history: list  # (iteration, train_rate, validation_rate) after each chunk
     converged: bool
+    objective: str = "density"
+
+    @property
+    def validation_code_length(self):
+        """Exact code length in bit/px of the held-out pixels (objective "discrete"; NaN otherwise)."""
+        return -self.validation_rate if self.objective == "discrete" else float("nan")
+
+    @property
+    def train_code_length(self):
+        """Exact code length in bit/px of the training pixels (objective "discrete"; NaN otherwise)."""
+        return -self.train_rate if self.objective == "discrete" else float("nan")
 
 
-def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1, check_every=25,
-                   patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=np.log(2.0),
-                   num_correction_pairs=10):
-    """Fit `mcgsm`'s variables to (inputs [M, dim_in], outputs [M, dim_out]) by L-BFGS.
-
-    Args:
-      mcgsm: a built `ride_tf.MCGSM`; its variables are updated in place (to the
-        best held-out parameters seen).
-      inputs, outputs: NumPy arrays of pairs; a `validation_fraction` of them is
-        held out for early stopping (0 disables early stopping).
-      max_iter: the most L-BFGS iterations.
-      rate_offset, rate_divisor: reported rates are (log p + rate_offset) /
-        rate_divisor, e.g. log|det W| and C ln 2 for bit/px of whitened pixels.
-    """
-    inputs = np.asarray(inputs, np.float32)
-    outputs = np.asarray(outputs, np.float32).reshape(len(inputs), -1)
-    if len(inputs) < 2:
-        raise ValueError(f"finetune_mcgsm: need at least 2 samples, got {len(inputs)}.")
-    if not (np.isfinite(inputs).all() and np.isfinite(outputs).all()):
-        raise ValueError("finetune_mcgsm: inputs or outputs contain NaN or infinite values.")
-    order = np.random.default_rng(seed).permutation(len(inputs))
-    num_val = int(round(validation_fraction * len(inputs)))
+def _split(arrays, validation_fraction, seed):
+    """Random (train, validation) tuples of tf constants from arrays of equal length."""
+    order = np.random.default_rng(seed).permutation(len(arrays[0]))
+    num_val = int(round(validation_fraction * len(arrays[0])))
     val_idx, train_idx = order[:num_val], order[num_val:]
-    x_train, y_train = tf.constant(inputs[train_idx]), tf.constant(outputs[train_idx])
-    x_val, y_val = tf.constant(inputs[val_idx]), tf.constant(outputs[val_idx])
+    return tuple(tf.constant(a[train_idx]) for a in arrays), tuple(tf.constant(a[val_idx]) for a in arrays)
 
-    run_chunk, start, evaluate, assign = _lbfgs_functions(mcgsm, num_correction_pairs)
+
+def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, patience, verbose, to_rate,
+               objective, max_seconds):
+    """The chunked L-BFGS loop with early stopping on the held-out data; returns the FinetuneResult."""
+    run_chunk, start, evaluate, assign = functions
     variables = mcgsm.trainable_variables
-    to_rate = lambda log_prob: (float(log_prob) + rate_offset) / rate_divisor
+    num_val = int(val_data[0].shape[0])
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
 
     theta = tf.concat([tf.reshape(v, [-1]) for v in variables], 0)
     best_theta = theta
-    initial_val = to_rate(evaluate(x_val, y_val)) if num_val else float("nan")
+    initial_val = to_rate(evaluate(val_data)) if num_val else float("nan")
     best_val, since_best, history = initial_val, 0, []
-    state = start(theta, x_train, y_train)
+    state = start(theta, train_data)
     bar = keras.utils.Progbar(max_iter, verbose=verbose, unit_name="iteration",
                                stateful_metrics=["train_bpp", "val_bpp"])
     iterations = 0
     while iterations < max_iter:
         target = min(max_iter, iterations + check_every)
-        state = run_chunk(state, tf.constant(target), x_train, y_train)
+        state = run_chunk(state, tf.constant(target), train_data)
         assign(state.position)  # the line search leaves its last trial point in the variables
         done = int(state.num_iterations)
         train_rate = to_rate(-state.objective_value)
-        val_rate = to_rate(evaluate(x_val, y_val)) if num_val else float("nan")
+        val_rate = to_rate(evaluate(val_data)) if num_val else float("nan")
         history.append((done, train_rate, val_rate))
         bar.update(done, [("train_bpp", train_rate), ("val_bpp", val_rate)])
         stalled = done == iterations
@@ -134,11 +167,76 @@ def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1
             since_best += 1
         if bool(state.converged) or bool(state.failed) or stalled or since_best >= patience:
             break
+        if deadline is not None and time.monotonic() > deadline:
+            break
     if verbose and iterations < max_iter:
         bar.update(iterations, finalize=True)
     assign(best_theta)
-    train_rate = to_rate(evaluate(x_train, y_train))
-    final_val = to_rate(evaluate(x_val, y_val)) if num_val else float("nan")
+    train_rate = to_rate(evaluate(train_data))
+    final_val = to_rate(evaluate(val_data)) if num_val else float("nan")
     return FinetuneResult(iterations=iterations, train_rate=train_rate, validation_rate=final_val,
                           initial_validation_rate=initial_val, history=history,
-                          converged=bool(state.converged))
+                          converged=bool(state.converged), objective=objective)
+
+
+def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1, check_every=25,
+                   patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=np.log(2.0),
+                   num_correction_pairs=10, max_seconds=None):
+    """Fit `mcgsm`'s variables to (inputs [M, dim_in], outputs [M, dim_out]) by L-BFGS.
+
+    Args:
+      mcgsm: a built `ride_tf.MCGSM`; its variables are updated in place (to the
+        best held-out parameters seen).
+      inputs, outputs: NumPy arrays of pairs; a `validation_fraction` of them is
+        held out for early stopping (0 disables early stopping).
+      max_iter: the most L-BFGS iterations.
+      rate_offset, rate_divisor: reported rates are (log p + rate_offset) /
+        rate_divisor, e.g. log|det W| and C ln 2 for bit/px of whitened pixels.
+      max_seconds: stop after the first chunk that ends later than this (None: no limit).
+    """
+    inputs = np.asarray(inputs, np.float32)
+    outputs = np.asarray(outputs, np.float32).reshape(len(inputs), -1)
+    if len(inputs) < 2:
+        raise ValueError(f"finetune_mcgsm: need at least 2 samples, got {len(inputs)}.")
+    if not (np.isfinite(inputs).all() and np.isfinite(outputs).all()):
+        raise ValueError("finetune_mcgsm: inputs or outputs contain NaN or infinite values.")
+    train_data, val_data = _split((inputs, outputs), validation_fraction, seed)
+    functions = _lbfgs_functions(mcgsm, num_correction_pairs)
+    to_rate = lambda log_prob: (float(log_prob) + rate_offset) / rate_divisor
+    return _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, patience, verbose,
+                      to_rate, "density", max_seconds)
+
+
+def finetune_mcgsm_discrete(model, h, x_hat, values, max_iter=500, validation_fraction=0.1, check_every=25,
+                            patience=2, seed=0, verbose=1, num_correction_pairs=10, max_seconds=None):
+    """Fit `model.mcgsm` by L-BFGS on the discrete likelihood of 8-bit values.
+
+    Args:
+      model: a `ride_tf.RIDE` (its whitening gives the intensities' affine map).
+      h: [M, dim_h] the MCGSM's inputs, x_hat: [M, P * C] the whitened
+        neighbourhoods, values: [M, C] the pixels' 8-bit values, all computed
+        with the contexts at bin centres (`RIDE.sample_discrete_features`).
+      The loss is -mean log P(k | h, x^) (`discrete_mean_log_mass`), the exact
+      code length in nats per pixel; the reported rates are its negation in
+      bit/px (`FinetuneResult`, objective "discrete").  The other arguments
+      are those of `finetune_mcgsm`.
+    """
+    h = np.asarray(h, np.float32)
+    x_hat = np.asarray(x_hat, np.float32).reshape(len(h), -1)
+    values = np.asarray(values).reshape(len(h), -1)
+    if len(h) < 2:
+        raise ValueError(f"finetune_mcgsm_discrete: need at least 2 samples, got {len(h)}.")
+    if not (np.isfinite(h).all() and np.isfinite(x_hat).all()):
+        raise ValueError("finetune_mcgsm_discrete: h or x_hat contain NaN or infinite values.")
+    if values.min() < 0 or values.max() > 255:
+        raise ValueError("finetune_mcgsm_discrete: values must be 8-bit values 0..255.")
+    values = values.astype(np.int32)
+    mcgsm = model.mcgsm
+    spec = (tf.TensorSpec([None, mcgsm.dim_in], tf.float32), tf.TensorSpec([None, x_hat.shape[1]], tf.float32),
+            tf.TensorSpec([None, mcgsm.dim_out], tf.int32))
+    functions = _lbfgs_functions(mcgsm, num_correction_pairs,
+                                 lambda *data: discrete_mean_log_mass(model, *data), spec, kind="discrete")
+    train_data, val_data = _split((h, x_hat, values), validation_fraction, seed)
+    divisor = model.num_channels * math.log(2.0)
+    return _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, patience, verbose,
+                      lambda log_prob: float(log_prob) / divisor, "discrete", max_seconds)

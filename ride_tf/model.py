@@ -31,13 +31,16 @@ import tensorflow as tf
 from ride_tf import geometry
 from ride_tf.mcgsm import MCGSM
 from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
-from ride_tf.preprocessing import check_integer, dequantize, prepare_images, to_bits_per_pixel
+from ride_tf.preprocessing import check_images, check_integer, dequantize, prepare_images, to_bits_per_pixel
 from ride_tf.spatial_lstm import CELLS, LEGACY_CELL, SpatialLSTM
 from ride_tf.whitening import ConditionalWhitening
 
-__all__ = ["RIDE", "REGIONS"]
+__all__ = ["RIDE", "REGIONS", "OBJECTIVES"]
 
 REGIONS = ("full", "valid")
+# What Keras fit/evaluate optimise on uint8 input: the density of dequantized
+# pixels (the paper's rate) or the probability of the 8-bit values (code length).
+OBJECTIVES = ("density", "discrete")
 
 # Pixels evaluated per graph call by the NumPy-facing methods (bounds memory):
 # whole images are batched up to this many pixels, larger images are cut into
@@ -66,6 +69,18 @@ class RIDE(keras.Model):
       extended: spatial LSTMs also read the neighbouring memory cells.
       cell: "stable" (default: memory bounded by 1 for any weights and image
         size) or "paper" (eq. 6 as written); see `ride_tf.spatial_lstm`.
+      skip_inputs: the MCGSM reads [h, u], the top LSTM state next to the
+        model inputs u = [x^, e] (a skip connection), instead of h alone (the
+        paper's architecture, False).  Such a RIDE contains its MCGSM
+        baseline: `initialize_from_baseline` puts it exactly at a fitted
+        num_layers=0 model's likelihood before training.  No effect when
+        num_layers = 0.  Files saved before the option existed load with False.
+      objective: what Keras `fit`/`evaluate` optimise/report on uint8 input:
+        "density" (default; the log-density of dequantized pixels, the paper's
+        rate) or "discrete" (log P(k_ij | k_<ij) of the 8-bit values with the
+        contexts at bin centres, `ride_tf.discrete`; the loss is then the exact
+        code length in bit/px).  Float input is always scored by its density.
+        Settable on a built model (`model.objective = "discrete"`).
 
     Inputs everywhere: uint8 images (dequantized with uniform noise, see
     `ride_tf.preprocessing`) or floats in [0, 1]; [N, H, W, C] or [N, H, W],
@@ -77,7 +92,8 @@ class RIDE(keras.Model):
     """
 
     def __init__(self, num_channels=1, num_hiddens=64, num_layers=1, num_components=32, num_scales=4,
-                 num_features=32, nb_size=5, extended=False, cell="stable", **kwargs):
+                 num_features=32, nb_size=5, extended=False, cell="stable", skip_inputs=False,
+                 objective="density", **kwargs):
         super().__init__(**kwargs)
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),
                                  ("num_layers", num_layers, 0), ("num_components", num_components, 1),
@@ -91,6 +107,8 @@ class RIDE(keras.Model):
             raise ValueError(f"RIDE: extended must be True or False, got {extended!r}.")
         if cell not in CELLS:
             raise ValueError(f"RIDE: cell must be one of {CELLS}, got {cell!r}.")
+        if not isinstance(skip_inputs, (bool, np.bool_)):
+            raise ValueError(f"RIDE: skip_inputs must be True or False, got {skip_inputs!r}.")
         self.num_channels = int(num_channels)
         self.num_hiddens = int(num_hiddens)
         self.num_layers = int(num_layers)
@@ -100,6 +118,8 @@ class RIDE(keras.Model):
         self.nb_size = int(nb_size)
         self.extended = bool(extended)
         self.cell = cell
+        self.skip_inputs = bool(skip_inputs)
+        self.objective = objective
 
         policy = self.dtype_policy          # e.g. RIDE(dtype="float64"): every layer computes in it
         self.whitening = ConditionalWhitening(name="whitening", dtype=policy)
@@ -120,6 +140,8 @@ class RIDE(keras.Model):
         for lstm in self.slstms:
             lstm.build((None, None, None, dim_in))
             dim_in = self.num_hiddens
+        if self.mcgsm_reads_inputs:
+            dim_in += self.input_dim
         self.mcgsm.build((None, dim_in))
         self.built = True
 
@@ -128,14 +150,36 @@ class RIDE(keras.Model):
         config.update(num_channels=self.num_channels, num_hiddens=self.num_hiddens,
                       num_layers=self.num_layers, num_components=self.num_components,
                       num_scales=self.num_scales, num_features=self.num_features,
-                      nb_size=self.nb_size, extended=self.extended, cell=self.cell)
+                      nb_size=self.nb_size, extended=self.extended, cell=self.cell,
+                      skip_inputs=self.skip_inputs, objective=self.objective)
         return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config.setdefault("cell", LEGACY_CELL)   # models saved before `cell` existed are eq. 6
+        config.setdefault("skip_inputs", False)  # ... and before `skip_inputs`, the paper's MCGSM on h
+        config.setdefault("objective", "density")
         return cls(**config)
+
+    @property
+    def objective(self):
+        """"density" or "discrete": what `fit`/`evaluate` use on uint8 input (see the class docstring)."""
+        return self._objective
+
+    @objective.setter
+    def objective(self, value):
+        if value not in OBJECTIVES:
+            raise ValueError(f"RIDE: objective must be one of {OBJECTIVES}, got {value!r}.")
+        if value != getattr(self, "_objective", value):
+            # the traced Keras step functions hold the old loss
+            self.train_function = self.test_function = self.predict_function = None
+        self._objective = value
+
+    @property
+    def mcgsm_reads_inputs(self):
+        """Whether the MCGSM reads [h, u] (`skip_inputs` with at least one spatial LSTM)."""
+        return self.skip_inputs and self.num_layers > 0
 
     @property
     def radius(self):
@@ -187,11 +231,59 @@ class RIDE(keras.Model):
         return self.region_inputs(pad_images(images, self.nb_size), 0, 0, tf.shape(images)[2])
 
     def hidden_states(self, u):
-        """The MCGSM's inputs: the top spatial LSTM's states, or u itself when num_layers = 0."""
+        """The MCGSM's inputs: the top spatial LSTM's states (next to u with `skip_inputs`), or u when num_layers = 0."""
         h = u
         for lstm in self.slstms:
             h = lstm(h)
+        return self.mcgsm_inputs(h, u)
+
+    def mcgsm_inputs(self, h, u):
+        """The MCGSM's inputs from the top LSTM states h and the model inputs u: [h, u] with `skip_inputs`, else h."""
+        if self.mcgsm_reads_inputs:
+            return tf.concat([h, tf.cast(u, h.dtype)], axis=-1)
         return h
+
+    def initialize_from_baseline(self, baseline):
+        """Start at a fitted MCGSM baseline: copy its whitening and MCGSM, zeros for the rows of h.
+
+        `baseline` is a `RIDE(num_layers=0)` with the same num_channels,
+        nb_size, num_components, num_scales and number of MCGSM features.
+        This model must read the inputs (`skip_inputs=True`, or num_layers = 0).
+        The MCGSM's rows for u = [x^, e] (its gate features, linear features
+        and predictors) get the baseline's values and the rows for the LSTM
+        states h get zeros; the priors, scales, feature weights, Cholesky
+        factors and means are copied.  The MCGSM then ignores h, so this
+        model's likelihood equals the baseline's (to float round-off), and
+        training can only move it from there.  The spatial LSTMs keep their
+        weights.  Returns self.
+        """
+        if not isinstance(baseline, RIDE) or baseline.num_layers != 0:
+            raise ValueError("initialize_from_baseline: the baseline must be a RIDE with num_layers=0.")
+        if self.num_layers and not self.skip_inputs:
+            raise ValueError("initialize_from_baseline: this RIDE's MCGSM reads only the LSTM states; "
+                             "build it with skip_inputs=True so that it can start at the baseline.")
+        for name in ("num_channels", "nb_size", "num_components", "num_scales"):
+            if getattr(self, name) != getattr(baseline, name):
+                raise ValueError(f"initialize_from_baseline: {name} is {getattr(self, name)} here but "
+                                 f"{getattr(baseline, name)} in the baseline.")
+        if self.mcgsm.num_features != baseline.mcgsm.num_features:
+            raise ValueError(f"initialize_from_baseline: the MCGSM has {self.mcgsm.num_features} features "
+                             f"here but {baseline.mcgsm.num_features} in the baseline.")
+        self.whitening.set_weights(baseline.whitening.get_weights())
+        mine, base = self.mcgsm, baseline.mcgsm
+        for name in ("priors", "scales", "feature_weights", "cholesky_factors", "means"):
+            getattr(mine, name).assign(getattr(base, name).numpy())
+        offset = mine.dim_in - base.dim_in          # the rows of h come first: inputs [h, u]
+        features = np.zeros(mine.features.shape, np.float32)
+        features[offset:] = base.features.numpy()
+        predictors = np.zeros(mine.predictors.shape, np.float32)
+        predictors[..., offset:] = base.predictors.numpy()
+        linear = np.zeros(mine.linear_features.shape, np.float32)
+        linear[:, offset:] = base.linear_features.numpy()
+        mine.features.assign(features)
+        mine.predictors.assign(predictors)
+        mine.linear_features.assign(linear)
+        return self
 
     def conditional_distribution(self, h):
         """The MCGSM's distribution of the whitened pixels y^ given the hidden states."""
@@ -218,9 +310,19 @@ class RIDE(keras.Model):
         return self.hidden_states(u), u, y_hat, images
 
     def call(self, images, training=False):
-        """Per-pixel log-likelihood map in nats, [N, H, W] (every pixel)."""
+        """Per-pixel log-likelihood map in nats, [N, H, W] (every pixel).
+
+        uint8 images: with objective="density" the log-density of the pixels
+        dequantized with fresh uniform noise; with objective="discrete" the
+        log-probability log P(k_ij | k_<ij) of the 8-bit values (contexts at
+        bin centres, `ride_tf.discrete.log_mass_map`).
+        """
         images = tf.convert_to_tensor(images)
         if images.dtype == tf.uint8:
+            if self.objective == "discrete":
+                from ride_tf.discrete import log_mass_map
+
+                return tf.cast(log_mass_map(self, images), self.compute_dtype)
             images = dequantize(images)
         images = tf.cast(images, self.compute_dtype)
         return self.log_density_head(*self.forward(images))
@@ -243,7 +345,7 @@ class RIDE(keras.Model):
             tile_states.append((h, c))
         r = self.radius
         y = window[:, r:, r:tf.shape(window)[2] - r]
-        return head(h, u, y_hat, y), tile_states
+        return head(self.mcgsm_inputs(h, u), u, y_hat, y), tile_states
 
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""
@@ -251,6 +353,9 @@ class RIDE(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Negative log-likelihood in bit/px, averaged over the (per-replica) batch.
+
+        With objective="discrete" and uint8 input, y_pred holds log P(k) and
+        the loss is the exact code length in bit/px.
 
         Divided by the number of replicas under a distribution strategy, so that
         the summed gradients are those of the global mean.
@@ -488,18 +593,55 @@ class RIDE(keras.Model):
                        num_candidates=num_candidates, block_size=block_size, stride=stride,
                        window_size=window_size, callback=callback)
 
+    def sample_discrete_features(self, images, num_samples, seed=0):
+        """MCGSM inputs, whitened neighbourhoods and 8-bit values of a random sample of pixels of uint8 images.
+
+        The contexts are the bin centres of the values (what a decoder
+        knows, `ride_tf.discrete`).  Returns NumPy (h [M, dim_h],
+        x^ [M, P * C], values int32 [M, C]), M about num_samples, drawn
+        uniformly over all pixels: the data of the discrete fine-tuning.
+        """
+        from ride_tf.discrete import bin_centres
+
+        images = check_images(images, self.num_channels)
+        if images.dtype != np.uint8:
+            raise ValueError("sample_discrete_features: the discrete likelihood is defined for 8-bit "
+                             f"images; pass uint8 values (got {images.dtype}).")
+        images = bin_centres(images).numpy()          # floats are used as given by _sample_rows
+        num_inputs = geometry.num_inputs(self.nb_size, self.num_channels)
+
+        def features(im):
+            u, _ = self.whitened_pairs(im)
+            h = self.hidden_states(u)
+            values = tf.cast(tf.floor(im * 256.0), tf.int32)
+            return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(u[..., :num_inputs], [-1, num_inputs]),
+                    tf.reshape(values, [-1, self.num_channels]))
+        graph = self._graph("discrete_features", features)
+        return tuple(self._sample_rows(images, graph, num_samples, seed, "full"))
+
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
-                 verbose=1, **kwargs):
+                 verbose=1, objective=None, **kwargs):
         """Fit the MCGSM alone by L-BFGS on a fixed random sample of pixels (see `ride_tf.finetune`).
 
         With num_layers = 0 this trains the whole MCGSM image model, the paper's
         way; for RIDE it is the fine-tuning step after each training stage.
+        objective: "density" (the log-density of dequantized pixels) or
+        "discrete" (log P(k) of the 8-bit values of uint8 images,
+        `finetune_mcgsm_discrete`); default: the model's `objective`.
         Returns the `FinetuneResult`.
         """
-        from ride_tf.finetune import finetune_mcgsm
+        from ride_tf.finetune import finetune_mcgsm, finetune_mcgsm_discrete
 
+        objective = self.objective if objective is None else objective
+        if objective not in OBJECTIVES:
+            raise ValueError(f"finetune: objective must be one of {OBJECTIVES}, got {objective!r}.")
         if not self.whitening.is_adapted:
             self.adapt(images, seed=seed)
+        if objective == "discrete":
+            h, x_hat, values = self.sample_discrete_features(images, num_samples, seed=seed)
+            return finetune_mcgsm_discrete(self, h, x_hat, values, max_iter=max_iter,
+                                           validation_fraction=validation_fraction, seed=seed,
+                                           verbose=verbose, **kwargs)
         h, y_hat = self.sample_features(images, num_samples, seed=seed)
         return finetune_mcgsm(self.mcgsm, h, y_hat, max_iter=max_iter,
                               validation_fraction=validation_fraction, seed=seed, verbose=verbose,

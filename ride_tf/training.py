@@ -13,6 +13,7 @@ noise every step), so the pipeline is light and exact to the data protocol.
 """
 import dataclasses
 import math
+import time
 
 import keras
 import numpy as np
@@ -21,7 +22,7 @@ import tensorflow as tf
 from ride_tf.preprocessing import check_images
 
 __all__ = ["sample_patches", "patch_dataset", "paper_learning_rates", "make_optimizer", "PatchCurriculum",
-           "FinetuneMCGSM", "TrainingStage", "train"]
+           "FinetuneMCGSM", "TrainingStage", "fit_baseline", "validation_scores", "train"]
 
 NATURAL_IMAGE_PATCH_SIZES = (8, 12, 16, 22)
 TEXTURE_PATCH_SIZES = (20, 25, 30, 35, 40)
@@ -173,7 +174,17 @@ class FinetuneMCGSM(keras.callbacks.Callback):
 
 @dataclasses.dataclass
 class TrainingStage:
-    """One stage of `train`: its settings and the rates it reached (bit/px, larger is better)."""
+    """One stage of `train`: its settings and what it reached.
+
+    Rates are density rates in bit/px (log-density of dequantized pixels, the
+    paper's number, larger is better); code lengths are exact code lengths of
+    the 8-bit values in bit/px (`ride_tf.discrete`, smaller is better),
+    measured when the objective is "discrete" (NaN otherwise).  With
+    objective="discrete", `train_rate` and `finetune_rate` are minus the
+    code length of the training patches and of the held-out fine-tuning
+    pixels.  The baseline's numbers (the MCGSM that `train` fitted or was
+    given, NaN without one) stand next to the model's at every stage.
+    """
     stage: int
     patch_size: int
     learning_rate: float
@@ -181,12 +192,72 @@ class TrainingStage:
     finetune_rate: float
     validation_rate: float
     kept: bool
+    baseline_validation_rate: float = float("nan")
+    validation_code_length: float = float("nan")
+    baseline_validation_code_length: float = float("nan")
+    seconds: float = float("nan")        # wall-clock time since `train` started, at the stage's end
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Stops `fit` after the first batch that ends later than `deadline` (time.monotonic())."""
+
+    def __init__(self, deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.monotonic() > self.deadline:
+            self.model.stop_training = True
+
+
+def fit_baseline(model, images, max_iter=500, num_samples=50_000, objective=None, seed=0, verbose=0,
+                 max_seconds=None):
+    """The MCGSM baseline of `model`: a RIDE(num_layers=0) with the same neighbourhood and MCGSM size,
+    whitening copied from `model` (adapted first if needed), fitted by L-BFGS (`RIDE.finetune`) on
+    `images` (e.g. patches).  Returns (baseline, FinetuneResult)."""
+    from ride_tf.model import RIDE
+
+    objective = model.objective if objective is None else objective
+    if not model.whitening.is_adapted:
+        model.adapt(images, seed=seed)
+    baseline = RIDE(num_channels=model.num_channels, num_layers=0, num_components=model.num_components,
+                    num_scales=model.num_scales, num_features=model.mcgsm.num_features,
+                    nb_size=model.nb_size, objective=objective, dtype=model.dtype_policy)
+    baseline.whitening.set_weights(model.whitening.get_weights())
+    result = baseline.finetune(images, max_iter=max_iter, num_samples=num_samples, seed=seed, verbose=verbose,
+                               objective=objective, max_seconds=max_seconds)
+    return baseline, result
+
+
+def _mean_over(images, fn):
+    """Mean of fn(batch)[:] over a batch array or a list of single images (fn: uint8/float [n, ...] -> [n])."""
+    if isinstance(images, (list, tuple)):
+        return float(np.mean([fn(np.asarray(im)[np.newaxis])[0] for im in images]))
+    return float(np.mean(fn(images)))
+
+
+def validation_scores(model, images, objective="density", seed=0):
+    """(density rate, code length) in bit/px, means over `images`; the code length only for
+    objective="discrete" (NaN otherwise; it needs uint8 images)."""
+    from ride_tf import discrete
+
+    if images is None:
+        return None, float("nan")
+    rate = _mean_over(images, lambda im: model.log_likelihood_rate(im, seed=seed))
+    code_length = float("nan")
+    if objective == "discrete":
+        def per_pixel(im):
+            im = check_images(im, model.num_channels)
+            return discrete.compressed_size_bits(model, im) / (im.shape[1] * im.shape[2] * im.shape[3])
+        code_length = _mean_over(images, per_pixel)
+    return rate, code_length
 
 
 def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH_SIZES,
           learning_rates=None, epochs_per_stage=1, num_patches=10_000, batch_size=50, optimizer="sgd",
           momentum=0.9, clipnorm=1.0, finetune_max_iter=500, finetune_samples=50_000, patience=1, seed=0,
-          verbose=1, callbacks=None, on_stage_end=None):
+          verbose=1, callbacks=None, on_stage_end=None, objective=None, baseline="auto", baseline_max_iter=None,
+          time_budget=None):
     """Train `model` (a `ride_tf.RIDE`) with the paper's recipe; returns the list of `TrainingStage`s.
 
     Stage s: `epochs_per_stage` epochs of SGD (momentum 0.9, batch 50, learning
@@ -205,7 +276,35 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     used (or the training rate, when fine-tuning is off).  `callbacks` are
     passed to every stage's `fit`; `on_stage_end(model, stage)` is called with
     each finished `TrainingStage` (e.g. to log summaries or save samples).
+
+    objective: "density" (the paper's: log-density of dequantized pixels) or
+      "discrete" (the exact log-probability of the 8-bit values: Keras fit on
+      `RIDE(objective="discrete")`'s loss, the exact code length, and discrete
+      L-BFGS fine-tuning; the images must be uint8); the best stage is then
+      chosen by the validation code length.  Default: the model's objective
+      (the model's `objective` is set to it).
+    baseline: the MCGSM baseline (`fit_baseline`, a num_layers=0 RIDE of the
+      same neighbourhood and MCGSM size, fitted by L-BFGS for up to
+      `baseline_max_iter` iterations, default `finetune_max_iter` or 500, on
+      the fine-tuning pixels, on the same objective) is fitted first and its
+      validation numbers are reported at every stage.  When the model's MCGSM
+      reads the inputs (`skip_inputs=True`), the model starts from the
+      baseline (`RIDE.initialize_from_baseline`), and the baseline's weights
+      are the first candidate of the best-weights selection, so the result is
+      never worse than the baseline on the validation images.  "auto"
+      (default): only for models with `skip_inputs=True`; True: always (the
+      paper's architecture gets the report only); False or None: no
+      baseline; or a fitted `RIDE(num_layers=0)` to use.
+    time_budget: seconds of wall-clock time for the whole run (baseline fit
+      included), or None.  What remains after the baseline fit is shared
+      equally by the stages; within a stage, `fit` stops once 3/4 of its
+      share has passed and the fine-tuning once all of it has (each after the
+      batch or L-BFGS chunk running at that time).  With a budget, set
+      `epochs_per_stage` large enough that a stage fills its share.
     """
+    from ride_tf.model import OBJECTIVES, RIDE
+
+    started = time.monotonic()
     num_channels = model.num_channels
     images = _as_image_list(images, num_channels)
     if optimizer not in DEFAULT_LEARNING_RATES:   # before the schedule is looked up by its name
@@ -214,28 +313,75 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
                       if learning_rates is None else list(learning_rates))
     if len(learning_rates) != len(patch_sizes):
         raise ValueError(f"train: {len(patch_sizes)} patch sizes but {len(learning_rates)} learning rates.")
+    objective = model.objective if objective is None else objective
+    if objective not in OBJECTIVES:
+        raise ValueError(f"train: objective must be one of {OBJECTIVES}, got {objective!r}.")
+    if objective == "discrete" and any(im.dtype != np.uint8 for im in images):
+        raise ValueError("train: objective='discrete' needs uint8 images (the probability of 8-bit values).")
+    if time_budget is not None and not (np.isfinite(time_budget) and time_budget > 0):
+        raise ValueError(f"train: time_budget must be a positive number of seconds, got {time_budget!r}.")
+    if isinstance(baseline, RIDE):
+        if baseline.num_layers != 0:
+            raise ValueError("train: baseline must be a RIDE with num_layers=0.")
+    elif baseline not in ("auto", True, False, None):
+        raise ValueError(f"train: baseline must be 'auto', True, False, None or a RIDE(num_layers=0), "
+                         f"got {baseline!r}.")
+    model.objective = objective
     if not model.whitening.is_adapted:
-        pooled = sample_patches(images, max(patch_sizes), max(64, finetune_samples // max(patch_sizes) ** 2),
-                                num_channels, seed=seed)
-        model.adapt(pooled, seed=seed)
+        if isinstance(baseline, RIDE):
+            model.whitening.set_weights(baseline.whitening.get_weights())
+        else:
+            pooled = sample_patches(images, max(patch_sizes),
+                                    max(64, finetune_samples // max(patch_sizes) ** 2), num_channels, seed=seed)
+            model.adapt(pooled, seed=seed)
     pixels_per_patch = max(patch_sizes) ** 2        # every pixel of a patch is modelled
     finetune_patches = sample_patches(images, max(patch_sizes),
                                       max(1, math.ceil(finetune_samples / pixels_per_patch)),
                                       num_channels, seed=seed + 1)
 
+    if baseline == "auto":
+        baseline = model.mcgsm_reads_inputs
+    baseline_result = None
+    if baseline is True:
+        max_iter = baseline_max_iter if baseline_max_iter is not None else (finetune_max_iter or 500)
+        baseline, baseline_result = fit_baseline(
+            model, finetune_patches, max_iter=max_iter, num_samples=finetune_samples, objective=objective,
+            seed=seed, verbose=verbose, max_seconds=None if time_budget is None else time_budget / 4)
+        if verbose:
+            print(f"baseline MCGSM: {baseline_result.iterations} L-BFGS iterations, held-out pixels "
+                  f"{baseline_result.validation_rate:.4f} bit/px")
+    elif not baseline:
+        baseline = None
+
     optimizer = make_optimizer(optimizer, learning_rates[0], momentum, clipnorm)
     model.compile(optimizer=optimizer)
 
-    def validation_rate():
-        if validation_images is None:
-            return None
-        if isinstance(validation_images, (list, tuple)):
-            return float(np.mean([model.log_likelihood_rate(im[np.newaxis], seed=seed)[0]
-                                  for im in validation_images]))
-        return float(np.mean(model.log_likelihood_rate(validation_images, seed=seed)))
-
     stages, best_rate, best_weights, since_best = [], -np.inf, None, 0
+    base_rate, base_code = validation_scores(baseline, validation_images, objective, seed) \
+        if baseline is not None else (None, float("nan"))
+    if baseline is not None and (model.mcgsm_reads_inputs or model.num_layers == 0):
+        model.initialize_from_baseline(baseline)
+        # The start is the first candidate: training can only keep improvements on the baseline.
+        if validation_images is not None:
+            start_rate, start_code = validation_scores(model, validation_images, objective, seed)
+            start_score = -start_code if objective == "discrete" else start_rate
+        else:   # the stages' score: the held-out fine-tuning pixels (the same pixels, same seed)
+            start_score = baseline_result.validation_rate if baseline_result is not None else -np.inf
+        if np.isfinite(start_score):
+            best_rate, best_weights = start_score, model.get_weights()
+        if verbose:
+            print(f"started from the baseline: validation score {start_score:.4f} bit/px")
+    if base_rate is None:
+        base_rate = float("nan")
+
+    stage_start = time.monotonic()
     for stage, (patch_size, lr) in enumerate(zip(patch_sizes, learning_rates)):
+        stage_deadline = None
+        if time_budget is not None:
+            remaining = started + time_budget - stage_start
+            if remaining <= 0:
+                break
+            stage_deadline = stage_start + remaining / (len(patch_sizes) - stage)
         # Momentum carried over from a larger learning rate would undo the L-BFGS
         # fine-tuning in the first steps of the next stage: start every stage at rest.
         optimizer.learning_rate.assign(lr)
@@ -246,25 +392,41 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         if verbose:
             print(f"stage {stage + 1}/{len(patch_sizes)}: patches {patch_size}x{patch_size}, "
                   f"learning rate {lr:.3g}")
-        history = model.fit(ds, epochs=epochs_per_stage, verbose=verbose, callbacks=callbacks)
+        fit_callbacks = list(callbacks or [])
+        if stage_deadline is not None:
+            share = stage_deadline - stage_start
+            fit_callbacks.append(_StopAt(stage_start + (0.75 if finetune_max_iter else 1.0) * share))
+        history = model.fit(ds, epochs=epochs_per_stage, verbose=verbose, callbacks=fit_callbacks)
         train_rate = float(history.history["bits_per_pixel"][-1])
         finetune_rate = float("nan")
         if finetune_max_iter:
+            max_seconds = None if stage_deadline is None else max(0.0, stage_deadline - time.monotonic())
             result = model.finetune(finetune_patches, max_iter=finetune_max_iter, num_samples=finetune_samples,
-                                    seed=seed, verbose=verbose)
+                                    seed=seed, verbose=verbose, objective=objective, max_seconds=max_seconds)
             finetune_rate = result.validation_rate
-        val = validation_rate()
-        score = val if val is not None else (finetune_rate if np.isfinite(finetune_rate) else train_rate)
+        val, code_length = validation_scores(model, validation_images, objective, seed)
+        if val is None:
+            score = finetune_rate if np.isfinite(finetune_rate) else train_rate
+        else:
+            score = -code_length if objective == "discrete" else val
         kept = bool(np.isfinite(score) and score > best_rate)
         if kept:
             best_rate, best_weights, since_best = score, model.get_weights(), 0
         else:
             since_best += 1
+        stage_start = time.monotonic()
         stages.append(TrainingStage(stage, patch_size, float(lr), train_rate, finetune_rate,
-                                    float("nan") if val is None else val, kept))
+                                    float("nan") if val is None else val, kept,
+                                    baseline_validation_rate=base_rate, validation_code_length=code_length,
+                                    baseline_validation_code_length=base_code,
+                                    seconds=stage_start - started))
         if verbose:
-            print(f"stage {stage + 1}: train {train_rate:.4f}, fine-tuned {finetune_rate:.4f}, "
-                  f"validation {val if val is not None else float('nan'):.4f} bit/px")
+            line = (f"stage {stage + 1}: train {train_rate:.4f}, fine-tuned {finetune_rate:.4f}, "
+                    f"validation {val if val is not None else float('nan'):.4f} bit/px "
+                    f"(baseline {base_rate:.4f})")
+            if objective == "discrete":
+                line += f"; validation code length {code_length:.4f} bit/px (baseline {base_code:.4f})"
+            print(line)
         if on_stage_end is not None:
             on_stage_end(model, stages[-1])
         if since_best >= patience:

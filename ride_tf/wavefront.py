@@ -10,7 +10,8 @@ so a pass visits the (r + 1)(H - 1) + W fronts in order, and for each front
      (`RIDE.input_features`),
   2. advances every spatial LSTM on the front (`SpatialLSTM.step`) from the
      states of the two earlier fronts it needs,
-  3. hands the top states h and x^ of the front's pixels to the caller, who
+  3. hands the MCGSM's inputs h (the top states, next to u with
+     `skip_inputs`) and x^ of the front's pixels to the caller, who
      draws (sampler) or codes (codec) the pixels, and
   4. writes the front's pixel values into the canvas (`write`).
 
@@ -72,8 +73,9 @@ class Wavefront:
         x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [n * batch, self.num_offsets * channels])
         outside = geometry.outside_indicators_at(pixels[:, 0], pixels[:, 1], width, self.nb_size, self.dtype)
         outside = tf.reshape(tf.repeat(outside[:, None], batch, axis=1), [n * batch, self.num_offsets])
-        h = self.model.input_features(x, outside)
-        x_hat = h[:, :self.num_offsets * channels]
+        u = self.model.input_features(x, outside)
+        h = u
+        x_hat = u[:, :self.num_offsets * channels]
         new_history = []
         for lstm, weights, states in zip(self.model.slstms, self.lstm_weights, history):
             h_prev, c_prev = states[0], states[1]                  # front t - 1: left neighbours
@@ -85,7 +87,7 @@ class Wavefront:
             h_front = tf.pad(tf.reshape(h, [n, batch, units]), pad)
             c_front = tf.pad(tf.reshape(c, [n, batch, units]), pad)
             new_history.append((h_front, c_front) + tuple(states[:-2]))
-        return pixels, h, x_hat, tuple(new_history)
+        return pixels, self.model.mcgsm_inputs(h, u), x_hat, tuple(new_history)
 
     def write(self, canvas, pixels, values):
         """Step 4: values [n, N, C] of the front's pixels into the canvas."""
