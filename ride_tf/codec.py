@@ -248,6 +248,7 @@ def compress(model, image):
     `ride_tf.discrete.compressed_size_bits` plus the 44-byte header.
     """
     image = _check_image(model, image)
+    model.whitening.require_adapted("compress")
     queue, categorical = _constriction()
     encoder = queue.RangeEncoder()
 

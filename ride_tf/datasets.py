@@ -118,11 +118,34 @@ DEAD_LEAVES_BENCHMARK_NUM_TEST = 100
 
 _BIG = np.iinfo(np.int32).max  # "no disk yet" marker in the front-disk map
 
+# The most disks `dead_leaves` draws in one batch (each costs a few hundred bytes while it is
+# painted, so this bounds the memory at a few GB); a max_radius far larger than the image needs
+# more, since every disk whose centre lies within max_radius of the image may cover it.
+MAX_DISKS_PER_BATCH = 4_000_000
+
+
+# Argument checks (NumPy only: this module does not import TensorFlow).  Strings, bools and
+# floats are refused where an integer is expected, instead of being coerced.
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_int(name, value, low, owner="dead_leaves"):
+    if not _is_int(value) or value < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _check_real(name, value, owner="dead_leaves"):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{owner}: {name} must be a number, got {value!r}")
+    return float(value)
+
 
 def _check_radii(min_radius, max_radius, exponent):
-    min_radius = float(min_radius)
-    max_radius = float(max_radius)
-    exponent = float(exponent)
+    min_radius = _check_real("min_radius", min_radius, "radii")
+    max_radius = _check_real("max_radius", max_radius, "radii")
+    exponent = _check_real("exponent", exponent, "radii")
     if not (math.isfinite(min_radius) and math.isfinite(max_radius)) or not 0 < min_radius <= max_radius:
         raise ValueError(
             f"need 0 < min_radius <= max_radius (finite), got min_radius={min_radius}, max_radius={max_radius}")
@@ -153,7 +176,13 @@ def power_law_cdf(r, min_radius, max_radius, exponent=3.0):
         float64 array of the same shape as ``r`` with values in [0, 1].
     """
     a, b, s = _check_radii(min_radius, max_radius, exponent)
-    r = np.clip(np.asarray(r, dtype=np.float64), a, b)
+    try:
+        r = np.asarray(r, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"power_law_cdf: r must be numbers, got {r!r}") from None
+    if np.isnan(r).any():
+        raise ValueError("power_law_cdf: r contains NaN")
+    r = np.clip(r, a, b)
     if a == b:
         return (r >= b).astype(np.float64)
     if abs(s - 1.0) < 1e-12:
@@ -189,18 +218,21 @@ def sample_power_law_radii(num, min_radius, max_radius, exponent=3.0, rng=None):
         float64 array [num].
     """
     a, b, s = _check_radii(min_radius, max_radius, exponent)
+    num = _check_int("num", num, 0, "sample_power_law_radii")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    return _inverse_power_law_cdf(rng.random(int(num)), a, b, s)
+    return _inverse_power_law_cdf(rng.random(num), a, b, s)
 
 
 def _parse_size(size):
-    if isinstance(size, (int, np.integer)):
+    message = f"size must be an int or a (height, width) pair of ints, got {size!r}"
+    if _is_int(size):
         height = width = int(size)
+    elif isinstance(size, (str, bytes)) or not isinstance(size, (tuple, list, np.ndarray)):
+        raise ValueError(message)          # not coerced: "16" would otherwise be read as (1, 6)
     else:
-        try:
-            height, width = (int(v) for v in size)
-        except (TypeError, ValueError):
-            raise ValueError(f"size must be an int or a (height, width) pair, got {size!r}") from None
+        if len(size) != 2 or not all(_is_int(v) for v in size):
+            raise ValueError(message)
+        height, width = (int(v) for v in size)
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {(height, width)}")
     return height, width
@@ -234,13 +266,28 @@ class _DeadLeavesRenderer:
         self.margin = max_radius + 1.0
         self.ext_h = height + 2.0 * self.margin
         self.ext_w = width + 2.0 * self.margin
-        if max_radius > min_radius:
-            norm = _power_integral(min_radius, max_radius, -exponent)
-            mean_area = math.pi * _power_integral(min_radius, max_radius, 2.0 - exponent) / norm
-        else:
-            mean_area = math.pi * min_radius ** 2
-        # Expected number of disks that cover a given pixel once on average.
-        self.per_cover = self.ext_h * self.ext_w / mean_area
+        try:
+            if max_radius > min_radius:
+                norm = _power_integral(min_radius, max_radius, -exponent)
+                mean_area = math.pi * _power_integral(min_radius, max_radius, 2.0 - exponent) / norm
+            else:
+                mean_area = math.pi * min_radius ** 2
+            # Expected number of disks that cover a given pixel once on average.
+            self.per_cover = self.ext_h * self.ext_w / mean_area
+        except (OverflowError, ZeroDivisionError):      # radii or exponents far out of range
+            self.per_cover = math.inf
+        first_batch = self.FIRST_BATCH * self.per_cover
+        if max_disks is not None:
+            first_batch = min(first_batch, max_disks)
+        if not first_batch <= MAX_DISKS_PER_BATCH:      # also inf and NaN
+            # Checked before anything is allocated: e.g. max_radius=1e6 on 16 x 16 images would ask for
+            # about 2e10 disks (hundreds of GB).
+            raise ValueError(
+                f"dead_leaves: covering {height} x {width} images with disks of radii {min_radius:g} to "
+                f"max_radius={max_radius:g} (exponent {exponent:g}) takes about {first_batch:.3g} disks per batch "
+                f"(more than {MAX_DISKS_PER_BATCH:,}, about {first_batch * 300 / 2 ** 30:.0f} GB): use a max_radius "
+                "of at most a few times the image size (and min_radius of about a pixel or more), or a smaller "
+                "max_disks")
         if max_disks is None:
             max_disks = int(math.ceil(self.DEFAULT_CAP * self.per_cover))
         self.max_disks = int(max_disks)
@@ -429,14 +476,20 @@ def dead_leaves(num_images, size=256, seed=0, min_radius=2.0, max_radius=128.0, 
     """
     height, width = _parse_size(size)
     min_radius, max_radius, exponent = _check_radii(min_radius, max_radius, exponent)
-    num_images = int(num_images)
-    first_index = int(first_index)
-    if num_images < 0 or first_index < 0:
-        raise ValueError(f"num_images and first_index must be >= 0, got {num_images}, {first_index}")
-    noise_std = float(noise_std)
+    num_images = _check_int("num_images", num_images, 0)
+    first_index = _check_int("first_index", first_index, 0)
+    seed = _check_int("seed", seed, 0)
+    if max_disks is not None:
+        max_disks = _check_int("max_disks", max_disks, 1)
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise ValueError(f"dead_leaves: antialias must be True or False, got {antialias!r}")
+    noise_std = _check_real("noise_std", noise_std)
     if not (math.isfinite(noise_std) and noise_std >= 0):
         raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std}")
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be uint8 or a float dtype, got {dtype!r}") from None
     if dtype != np.uint8 and dtype.kind != "f":
         raise ValueError(f"dtype must be uint8 or a float dtype, got {dtype}")
     renderer = _DeadLeavesRenderer(height, width, min_radius, max_radius, exponent, antialias, max_disks)
@@ -478,7 +531,7 @@ def dead_leaves_benchmark(split="train", num_images=None):
     start, stop = ranges[split]
     count = stop - start
     if num_images is not None:
-        if not 0 <= int(num_images) <= count:
+        if not _is_int(num_images) or not 0 <= num_images <= count:
             raise ValueError(f"num_images must be in [0, {count}] for split {split!r}, got {num_images}")
         count = int(num_images)
     return dead_leaves(count, first_index=start, **config)
@@ -497,6 +550,8 @@ def _check_mode(mode):
 
 
 def _check_file(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -706,6 +761,8 @@ def read_iml(path, shape=VAN_HATEREN_SHAPE):
         ValueError: the file size is not 2 * rows * columns bytes.
     """
     path = _check_file(path)
+    if isinstance(shape, (str, bytes)) or len(shape) != 2 or not all(_is_int(v) for v in shape):
+        raise ValueError(f"read_iml: shape must be a pair of ints (rows, columns), got {shape!r}")
     rows, cols = (int(v) for v in shape)
     if rows < 1 or cols < 1:
         raise ValueError(f"shape must be positive, got {shape}")
@@ -741,16 +798,21 @@ def van_hateren_to_uint8(images, method="log", max_value=None):
     """
     if method not in ("log", "linear"):
         raise ValueError(f"method must be 'log' or 'linear', got {method!r}")
-    x = np.asarray(images, dtype=np.float64)
+    try:
+        x = np.asarray(images, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("van_hateren_to_uint8: images must be a numeric array") from None
     if x.ndim < 2:
         raise ValueError(f"expected an image [H, W] or a stack [..., H, W], got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("van_hateren_to_uint8: intensities must be finite (got NaN or infinite values)")
     if x.size and x.min() < 0:
         raise ValueError("intensities must be non-negative")
     if max_value is None:
         top = x.max(axis=(-2, -1), keepdims=True)
     else:
-        top = float(max_value)
-        if not top > 0:
+        top = _check_real("max_value", max_value, "van_hateren_to_uint8")
+        if not (top > 0 and math.isfinite(top)):
             raise ValueError(f"max_value must be positive, got {max_value}")
     top = np.maximum(top, 1e-12)
     y = np.log1p(x) / np.log1p(top) if method == "log" else x / top
@@ -790,7 +852,7 @@ def load_van_hateren(folder_or_paths, shape=VAN_HATEREN_SHAPE, pattern="*.iml", 
     else:
         paths = [Path(p) for p in folder_or_paths]
     if max_images is not None:
-        paths = paths[: int(max_images)]
+        paths = paths[: _check_int("max_images", max_images, 0, "load_van_hateren")]
     rows, cols = (int(v) for v in shape)
     stack = np.empty((len(paths), rows, cols), dtype=np.uint16)
     for k, path in enumerate(paths):
@@ -815,9 +877,15 @@ def gaussian_autoregressive(num_images, size, a=0.55, b=0.35, noise_std=0.05, me
     [num_images, size, size] (not clipped: the defaults keep the values well
     inside (0, 1)).
     """
-    if abs(a) + abs(b) >= 1:
+    owner = "gaussian_autoregressive"
+    a, b = _check_real("a", a, owner), _check_real("b", b, owner)
+    noise_std, mean = _check_real("noise_std", noise_std, owner), _check_real("mean", mean, owner)
+    if not (math.isfinite(noise_std) and noise_std >= 0 and math.isfinite(mean)):
+        raise ValueError(f"{owner}: noise_std must be finite and >= 0 and mean finite, got {noise_std}, {mean}")
+    if not abs(a) + abs(b) < 1:
         raise ValueError(f"gaussian_autoregressive: |a| + |b| must be < 1 for a stationary process, got {a}, {b}")
-    num_images, size = int(num_images), int(size)
+    num_images, size = _check_int("num_images", num_images, 0, owner), _check_int("size", size, 1, owner)
+    burn_in, seed = _check_int("burn_in", burn_in, 0, owner), _check_int("seed", seed, 0, owner)
     rng = np.random.default_rng(seed)
     n = size + burn_in
     x = np.zeros((num_images, n, n))

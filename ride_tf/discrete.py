@@ -315,8 +315,11 @@ def pixel_log_mass(model, images, region="full", verbose=0):
     region="valid" keeps the paper's region (as `RIDE.pixel_log_prob`);
     large images are evaluated in tiles (`RIDE.pixel_map`).
     """
+    if region not in ("full", "valid"):
+        raise ValueError(f"pixel_log_mass: region must be 'full' or 'valid', got {region!r}.")
     nb_size = model.nb_size if region == "valid" else None
     images = check_images(_check_uint8(images, model, "images"), model.num_channels, nb_size)
+    model.whitening.require_adapted("compressed size")
     centres = bin_centres(images).numpy()
     log_masses = model.pixel_map(centres, "log_mass", log_mass_head(model), verbose)
     if not np.isfinite(log_masses).all():

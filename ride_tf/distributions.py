@@ -104,6 +104,11 @@ class MCGSMDistribution(tfd.Distribution):
     def expert_log_prob(self, y):
         """log N(y; mu_k, Lambda_k^-1) for every expert: y B + [d] -> B + [K]."""
         y = tf.convert_to_tensor(y, dtype=self.dtype)
+        d = self._event_size()
+        if y.shape.rank == 0 or (y.shape.rank is not None and None not in (y.shape[-1], d) and y.shape[-1] != d):
+            # e.g. y [M] for event size 1: broadcasting it against the experts would give a wrong number.
+            raise ValueError(f"MCGSMDistribution.log_prob: y must end in the event size {d} "
+                             f"(shape sample + batch + [{d}]), got shape {y.shape}.")
         diff = y[..., tf.newaxis, :] - self._loc                              # B + [K, d]
         # z = P^T (y - mu); the quadratic form is |z|^2.
         z = tf.reduce_sum(diff[..., :, tf.newaxis] * self._precision_cholesky, axis=-2)

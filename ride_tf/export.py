@@ -224,6 +224,7 @@ def export_saved_model(model, path, max_sample_pixels=DEFAULT_MAX_SAMPLE_PIXELS,
       `path`.
     """
     _check_model(model, "export_saved_model")
+    model.whitening.require_adapted("export_saved_model")
     check_integer("export_saved_model", "max_sample_pixels", max_sample_pixels, 1)
     path = os.fspath(path)
     if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):

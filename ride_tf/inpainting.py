@@ -79,7 +79,7 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry, sampling
-from ride_tf.preprocessing import check_images, check_integer, quantize
+from ride_tf.preprocessing import check_images, check_integer, check_seed, quantize
 
 __all__ = ["inpaint", "block_grid", "block_windows", "block_schedule", "FLIPS"]
 
@@ -236,8 +236,7 @@ def _check_arguments(model, image, mask, num_sweeps, seed, verbose, num_candidat
     if _check_int("stride", stride, 1) > block_size:
         raise ValueError(f"inpaint: stride must be at most block_size={block_size} (or blocks leave gaps), "
                          f"got {stride}.")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"inpaint: seed must be an integer or None, got {seed!r}.")
+    check_seed("inpaint", seed)
     if verbose not in (0, 1, 2):
         raise ValueError(f"inpaint: verbose must be 0, 1 or 2, got {verbose!r}.")
     if callback is not None and not callable(callback):
@@ -377,6 +376,7 @@ def inpaint(model, image, mask, num_sweeps=100, seed=None, verbose=1, num_candid
     """
     batch, mask, input_shape = _check_arguments(model, image, mask, num_sweeps, seed, verbose, num_candidates,
                                                 block_size, stride, window_size, callback)
+    model.whitening.require_adapted("inpaint")
     dtype = np.dtype(model.compute_dtype)
     known = (batch[0].astype(dtype) + 0.5) / 256.0 if batch.dtype == np.uint8 else batch[0].astype(dtype)
     rng = np.random.default_rng(seed)

@@ -32,15 +32,13 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf.distributions import MCGSMDistribution
+from ride_tf.preprocessing import check_integer
 
 __all__ = ["MCGSM", "MAX_LOG_SCALE"]
 
 MAX_LOG_SCALE = 40.0
 
 
-def _is_positive_integer(value):
-    return (isinstance(value, (int, np.integer, float)) and not isinstance(value, bool)
-            and float(value).is_integer() and value >= 1)
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -65,8 +63,7 @@ class MCGSM(keras.layers.Layer):
                             ("dim_out", dim_out), ("num_features", num_features)]:
             if value is None and name == "num_features":
                 continue
-            if not _is_positive_integer(value):
-                raise ValueError(f"MCGSM: {name} must be a positive integer, got {value!r}.")
+            check_integer("MCGSM", name, value, 1)
         self.num_components = int(num_components)
         self.num_scales = int(num_scales)
         self.num_features = None if num_features is None else int(num_features)
@@ -144,7 +141,25 @@ class MCGSM(keras.layers.Layer):
         return MCGSMDistribution(gate_logits, loc, precision_cholesky)
 
     def log_prob(self, x, y):
-        """log p(y | x) in nats: x [..., dim_in], y [..., dim_out] -> [...]."""
+        """log p(y | x) in nats: x [..., dim_in], y [..., dim_out] -> [...].
+
+        y must have exactly the shape x.shape[:-1] + [dim_out] (the
+        distribution's batch and event shape): a y of another shape, e.g. [M]
+        instead of [M, 1], is refused (ValueError; an assert op when the
+        shapes are only known at run time) instead of being broadcast.
+        """
+        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        y = tf.convert_to_tensor(y, dtype=self.compute_dtype)
+        expected = x.shape[:-1].concatenate([self.dim_out])
+        if x.shape.rank is not None and y.shape.rank is not None and not y.shape.is_compatible_with(expected):
+            raise ValueError(f"MCGSM.log_prob: y has shape {y.shape} but x of shape {x.shape} needs y of shape "
+                             f"{expected} (batch shape + [dim_out={self.dim_out}]).")
+        if not (y.shape.is_fully_defined() and x.shape.is_fully_defined()):
+            check = tf.debugging.assert_equal(
+                tf.shape(y), tf.concat([tf.shape(x)[:-1], [self.dim_out]], 0),
+                message=f"MCGSM.log_prob: y must have shape x.shape[:-1] + [{self.dim_out}]")
+            with tf.control_dependencies([check]):
+                y = tf.identity(y)
         return self(x).log_prob(y)
 
     def get_config(self):

@@ -34,6 +34,7 @@ from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
 from ride_tf.preprocessing import check_images, check_integer, dequantize, prepare_images, to_bits_per_pixel
 from ride_tf.spatial_lstm import CELLS, LEGACY_CELL, SpatialLSTM
 from ride_tf.whitening import ConditionalWhitening
+from ride_tf.preprocessing import check_bool, check_image_tensor, check_seed  # noqa: E402  (input checks)
 
 __all__ = ["RIDE", "REGIONS", "OBJECTIVES"]
 
@@ -317,7 +318,7 @@ class RIDE(keras.Model):
         log-probability log P(k_ij | k_<ij) of the 8-bit values (contexts at
         bin centres, `ride_tf.discrete.log_mass_map`).
         """
-        images = tf.convert_to_tensor(images)
+        images = self.checked_input(images)
         if images.dtype == tf.uint8:
             if self.objective == "discrete":
                 from ride_tf.discrete import log_mass_map
@@ -347,6 +348,38 @@ class RIDE(keras.Model):
         y = window[:, r:, r:tf.shape(window)[2] - r]
         return head(self.mcgsm_inputs(h, u), u, y_hat, y), tile_states
 
+    def checked_input(self, images):
+        """The Keras path's input check (`call`, so `model(x)`, `fit`, `evaluate`, `predict`).
+
+        uint8 or float images [N, H, W, C] (or [N, H, W] for one channel);
+        dtype, rank and channels are checked when the graph is built
+        (ValueError), float values (finite, in [0, 1]) and that the model was
+        adapted by assert ops in the graph (eagerly: ValueError /
+        `NotAdaptedError`); see `ride_tf.preprocessing.check_image_tensor`.
+        """
+        images = check_image_tensor(images, self.num_channels)
+        adapted = self.whitening.assert_adapted("RIDE")
+        if adapted is None:
+            return images
+        with tf.control_dependencies([adapted]):
+            return tf.identity(images)
+
+    def assert_finite_loss(self, loss):
+        """The loss, with an assert op that stops `fit`/`evaluate` with a clear message when it is not finite."""
+        if self.num_layers and self.cell == "paper":
+            cause = ("the spatial LSTM's memory cells overflowed (cell='paper' is unbounded where "
+                     "f_left + f_up > 1; cell='stable' cannot overflow) or the weights became non-finite")
+        else:
+            cause = "the weights became non-finite (a learning rate too large?)"
+        if tf.executing_eagerly():
+            if not bool(tf.math.is_finite(loss)):
+                raise FloatingPointError(f"RIDE: the loss is not finite: {cause}.")
+            return loss
+        check = tf.debugging.assert_equal(tf.math.is_finite(loss), True,
+                                          message=f"RIDE: the loss is not finite: {cause}")
+        with tf.control_dependencies([check]):
+            return tf.identity(loss)
+
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""
         return to_bits_per_pixel(tf.reduce_mean(log_prob_map, axis=[1, 2]), self.num_channels)
@@ -360,7 +393,7 @@ class RIDE(keras.Model):
         Divided by the number of replicas under a distribution strategy, so that
         the summed gradients are those of the global mean.
         """
-        loss = -tf.reduce_mean(self.rate_from_log_prob_map(y_pred))
+        loss = self.assert_finite_loss(-tf.reduce_mean(self.rate_from_log_prob_map(y_pred)))
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return loss / tf.cast(replicas, loss.dtype) if replicas > 1 else loss
 
@@ -384,10 +417,18 @@ class RIDE(keras.Model):
             self._graph_functions[name] = tf.function(fn, input_signature=signature, reduce_retracing=True)
         return self._graph_functions[name]
 
-    def _prepare(self, images, noise, seed, region="full"):
-        """Validated, dequantized float32 images [N, H, W, C] (NumPy)."""
+    def _prepare(self, images, noise, seed, region="full", adapted=True):
+        """Validated, dequantized float32 images [N, H, W, C] (NumPy).
+
+        With `adapted`, a model whose whitening was never fitted is refused
+        (`NotAdaptedError`) after the arguments have been checked."""
         nb_size = self.nb_size if _check_region(region) == "valid" else None
-        return prepare_images(images, self.num_channels, nb_size, noise=noise, seed=seed)
+        noise = check_bool("RIDE", "noise", noise)
+        seed = check_seed("RIDE", seed)
+        images = prepare_images(images, self.num_channels, nb_size, noise=noise, seed=seed)
+        if adapted:
+            self.whitening.require_adapted("RIDE")
+        return images
 
     def _batches(self, images):
         """Memory-bounded batches (views) of prepared images."""
@@ -519,11 +560,12 @@ class RIDE(keras.Model):
         images = self._prepare(images, noise, seed, region)
         return self._rate(self._crop(self._log_prob_map("gaussian", gaussian_map, images), region))
 
-    def _sample_rows(self, images, fn, num_samples, seed, region):
+    def _sample_rows(self, images, fn, num_samples, seed, region, adapted=True):
         """Apply `fn` (images -> tensors of rows, one row per pixel of `region`) batch by batch
         and keep each row with probability num_samples / (number of such pixels),
         so that memory stays bounded however many images there are."""
-        images = self._prepare(images, True, seed, region)
+        num_samples = check_integer("RIDE", "the number of samples", num_samples, 1)
+        images = self._prepare(images, True, seed, region, adapted)
         height, width = images.shape[1:3]
         if region == "valid":
             height, width = geometry.valid_shape(height, width, self.nb_size)
@@ -547,7 +589,8 @@ class RIDE(keras.Model):
         def pairs(im):
             inputs, outputs = extract_neighbourhoods(im, self.nb_size)
             return (tf.reshape(inputs, [-1, inputs.shape[-1]]), tf.reshape(outputs, [-1, self.num_channels]))
-        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed, "valid")
+        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed, "valid",
+                                            adapted=False)
         self.whitening.adapt(inputs, outputs)
         return self
 

@@ -25,7 +25,7 @@ others are drawn in the same order, conditioned on everything before them.
 import numpy as np
 import tensorflow as tf
 
-from ride_tf.preprocessing import check_images, check_integer, quantize
+from ride_tf.preprocessing import check_bool, check_images, check_integer, check_seed, quantize
 from ride_tf.wavefront import Wavefront
 
 __all__ = ["draws", "sample", "wavefront_sample"]
@@ -171,9 +171,10 @@ def sample(model, num_samples=None, height=None, width=None, seed=None, continuo
                          f"({num_samples}, {height}, {width}).")
     if seed is None:
         seed = int(np.random.default_rng().integers(0, 2 ** 31))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"sample: seed must be an integer or None, got {seed!r}.")
+    seed = check_seed("sample", seed)
     batch_size = num_samples if batch_size is None else _check_int("batch_size", batch_size, 1)
+    continuous = check_bool("sample", "continuous", continuous)
+    model.whitening.require_adapted("sample")
     graph = _graph(model)
     out = []
     for start in range(0, num_samples, batch_size):

@@ -70,12 +70,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ride_tf.preprocessing import check_integer
+from ride_tf.preprocessing import check_integer, check_number
 
-__all__ = ["SpatialLSTM", "CELLS"]
+__all__ = ["SpatialLSTM", "CELLS", "DEFAULT_FORGET_BIAS"]
 
 GATES = ("g", "o", "i", "f_left", "f_up")
 CELLS = ("stable", "paper")
+# Initial forget-gate biases (added to `bias_initializer`'s values of f_left and f_up) per cell.
+# The paper's memory grows geometrically where f_left + f_up > 1; with biases 0 that is about
+# half of all pixels at initialisation (NaN past diagonal ~300 of a 256 x 256 image with random
+# weights), with -1 each gate starts near sigma(-1) = 0.27, so the sum is about 0.54.  The stable
+# cell cannot grow, and keeps 0 (the results in the README were trained that way).
+DEFAULT_FORGET_BIAS = {"paper": -1.0, "stable": 0.0}
 # Cell of configs saved before the `cell` argument existed: they are eq. 6.
 LEGACY_CELL = "paper"
 
@@ -128,6 +134,9 @@ class SpatialLSTM(keras.layers.Layer):
         cell: "stable" (default; |c| < 1 for any weights and image size) or
             "paper" (eq. 6 as written, unbounded); see the module docstring.
         kernel_initializer, bias_initializer: Keras initializers.
+        forget_bias: added to the initial biases of the two forget gates
+            (None: `DEFAULT_FORGET_BIAS[cell]`, -1 for the paper's cell, so
+            that its memory does not grow at initialisation; 0 for "stable").
         parallel_loops: number of independent while loops the batch is split
             into.  ``None`` (default): 2 on CPU when the batch has at least 2
             images, 1 otherwise (GPU).  Results do not depend on it.
@@ -150,6 +159,7 @@ class SpatialLSTM(keras.layers.Layer):
         bias_initializer="zeros",
         parallel_loops=None,
         cell="stable",
+        forget_bias=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -160,6 +170,7 @@ class SpatialLSTM(keras.layers.Layer):
         if cell not in CELLS:
             raise ValueError(f"SpatialLSTM: cell must be one of {CELLS}, got {cell!r}.")
         self.cell = cell
+        self.forget_bias = None if forget_bias is None else check_number("SpatialLSTM", "forget_bias", forget_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.parallel_loops = (None if parallel_loops is None
@@ -181,10 +192,21 @@ class SpatialLSTM(keras.layers.Layer):
             shape=(n_rows, 5 * self.units),
             initializer=self.kernel_initializer,
         )
+        forget_bias = DEFAULT_FORGET_BIAS[self.cell] if self.forget_bias is None else self.forget_bias
+        units, base = self.units, self.bias_initializer
+
+        def bias_initializer(shape, dtype=None):
+            bias = base(shape, dtype=dtype)
+            if not forget_bias:
+                return bias
+            offset = np.zeros(5 * units, np.float32)
+            offset[3 * units:] = forget_bias              # the gate blocks f_left and f_up
+            return bias + keras.ops.cast(offset, bias.dtype)
+
         self.bias = self.add_weight(
             name="bias",
             shape=(5 * self.units,),
-            initializer=self.bias_initializer,
+            initializer=bias_initializer,
         )
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={-1: self.input_dim})
 
@@ -201,6 +223,8 @@ class SpatialLSTM(keras.layers.Layer):
             parallel_loops=self.parallel_loops,
             cell=self.cell,
         )
+        if self.forget_bias is not None:     # only when set, so that configs stay readable by older versions
+            config["forget_bias"] = self.forget_bias
         return config
 
     @classmethod

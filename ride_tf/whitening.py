@@ -15,7 +15,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["ConditionalWhitening"]
+__all__ = ["ConditionalWhitening", "NotAdaptedError", "MIN_RESIDUAL_VARIANCE"]
+
+# The smallest variance of a pixel given its neighbourhood that `adapt` accepts (intensities in
+# [0, 1]).  Dequantized 8-bit data, (k + u) / 256, always have at least 1 / (12 * 256^2) ~ 1.3e-6;
+# far below that the pixel is a deterministic function of its neighbours (constant or synthetic
+# images) and W = (residual covariance)^-1/2 would be enormous or infinite.
+MIN_RESIDUAL_VARIANCE = 1e-10
+
+
+class NotAdaptedError(ValueError):
+    """A model was used before its conditional whitening was fitted (`adapt`)."""
+
+
+def not_adapted_message(owner):
+    return (f"{owner}: the model's conditional whitening has not been fitted; call model.adapt(images) "
+            "(or train it with ride_tf.training.train, which adapts first) before using it.")
 
 
 def _inverse_sqrt(cov, eps):
@@ -74,19 +89,48 @@ class ConditionalWhitening(keras.layers.Layer):
         c_xx = xc.T @ xc / len(x)
         c_yx = yc.T @ xc / len(x)
         c_yy = yc.T @ yc / len(x)
+        if np.linalg.eigvalsh(c_xx).max() < MIN_RESIDUAL_VARIANCE:
+            raise ValueError("ConditionalWhitening.adapt: the neighbourhoods do not vary (constant images?); "
+                             "the whitening needs images with texture, or uint8 images, which are "
+                             "dequantized with noise.")
         c_xx_isqrt = _inverse_sqrt(c_xx, self.eps)
         predictor = c_yx @ c_xx_isqrt
         residual_cov = c_yy - predictor @ predictor.T
+        smallest = float(np.linalg.eigvalsh(residual_cov).min())
+        if not smallest >= MIN_RESIDUAL_VARIANCE:
+            raise ValueError(
+                f"ConditionalWhitening.adapt: the pixels are (almost) exactly predictable from their "
+                f"neighbourhoods (residual variance {max(smallest, 0.0):.3g} < {MIN_RESIDUAL_VARIANCE:g}; "
+                "constant or degenerate images?), so the whitening would be infinite; pass uint8 images, "
+                "which are dequantized with noise, or images with texture.")
+        output_whitening = _inverse_sqrt(residual_cov, self.eps)
+        weights = [m_x, c_xx_isqrt, m_y, predictor, output_whitening]
+        if not all(np.isfinite(np.asarray(w, np.float32)).all() for w in weights):
+            raise ValueError("ConditionalWhitening.adapt: the fitted whitening is not finite in float32 "
+                             "(intensities far outside [0, 1]?).")
         self.input_mean.assign(m_x)
         self.input_whitening.assign(c_xx_isqrt)
         self.output_mean.assign(m_y)
         self.predictor.assign(predictor)
-        self.output_whitening.assign(_inverse_sqrt(residual_cov, self.eps))
+        self.output_whitening.assign(output_whitening)
         self.adapted.assign(1.0)
 
     @property
     def is_adapted(self):
         return bool(self.adapted.numpy())
+
+    def require_adapted(self, owner):
+        """Raise NotAdaptedError (naming `owner` and the fix) unless `adapt` has run."""
+        if not self.is_adapted:
+            raise NotAdaptedError(not_adapted_message(owner))
+
+    def assert_adapted(self, owner):
+        """In-graph form of `require_adapted` (a tf.debugging assert op; raises at once when eager)."""
+        if tf.executing_eagerly():
+            self.require_adapted(owner)
+            return None
+        return tf.debugging.assert_equal(tf.cast(self.adapted, tf.float32), tf.constant(1.0),
+                                         message=not_adapted_message(owner))
 
     @property
     def log_det_jacobian(self):

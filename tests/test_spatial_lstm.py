@@ -319,3 +319,28 @@ def test_cell_argument_is_checked_serialized_and_legacy_configs_load_as_eq6():
                          (dict(extended="False"), "extended"), (dict(parallel_loops=0), "parallel_loops")]:
         with pytest.raises(ValueError, match=word):
             SpatialLSTM(**dict(dict(units=3), **kwargs))
+
+
+def test_paper_cell_starts_with_forget_biases_of_minus_one_and_its_memory_does_not_grow():
+    """Issue #10: with forget biases 0 a fresh eq. 6 layer overflows on a 256 x 256 image; -1 keeps |c| small."""
+    units = 8
+    paper, stable = SpatialLSTM(units, cell="paper"), SpatialLSTM(units)
+    for layer in (paper, stable):
+        layer.build((None, None, None, 24))
+    expected = np.zeros(5 * units, np.float32)
+    expected[3 * units:] = -1.0                              # f_left and f_up
+    np.testing.assert_array_equal(paper.bias.numpy(), expected)
+    np.testing.assert_array_equal(stable.bias.numpy(), np.zeros(5 * units))      # unchanged: it cannot grow
+    assert "forget_bias" not in paper.get_config()
+    chosen = SpatialLSTM.from_config(SpatialLSTM(units, cell="paper", forget_bias=-2.0).get_config())
+    chosen.build((None, None, None, 24))
+    assert chosen.forget_bias == -2.0 and chosen.bias.numpy()[-1] == -2.0
+    x = tf.constant(np.random.default_rng(0).standard_normal((1, 256, 256, 24)), tf.float32)
+    keras.utils.set_random_seed(0)
+    fresh = SpatialLSTM(units, cell="paper")
+    _, c = fresh.run_region(x)
+    assert np.isfinite(c.numpy()).all() and np.abs(c.numpy()).max() < 3.0
+    keras.utils.set_random_seed(0)
+    zero = SpatialLSTM(units, cell="paper", forget_bias=0.0)
+    _, c_zero = zero.run_region(x)
+    assert not np.isfinite(c_zero.numpy()).all()          # what the initialisation avoids
