@@ -16,7 +16,6 @@ finishes in well under an hour there, and every size is a flag.
     python examples/dead_leaves.py --output runs/dead_leaves
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ride_tf import RIDE, datasets, ensemble_log_likelihood_rate, geometry  # noqa: E402
+from ride_tf.io import atomic_save_model, atomic_savefig, atomic_write_json, atomic_write_text  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def line_plot(series, path, xlabel, ylabel, title=None, size=(6.0, 4.2)):
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
@@ -109,7 +109,7 @@ def main(argv=None):
     results = []
 
     def record(name, kind, nb_size, model):
-        model.save(os.path.join(args.output, f"{kind}_{nb_size}px.keras"))
+        atomic_save_model(model, os.path.join(args.output, f"{kind}_{nb_size}px.keras"))
         pixel_map = model.pixel_log_prob(test_images, seed=1)
         rate = float(model._rate(pixel_map).mean())
         rows, cols = geometry.valid_slices(nb_size)
@@ -149,10 +149,8 @@ def main(argv=None):
         f"| {r['model']} | {r['rate']:.3f} | " + (f"{r['rate_valid']:.3f} |" if np.isfinite(r["rate_valid"])
                                                   else "(every pixel only) |") for r in results]
     print("\n" + "\n".join(table))
-    with open(os.path.join(args.output, "table.md"), "w") as f:
-        f.write("\n".join(table) + "\n")
-    with open(os.path.join(args.output, "results.json"), "w") as f:
-        json.dump(dict(args=vars(args), results=results), f, indent=1)
+    atomic_write_text(os.path.join(args.output, "table.md"), "\n".join(table) + "\n")
+    atomic_write_json(os.path.join(args.output, "results.json"), dict(args=vars(args), results=results))
     series = {}
     for kind, label in [("mcgsm", "MCGSM"), ("ride1", "RIDE, 1 layer")]:
         points = sorted((r["nb_size"], r["rate_valid"]) for r in results if r["kind"] == kind)

@@ -19,9 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
 from ride_tf import RIDE, datasets  # noqa: E402
+from ride_tf.io import atomic_write_png  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def code_length_picture(image, pixel_log_prob, path):
     """Test image (left) and per-pixel code length 8 - log2 p in bits (right, dark = cheap), every pixel."""
     bits = 8.0 - pixel_log_prob / np.log(2.0)
     scaled = np.clip(bits / 10.0 * 255.0, 0, 255).astype(np.uint8)
-    Image.fromarray(np.concatenate([image, scaled], axis=1)).save(path)
+    atomic_write_png(np.concatenate([image, scaled], axis=1), path)
 
 
 def samples_picture(rows, path, gap=4):
@@ -41,7 +41,7 @@ def samples_picture(rows, path, gap=4):
             tiles += [im, np.full((im.shape[0], gap), 255, np.uint8)]
         strips += [np.concatenate(tiles[:-1], axis=1), np.full((gap, sum(t.shape[1] for t in tiles[:-1])), 255,
                                                               np.uint8)]
-    Image.fromarray(np.concatenate(strips[:-1], axis=0)).save(path)
+    atomic_write_png(np.concatenate(strips[:-1], axis=0), path)
 
 
 def main(argv=None):

@@ -24,7 +24,6 @@ The paper trained larger models for longer on a GPU and ran 100 sweeps.
     python examples/inpainting.py --model runs/inpainting/model.keras --sweeps 100
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,6 +38,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ride_tf import RIDE  # noqa: E402
+from ride_tf.io import atomic_save_model, atomic_savefig, atomic_write_json  # noqa: E402
 from ride_tf.training import TEXTURE_PATCH_SIZES, train  # noqa: E402
 
 TEXTURES = ("gravel", "brick", "grass")
@@ -77,7 +77,7 @@ def panel(original, mask, filled, path, title):
         ax.axis("off")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
 
 
@@ -130,7 +130,7 @@ def main(argv=None):
     else:
         model, stages = train_model(training, args)
         path = os.path.join(args.output, "model.keras")
-        model.save(path)
+        atomic_save_model(model, path)
         record.update(model=path, stages=[vars(s) for s in stages],
                       config=dict(hiddens=args.hiddens, layers=args.layers, components=args.components,
                                   features=args.features, patches=args.patches, patch_sizes=args.patch_sizes,
@@ -158,8 +158,7 @@ def main(argv=None):
     panel(test, mask, filled, png, f"RIDE ({model.num_layers} layer(s), {model.num_hiddens} units), "
           f"{args.texture} region {held_out}, {args.hole} x {args.hole} hole, {args.sweeps} sweeps, "
           f"acceptance {acceptance:.2f}")
-    with open(os.path.join(args.output, "inpainting.json"), "w") as f:
-        json.dump(record, f, indent=2)
+    atomic_write_json(os.path.join(args.output, "inpainting.json"), record, indent=2)
     print(f"wrote {png}")
 
 

@@ -31,7 +31,6 @@ three textures in about half an hour on a busy 2-core CPU; every size is a flag.
 """
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -46,6 +45,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ride_tf import RIDE  # noqa: E402
+from ride_tf.io import atomic_savefig, atomic_write_json, atomic_write_text  # noqa: E402
 from ride_tf.training import TEXTURE_PATCH_SIZES, train  # noqa: E402
 
 # scikit-image's offline textures (512 x 512 uint8 grayscale).  Its other
@@ -126,7 +126,7 @@ def texture_panel(name, panels, path, histogram=True):
         ax.legend(fontsize=7, loc="upper right")
         ax.set_box_aspect(1)
     fig.suptitle(name, fontsize=12)
-    fig.savefig(path, dpi=110)
+    atomic_savefig(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -203,8 +203,8 @@ def main(argv=None):
         row["panel"] = path
         row["minutes"] = (time.time() - start) / 60
         results.append(row)
-        with open(os.path.join(args.output, "textures_results.json"), "w") as f:   # after every texture
-            json.dump(dict(args=vars(args), results=results), f, indent=1)
+        atomic_write_json(os.path.join(args.output, "textures_results.json"),   # after every texture
+                          dict(args=vars(args), results=results))
 
     table = ["| Texture | held-out region | MCGSM, all pixels | RIDE, all pixels "
              "| MCGSM, valid region | RIDE, valid region |", "|---|---|---|---|---|---|"] + [
@@ -213,8 +213,7 @@ def main(argv=None):
     print(f"\nHeld-out log-likelihood rates [bit/px] (MCGSM: {args.components} components, "
           f"{args.nb_size} px; RIDE: {args.layers} layer(s), {args.hiddens} hidden units, {args.nb_size} px)\n")
     print("\n".join(table))
-    with open(os.path.join(args.output, "textures_table.md"), "w") as f:
-        f.write("\n".join(table) + "\n")
+    atomic_write_text(os.path.join(args.output, "textures_table.md"), "\n".join(table) + "\n")
     print(f"\nwrote {args.output}/textures_table.md, textures_results.json, "
           + ", ".join(f"textures_{r['texture']}.png" for r in results)
           + f" ({(time.time() - start) / 60:.1f} min)")

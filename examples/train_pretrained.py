@@ -26,7 +26,6 @@ stages, held-out rates in bit/px over every pixel and over the valid region.
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import sys
@@ -38,7 +37,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ride_tf import RIDE  # noqa: E402
-from ride_tf import pretrained  # noqa: E402
+from ride_tf import io, pretrained  # noqa: E402
 from ride_tf.training import NATURAL_IMAGE_PATCH_SIZES, sample_patches, train  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -61,24 +60,11 @@ class Progress(keras.callbacks.Callback):
 
 def atomic_write_model(model, path):
     """model.save to a temporary .keras file in the same folder, then rename over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)[:-len('.keras')]}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    io.atomic_save_model(model, path)
 
 
 def atomic_write_json(record, path):
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    io.atomic_write_json(path, record)
 
 
 def evaluate(model, images, seed=1):

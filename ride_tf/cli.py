@@ -22,6 +22,7 @@ exits with status 1 (2 for usage errors); no traceback.
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -60,6 +61,19 @@ _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
 
 
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+_positive_float.__name__ = "number"
+
+
 def _load_images(paths, num_channels):
     from ride_tf.datasets import load_image
 
@@ -94,18 +108,24 @@ def load_model(path):
         raise CommandError(f"{path}: not a ride-tf model file ({reason[:200]})") from None
     if not isinstance(model, RIDE):
         raise CommandError(f"{path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
+    if not model.whitening.is_adapted:
+        raise CommandError(f"{path}: the model's whitening was never fitted (an untrained model); "
+                           "train it with `ride-tf train`")
     return model
+
+
+def _check_output_file(path):
+    """Refuse an output path that cannot become a file, before any work is done."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise CommandError(f"{path}: is a directory; the output must name a file")
 
 
 def _write_png(array, path):
     """Write uint8 [H, W] or [H, W, 3] as PNG under a temporary name, then rename (no half-written files)."""
-    from PIL import Image
+    from ride_tf.io import atomic_write_png
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    Image.fromarray(array).save(temporary, format="PNG")
-    os.replace(temporary, path)
+    _check_output_file(path)
+    atomic_write_png(array, path)
 
 
 def _image_for_file(image):
@@ -118,10 +138,13 @@ def _train(args):
     import numpy as np
 
     from ride_tf import training
+    from ride_tf.io import atomic_save_model
     from ride_tf.model import RIDE
 
     if not args.output.endswith(".keras"):
         raise CommandError(f"--output must name a .keras file, got {args.output!r}")
+    if os.path.isdir(args.output):
+        raise CommandError(f"{args.output}: is a directory; --output must name a .keras file")
     num_channels = 3 if args.mode == "rgb" else 1
     images = _load_images(args.images, num_channels)
     validation = _load_images(args.validation, num_channels) if args.validation else None
@@ -151,11 +174,7 @@ def _train(args):
                             verbose=verbose, callbacks=callbacks, on_stage_end=on_stage_end)
     if not any(s.kept for s in stages) or not all(np.isfinite(w).all() for w in model.get_weights()):
         raise CommandError("training produced no stage with a finite validation rate; nothing was saved")
-    directory = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(args.output)}.tmp-{os.getpid()}.keras")
-    model.save(temporary)
-    os.replace(temporary, args.output)
+    atomic_save_model(model, args.output)       # under a temporary name, then renamed
     best = max((s for s in stages if s.kept), key=lambda s: s.stage)
     rates = [f"{name} {value:.4f} bit/px" for name, value in
              [("validation", best.validation_rate), ("fine-tuning held-out", best.finetune_rate),
@@ -239,6 +258,8 @@ def _evaluate(args):
 def _sample(args):
     model = load_model(args.model)
     height, width = args.size
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise CommandError(f"{args.output}: exists and is not a directory (--output names a directory)")
     images = model.sample(args.num, height, width, seed=args.seed, batch_size=args.batch_size)
     os.makedirs(args.output, exist_ok=True)
     for k, image in enumerate(images):
@@ -250,6 +271,7 @@ def _sample(args):
 def _inpaint(args):
     import numpy as np
 
+    _check_output_file(args.output)
     model = load_model(args.model)
     (image,) = _load_images([args.image], model.num_channels)
     (mask,) = _load_images([args.mask], 1)
@@ -312,17 +334,16 @@ def _size_command(args):
 
 
 def _write_bytes(data, path):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.getpid()}")
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-    os.replace(temporary, path)
+    from ride_tf.io import atomic_write_bytes
+
+    _check_output_file(path)
+    atomic_write_bytes(path, data)
 
 
 def _compress_command(args):
     from ride_tf import codec
 
+    _check_output_file(args.output)
     model = _model_or_pretrained(args, args.mode)
     (image,) = _load_images([args.input], model.num_channels)
     image = image.reshape(image.shape[0], image.shape[1], -1)
@@ -338,6 +359,7 @@ def _compress_command(args):
 def _decompress_command(args):
     from ride_tf import codec
 
+    _check_output_file(args.output)
     if not os.path.isfile(args.input):
         raise CommandError(f"{args.input}: no such file")
     with open(args.input, "rb") as stream:
@@ -384,14 +406,15 @@ def build_parser():
     train.add_argument("--cell", choices=["stable", "paper"], default="stable", help="spatial LSTM cell")
     train.add_argument("--patch-sizes", type=_positive_int, nargs="+", help="curriculum (default 8 12 16 22)")
     train.add_argument("--textures", action="store_true", help="texture curriculum 20 25 30 35 40")
-    train.add_argument("--patches", type=_positive_int, default=10_000, help="patches per stage (10000)")
+    train.add_argument("--patches", type=_int_at_least(50), default=10_000,
+                       help="patches per stage, at least one batch of 50 (10000)")
     train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="(adam)")
-    train.add_argument("--learning-rates", type=float, nargs="+", help="one per stage")
+    train.add_argument("--learning-rates", type=_positive_float, nargs="+", help="one per stage")
     train.add_argument("--finetune-iter", type=_non_negative_int, default=100,
                        help="L-BFGS iterations after each stage (100)")
     train.add_argument("--finetune-samples", type=_positive_int, default=50_000, help="pixels for L-BFGS")
     train.add_argument("--patience", type=_positive_int, default=2, help="early-stopping patience in stages")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--logdir", help="write TensorBoard summaries here (bit/px per step and stage, samples)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(run=_train)
@@ -405,7 +428,7 @@ def build_parser():
                           help="every pixel (full) or the paper's valid region")
     evaluate.add_argument("--ensemble", action="store_true", help="average over the 8 rotations and flips")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
-    evaluate.add_argument("--seed", type=int, default=0, help="dequantization noise seed")
+    evaluate.add_argument("--seed", type=_non_negative_int, default=0, help="dequantization noise seed")
     evaluate.set_defaults(run=_evaluate)
 
     sample = commands.add_parser("sample", help="draw images from a model",
@@ -414,7 +437,7 @@ def build_parser():
     sample.add_argument("--size", type=_size, required=True, help="HxW, e.g. 256x256")
     sample.add_argument("-n", "--num", type=_positive_int, default=1, help="number of samples (1)")
     sample.add_argument("--output", required=True, help="directory for sample_000.png, ...")
-    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--seed", type=_non_negative_int, default=0)
     sample.add_argument("--batch-size", type=_positive_int, help="samples per graph call (default all)")
     sample.set_defaults(run=_sample)
 
@@ -426,7 +449,7 @@ def build_parser():
     inpaint.add_argument("mask", help="mask image file of the same size: white (> 127) = missing")
     inpaint.add_argument("--output", required=True, help="PNG file to write")
     inpaint.add_argument("--sweeps", type=_non_negative_int, default=100, help="Gibbs sweeps (100)")
-    inpaint.add_argument("--seed", type=int, default=0)
+    inpaint.add_argument("--seed", type=_non_negative_int, default=0)
     inpaint.set_defaults(run=_inpaint)
 
     model_help = "a .keras model file (default: the shipped pretrained model)"
@@ -474,6 +497,12 @@ def main(argv=None):
         args.run(args)
     except CommandError as error:
         print(f"ride-tf: error: {error}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as error:
+        # The package's own checks (ValueError naming the argument), files that cannot be
+        # written (OSError), a model that overflows: one line, no traceback.
+        text = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"ride-tf: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("ride-tf: interrupted", file=sys.stderr)

@@ -51,13 +51,13 @@ API, which tiles large images.  `sample` needs about the same per pixel;
 `max_sample_pixels` (N H W, default 2^24) bounds it.
 """
 import os
-import shutil
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
+from ride_tf.io import atomic_directory
 from ride_tf.preprocessing import LN2, check_integer, dequantize, quantize
 
 __all__ = ["export_saved_model", "export_command", "SIGNATURES", "DEFAULT_MAX_SAMPLE_PIXELS"]
@@ -238,7 +238,8 @@ def export_saved_model(model, path, max_sample_pixels=DEFAULT_MAX_SAMPLE_PIXELS,
     archive.add_endpoint("pixel_log_prob", endpoints.pixel_log_prob, [endpoints.image_spec()])
     archive.add_endpoint("sample", endpoints.sample, endpoints.sample_spec())
     archive.add_endpoint("compressed_size", endpoints.compressed_size, [endpoints.image_spec()])
-    archive.write_out(path, verbose=verbose)
+    with atomic_directory(path, "export_saved_model") as temporary:   # renamed to `path` once complete
+        archive.write_out(temporary, verbose=verbose)
     return path
 
 
@@ -303,11 +304,5 @@ def export_command(model_path, directory, version=None, max_sample_pixels=DEFAUL
         raise ValueError(f"{target}: version {version} already exists; TF Serving versions are immutable, "
                          "so export under a new --version")
     os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{version}.tmp-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        export_saved_model(model, temporary, max_sample_pixels=max_sample_pixels)
-        os.rename(temporary, target)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
+    export_saved_model(model, target, max_sample_pixels=max_sample_pixels)   # written aside, then renamed
     return target

@@ -195,3 +195,88 @@ def test_export_writes_a_versioned_saved_model(workdir, capsys):
     assert (workdir / "served" / "3" / "saved_model.pb").exists()
     status, _, err = in_process(workdir, capsys, "export", "model.keras", "served", "--version", "3")
     assert status == 1 and "exists" in err
+
+
+# --------------------------------------------------- bad files and arguments (issue #10)
+@pytest.fixture(scope="module")
+def bad_files(workdir):
+    """Truncated PNG and JPEG files, corrupted, foreign and never-adapted model files."""
+    png = (workdir / "leaf0.png").read_bytes()
+    (workdir / "truncated.png").write_bytes(png[:len(png) // 2])
+    Image.open(workdir / "leaf0.png").save(workdir / "leaf0.jpg", quality=90)
+    jpeg = (workdir / "leaf0.jpg").read_bytes()
+    (workdir / "truncated.jpg").write_bytes(jpeg[:len(jpeg) // 2])
+    (workdir / "empty.png").write_bytes(b"")
+    model = (workdir / "model.keras").read_bytes()
+    (workdir / "corrupt.keras").write_bytes(model[:len(model) // 2])
+    foreign = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    foreign.save(str(workdir / "foreign.keras"))
+    RIDE(num_layers=0, num_components=2, num_scales=2, num_features=3).save(str(workdir / "fresh.keras"))
+    (workdir / "a_directory.png").mkdir(exist_ok=True)
+    (workdir / "a_file").write_text("x")
+    return workdir
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "model.keras", "truncated.png"], "truncated.png: cannot decode image"),
+    (["evaluate", "model.keras", "truncated.jpg"], "truncated.jpg: cannot"),
+    (["evaluate", "model.keras", "empty.png"], "empty.png: not an image"),
+    (["evaluate", "model.keras", "a_directory.png"], "a_directory.png: not a regular file"),
+    (["evaluate", "corrupt.keras", "leaf0.png"], "corrupt.keras: not a ride-tf model file"),
+    (["evaluate", "foreign.keras", "leaf0.png"], "foreign.keras: a Keras model, but not a ride-tf RIDE model"),
+    (["evaluate", "fresh.keras", "leaf0.png"], "fresh.keras: the model's whitening was never fitted"),
+    (["evaluate", "a_directory.png", "leaf0.png"], "a_directory.png: not a regular file"),
+    (["sample", "corrupt.keras", "--size", "4x4", "--output", "s"], "not a ride-tf model file"),
+    (["sample", "model.keras", "--size", "4x4", "--output", "a_file"], "a_file: exists and is not a directory"),
+    (["inpaint", "model.keras", "leaf0.png", "missing_mask.png", "--output", "f.png"], "missing_mask.png: no such file"),
+    (["inpaint", "model.keras", "truncated.png", "leaf0.png", "--output", "f.png"], "cannot decode image"),
+    (["inpaint", "model.keras", "leaf0.png", "leaf0.png", "--output", "a_directory.png"], "is a directory"),
+    (["size", "truncated.jpg", "--model", "model.keras"], "truncated.jpg: cannot"),
+    (["size", "leaf0.png", "--model", "foreign.keras"], "not a ride-tf RIDE model"),
+    (["compress", "truncated.png", "x.ride", "--model", "model.keras"], "cannot decode image"),
+    (["compress", "leaf0.png", "a_directory.png", "--model", "model.keras"], "is a directory"),
+    (["decompress", "leaf0.png", "x.png", "--model", "model.keras"], "not a ride-tf compressed image"),
+    (["export", "corrupt.keras", "exported"], "not a ride-tf model file"),
+    (["export", "fresh.keras", "exported"], "has not been fitted"),
+    (["train", "leaf0.png", "missing.png", "--output", "m.keras"], "missing.png: no such file"),
+    (["train", "leaf0.png", "truncated.jpg", "--output", "m.keras"], "truncated.jpg: cannot"),
+    (["train", "leaf0.png", "--output", "a_directory.png/x.keras/"], "must name a .keras file"),
+])
+def test_bad_files_print_one_line_and_exit_1(bad_files, args, message, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files)
+    status = main(args)
+    err = capsys.readouterr().err
+    assert status == 1, err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("ride-tf")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert not [name for name in os.listdir(bad_files) if ".tmp-" in name]     # nothing half-written left
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "model.keras", "leaf0.png", "--seed", "-1"], "expected an integer >= 0"),
+    (["sample", "model.keras", "--size", "0x4", "--output", "x"], "at least 1x1"),
+    (["sample", "model.keras", "--size", "4x4", "--output", "x", "--batch-size", "0"], "expected an integer >= 1"),
+    (["train", "leaf0.png", "--output", "m.keras", "--learning-rates", "nan"], "expected a finite number > 0"),
+    (["train", "leaf0.png", "--output", "m.keras", "--learning-rates", "-0.1"], "expected a finite number > 0"),
+    (["train", "leaf0.png", "--output", "m.keras", "--patches", "10"], "expected an integer >= 50"),
+    (["train", "leaf0.png", "--output", "m.keras", "--layers", "1.5"], "expected an integer >= 0"),
+    (["inpaint", "model.keras", "leaf0.png", "leaf1.png", "--output", "f.png", "--sweeps", "x"], "integer"),
+    (["export", "model.keras", "d", "--version", "0"], "expected an integer >= 1"),
+])
+def test_bad_option_values_are_usage_errors(bad_files, args, message, capsys, monkeypatch):
+    monkeypatch.chdir(bad_files)
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_errors_of_the_package_are_one_line_too(bad_files, capsys, monkeypatch):
+    """A ValueError from the package (here: even --nb-size for train) is printed as one line, status 1."""
+    monkeypatch.chdir(bad_files)
+    status = main(["train", "leaf0.png", "--output", "m.keras", "--nb-size", "4", "--patch-sizes", "8"])
+    err = capsys.readouterr().err
+    assert status == 1 and "nb_size must be odd" in err and "Traceback" not in err
+    assert not (bad_files / "m.keras").exists()
