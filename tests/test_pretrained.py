@@ -17,19 +17,25 @@ GRAY_CONFIG = dict(num_channels=1, num_hiddens=32, num_layers=1, num_components=
 # columns 256..319 (seed 1 dequantization noise), every pixel.  The test allows 0.05 bit/px of slack.
 CAMERA_CROP = (slice(192, 256), slice(256, 320))
 GRAY_CAMERA_CROP_RATE = 3.825
+# The same for "rgb" (bit per pixel and channel): rows 150..213, columns 250..313 of the held-out `coffee`.
+RGB_CONFIG = dict(GRAY_CONFIG, num_channels=3)
+COFFEE_CROP = (slice(150, 214), slice(250, 314))
+RGB_COFFEE_CROP_RATE = 4.369
 
 
-def test_available_lists_gray_with_a_description():
+def test_available_lists_gray_and_rgb_with_a_description():
     models = pretrained.available()
-    assert "gray" in models
-    assert isinstance(models["gray"], str) and "held-out" in models["gray"]
+    assert set(models) == {"gray", "rgb"}
+    for description in models.values():
+        assert isinstance(description, str) and "held-out" in description
     assert ride_tf.pretrained.available() == models
 
 
 def test_shipped_files_are_package_data_and_small():
-    path = pretrained.model_path("gray")
-    assert os.path.dirname(path) == os.path.dirname(os.path.abspath(pretrained.__file__))
-    assert os.path.getsize(path) < 5e6
+    for name in ("gray", "rgb"):
+        path = pretrained.model_path(name)
+        assert os.path.dirname(path) == os.path.dirname(os.path.abspath(pretrained.__file__))
+        assert os.path.getsize(path) < 5e6
     with open(os.path.join(ROOT, "setup.py")) as f:
         setup = f.read()
     assert re.search(r'package_data=\{"ride_tf\.pretrained": \[[^]]*"\*\.keras"', setup)
@@ -75,3 +81,16 @@ def test_gray_rate_on_a_held_out_crop():
     assert np.isfinite(rate)
     assert rate > gaussian + 0.3
     assert rate > GRAY_CAMERA_CROP_RATE - 0.05
+
+
+def test_rgb_config_and_rate_on_a_held_out_crop():
+    pytest.importorskip("skimage")
+    model = ride_tf.pretrained("rgb")
+    config = model.get_config()
+    assert {k: config[k] for k in RGB_CONFIG} == RGB_CONFIG
+    crop = pretrained.load_photo("coffee", 3, crop=False)[COFFEE_CROP][np.newaxis]
+    rate = float(model.log_likelihood_rate(crop, seed=1)[0])
+    gaussian = float(model.gaussian_log_likelihood_rate(crop, seed=1)[0])
+    assert np.isfinite(rate)
+    assert rate > gaussian + 0.3
+    assert rate > RGB_COFFEE_CROP_RATE - 0.05
