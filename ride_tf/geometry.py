@@ -38,7 +38,8 @@ __all__ = ["radius", "causal_offsets", "causal_mask", "num_inputs", "num_indicat
 
 def radius(nb_size):
     """r = nb_size // 2, after checking that nb_size is an odd integer >= 3."""
-    if isinstance(nb_size, bool) or int(nb_size) != nb_size or nb_size < 3 or nb_size % 2 == 0:
+    if (isinstance(nb_size, (bool, np.bool_)) or not isinstance(nb_size, (int, np.integer)) or nb_size < 3
+            or nb_size % 2 == 0):
         raise ValueError(f"nb_size must be an odd integer >= 3, got {nb_size!r}.")
     return int(nb_size) // 2
 
@@ -141,9 +142,15 @@ def front_rows(t, height, width, nb_size):
 DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
 
 
+def _dihedral_map(index):
+    if isinstance(index, (bool, np.bool_)) or not isinstance(index, (int, np.integer)) or not 0 <= index < 8:
+        raise ValueError(f"dihedral: index must be an integer in [0, 8) (geometry.DIHEDRAL), got {index!r}.")
+    return DIHEDRAL[index]
+
+
 def dihedral(images, index):
     """T_index applied to images [N, H, W, C] (NumPy or Tensor): flip (if any), then rotate."""
-    turns, flip = DIHEDRAL[index]
+    turns, flip = _dihedral_map(index)
     if isinstance(images, np.ndarray):
         out = images[:, :, ::-1] if flip else images
         return np.rot90(out, turns, axes=(1, 2))
@@ -153,7 +160,7 @@ def dihedral(images, index):
 
 def inverse_dihedral(images, index):
     """T_index^-1 applied to images or maps [N, H, W, C]: rotate back, then flip."""
-    turns, flip = DIHEDRAL[index]
+    turns, flip = _dihedral_map(index)
     if isinstance(images, np.ndarray):
         out = np.rot90(images, -turns, axes=(1, 2))
         return out[:, :, ::-1] if flip else out

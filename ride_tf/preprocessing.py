@@ -72,6 +72,7 @@ def check_seed(owner, value, name="seed", allow_none=True):
 
 def to_bits_per_pixel(nats, num_channels=1):
     """Nats per pixel -> bit per pixel and channel, nats / (C ln 2) (NumPy, Tensors or floats)."""
+    num_channels = check_integer("to_bits_per_pixel", "num_channels", num_channels, 1)
     return nats / (num_channels * LN2)
 
 

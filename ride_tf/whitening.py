@@ -15,6 +15,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ride_tf.preprocessing import check_number
+
 __all__ = ["ConditionalWhitening", "NotAdaptedError", "MIN_RESIDUAL_VARIANCE"]
 
 # The smallest variance of a pixel given its neighbourhood that `adapt` accepts (intensities in
@@ -52,7 +54,7 @@ class ConditionalWhitening(keras.layers.Layer):
 
     def __init__(self, eps=1e-10, **kwargs):
         super().__init__(**kwargs)
-        self.eps = float(eps)
+        self.eps = check_number("ConditionalWhitening", "eps", eps, low=0.0, high=1.0, low_open=True)
         self.input_dim = None
         self.output_dim = None
 

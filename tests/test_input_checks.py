@@ -266,3 +266,24 @@ def test_the_readme_example_runs_from_import_ride_tf_alone(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "bit/px" in out.stdout and "(2, 6, 7, 1) (2,)" in out.stdout
     assert keras.models.load_model(str(tmp_path / "ride.keras")).whitening.is_adapted
+
+
+def test_geometry_and_helpers_refuse_bad_arguments():
+    from ride_tf import geometry
+    from ride_tf.preprocessing import to_bits_per_pixel
+    from ride_tf.whitening import ConditionalWhitening
+
+    images = np.zeros((1, 4, 5, 1))
+    for index in (8, -1, 2.0, True, "1"):
+        with pytest.raises(ValueError, match="index"):
+            geometry.dihedral(images, index)
+        with pytest.raises(ValueError, match="index"):
+            geometry.inverse_dihedral(images, index)
+    for nb_size in (3.0, 4, 1, "5", None):
+        with pytest.raises(ValueError, match="nb_size"):
+            geometry.radius(nb_size)
+    for eps in ("1e-10", 0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="eps"):
+            ConditionalWhitening(eps=eps)
+    with pytest.raises(ValueError, match="num_channels"):
+        to_bits_per_pixel(1.0, 0)
