@@ -7,7 +7,7 @@ For each data set, on the same images:
     the same model and image size (the speed target: decoding at least half the
     sampler's rate; every file is decoded and checked bit for bit);
   * PNG (level 9), JPEG-LS, WebP lossless (gray replicated to 3 channels, as
-    WebP needs; bits counted per gray pixel), JPEG-XL lossless (effort 9),
+    WebP needs; bits counted per gray pixel; colour bits per pixel and channel), JPEG-XL lossless (effort 9),
     all through imagecodecs and checked to decode losslessly, and lzma
     (preset 9 extreme) on the raw bytes.
 
@@ -18,7 +18,9 @@ Data sets:
   textures      the held-out scikit-image texture regions (128 x 128) of
                 `ride_tf.pretrained.HELD_OUT`, with the pretrained "gray" model;
   photos        the held-out photos (camera, coffee and chelsea in gray), with
-                the pretrained "gray" model.
+                the pretrained "gray" model;
+  colour photos the held-out colour photos (coffee, chelsea), with the
+                pretrained "rgb" model (bit per value: per pixel and channel).
 
     python benchmarks/bench_codec.py --dead-leaves-model runs/dl_64/ride1_5px.keras \\
         --json docs/bench_codec.json --figure docs/bench_codec.png
@@ -41,10 +43,10 @@ CODECS = ("PNG", "JPEG-LS", "WebP lossless", "JPEG-XL lossless", "lzma")
 
 
 def reference_sizes(image):
-    """{codec: bytes} for a uint8 [H, W] image; each image codec is checked to decode losslessly."""
+    """{codec: bytes} for a uint8 [H, W] or [H, W, 3] image; each image codec is checked to decode losslessly."""
     import imagecodecs
 
-    rgb = np.repeat(image[..., None], 3, axis=-1)
+    rgb = image if image.ndim == 3 else np.repeat(image[..., None], 3, axis=-1)
     encoders = {
         "PNG": (lambda: imagecodecs.png_encode(image, level=9), imagecodecs.png_decode, image),
         "JPEG-LS": (lambda: imagecodecs.jpegls_encode(image, level=0), imagecodecs.jpegls_decode, image),
@@ -69,14 +71,14 @@ def ride_figures(model, images):
     model.sample(1, 8, 8, seed=0)
     rows = []
     for image in images:
-        height, width = image.shape
+        height, width = image.shape[:2]
         start = time.perf_counter()
         data = codec.compress(model, image)
         encode = time.perf_counter() - start
         start = time.perf_counter()
         decoded = codec.decompress(model, data)
         decode = time.perf_counter() - start
-        if not np.array_equal(decoded[..., 0], image):
+        if not np.array_equal(decoded.reshape(image.shape), image):
             raise AssertionError("the RIDE codec did not reproduce the image")
         start = time.perf_counter()
         model.sample(1, height, width, seed=0)
@@ -100,6 +102,8 @@ def data_sets(args):
     held_out = pretrained.held_out_images(1)
     sets["textures"] = (gray, [image[..., 0] for name, image in held_out.items() if "[" in name])
     sets["photos"] = (gray, [image[..., 0] for name, image in held_out.items() if "[" not in name])
+    if "rgb" in pretrained.available():
+        sets["colour photos"] = (ride_tf.pretrained("rgb"), list(pretrained.held_out_images(3).values()))
     return sets
 
 
@@ -113,13 +117,14 @@ def main():
 
     table = {}
     for name, (model, images) in data_sets(args).items():
-        print(f"{name}: {len(images)} images, {sum(im.size for im in images)} pixels", flush=True)
-        pixels = sum(im.size for im in images)
+        print(f"{name}: {len(images)} images, {sum(im.size for im in images)} values", flush=True)
+        values = sum(im.size for im in images)         # bit/px are per pixel and channel
         ride = ride_figures(model, images)
         references = [reference_sizes(im) for im in images]
-        row = {c: 8 * sum(r[c] for r in references) / pixels for c in CODECS}
-        row["RIDE (file)"] = 8 * sum(r["bytes"] for r in ride) / pixels
-        row["RIDE (exact size)"] = sum(r["exact_bits"] for r in ride) / pixels
+        row = {c: 8 * sum(r[c] for r in references) / values for c in CODECS}
+        row["RIDE (file)"] = 8 * sum(r["bytes"] for r in ride) / values
+        row["RIDE (exact size)"] = sum(r["exact_bits"] for r in ride) / values
+        pixels = sum(r["pixels"] for r in ride)
         for what in ("encode", "decode", "sample"):
             row[f"{what} px/s"] = pixels / sum(r[f"{what}_s"] for r in ride)
         row["decode / sample"] = row["decode px/s"] / row["sample px/s"]
@@ -128,14 +133,14 @@ def main():
 
     columns = ["RIDE (file)", "RIDE (exact size)"] + list(CODECS)
     print("\nbit/px (smaller is better)")
-    print(f"{'':12s}" + "".join(f"{c:>18s}" for c in columns))
+    print(f"{'':14s}" + "".join(f"{c:>18s}" for c in columns))
     for name, row in table.items():
-        print(f"{name:12s}" + "".join(f"{row[c]:18.3f}" for c in columns))
+        print(f"{name:14s}" + "".join(f"{row[c]:18.3f}" for c in columns))
     print("\nspeed of the RIDE codec (pixels per second, one image at a time)")
     speed = ["encode px/s", "decode px/s", "sample px/s", "decode / sample", "encode / decode"]
-    print(f"{'':12s}" + "".join(f"{c:>16s}" for c in speed))
+    print(f"{'':14s}" + "".join(f"{c:>16s}" for c in speed))
     for name, row in table.items():
-        print(f"{name:12s}" + "".join(f"{row[c]:16.2f}" if "/" in c and "px" not in c else f"{row[c]:16.0f}"
+        print(f"{name:14s}" + "".join(f"{row[c]:16.2f}" if "/" in c and "px" not in c else f"{row[c]:16.0f}"
                                       for c in speed))
     for name, row in table.items():
         best = min(CODECS, key=lambda c: row[c])
