@@ -145,6 +145,8 @@ def _train(args):
         raise CommandError(f"--output must name a .keras file, got {args.output!r}")
     if os.path.isdir(args.output):
         raise CommandError(f"{args.output}: is a directory; --output must name a .keras file")
+    if args.resume and not args.checkpoint_dir:
+        raise CommandError("--resume needs --checkpoint-dir, the directory of the run to resume")
     num_channels = 3 if args.mode == "rgb" else 1
     images = _load_images(args.images, num_channels)
     validation = _load_images(args.validation, num_channels) if args.validation else None
@@ -171,7 +173,8 @@ def _train(args):
                             learning_rates=args.learning_rates, num_patches=args.patches,
                             optimizer=args.optimizer, finetune_max_iter=args.finetune_iter,
                             finetune_samples=args.finetune_samples, patience=args.patience, seed=args.seed,
-                            verbose=verbose, callbacks=callbacks, on_stage_end=on_stage_end)
+                            verbose=verbose, callbacks=callbacks, on_stage_end=on_stage_end,
+                            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if not any(s.kept for s in stages) or not all(np.isfinite(w).all() for w in model.get_weights()):
         raise CommandError("training produced no stage with a finite validation rate; nothing was saved")
     atomic_save_model(model, args.output)       # under a temporary name, then renamed
@@ -417,6 +420,9 @@ def build_parser():
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--logdir", help="write TensorBoard summaries here (bit/px per step and stage, samples)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--checkpoint-dir", help="write the run's state here after every epoch and stage")
+    train.add_argument("--resume", action="store_true",
+                       help="continue the run whose state is in --checkpoint-dir (e.g. after a crash)")
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="log-likelihood rate of image files",

@@ -12,6 +12,7 @@ Patches travel as uint8 and are dequantized inside the model (fresh uniform
 noise every step), so the pipeline is light and exact to the data protocol.
 """
 import dataclasses
+import json
 import math
 import time
 
@@ -19,6 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ride_tf.checkpoint import TrainingCheckpoint
 from ride_tf.preprocessing import check_images
 
 __all__ = ["sample_patches", "patch_dataset", "paper_learning_rates", "make_optimizer", "PatchCurriculum",
@@ -59,9 +61,11 @@ def sample_patches(images, patch_size, num_patches, num_channels=1, seed=0):
     return patches
 
 
-def _flip(patch):
-    patch = tf.image.random_flip_left_right(patch)
-    return tf.image.random_flip_up_down(patch)
+def _flip(patch, seed):
+    """Random left-right and up-down flips, a function of `seed` [2] (repeatable in any process)."""
+    seeds = tf.random.experimental.stateless_split(seed, 2)
+    patch = tf.image.stateless_random_flip_left_right(patch, seeds[0])
+    return tf.image.stateless_random_flip_up_down(patch, seeds[1])
 
 
 def patch_dataset(images, patch_size, num_patches, batch_size=50, num_channels=1, flips=True, seed=0,
@@ -75,7 +79,8 @@ def patch_dataset(images, patch_size, num_patches, batch_size=50, num_channels=1
     ds = tf.data.Dataset.from_tensor_slices(patches).shuffle(len(patches), seed=seed,
                                                              reshuffle_each_iteration=True)
     if flips:
-        ds = ds.map(_flip, num_parallel_calls=tf.data.AUTOTUNE)
+        flip_seeds = tf.data.Dataset.random(seed=seed).batch(2)      # one seed pair per patch, repeatable
+        ds = tf.data.Dataset.zip((ds, flip_seeds)).map(_flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
 
@@ -142,7 +147,10 @@ class PatchCurriculum(keras.callbacks.Callback):
         spec = tf.TensorSpec([self.batch_size, None, None, self.num_channels], dtype)
         ds = tf.data.Dataset.from_generator(self._generate, output_signature=spec)
         if self.flips:
-            ds = ds.map(lambda b: tf.map_fn(_flip, b))
+            flip_seeds = tf.data.Dataset.random(seed=self.seed).batch(2 * self.batch_size)
+            ds = tf.data.Dataset.zip((ds, flip_seeds)).map(
+                lambda b, s: tf.map_fn(lambda args: _flip(*args), (b, tf.reshape(s, [-1, 2])),
+                                       fn_output_signature=spec.dtype))
         return ds.prefetch(2)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -196,6 +204,8 @@ class TrainingStage:
     validation_code_length: float = float("nan")
     baseline_validation_code_length: float = float("nan")
     seconds: float = float("nan")        # wall-clock time since `train` started, at the stage's end
+    rolled_back: bool = False            # the stage produced non-finite values and was undone
+    error: str = ""                      # what went wrong, for a rolled-back stage
 
 
 class _StopAt(keras.callbacks.Callback):
@@ -257,7 +267,7 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
           learning_rates=None, epochs_per_stage=1, num_patches=10_000, batch_size=50, optimizer="sgd",
           momentum=0.9, clipnorm=1.0, finetune_max_iter=500, finetune_samples=50_000, patience=1, seed=0,
           verbose=1, callbacks=None, on_stage_end=None, objective=None, baseline="auto", baseline_max_iter=None,
-          time_budget=None):
+          time_budget=None, checkpoint_dir=None, resume=False):
     """Train `model` (a `ride_tf.RIDE`) with the paper's recipe; returns the list of `TrainingStage`s.
 
     Stage s: `epochs_per_stage` epochs of SGD (momentum 0.9, batch 50, learning
@@ -285,16 +295,33 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
       (the model's `objective` is set to it).
     baseline: the MCGSM baseline (`fit_baseline`, a num_layers=0 RIDE of the
       same neighbourhood and MCGSM size, fitted by L-BFGS for up to
-      `baseline_max_iter` iterations, default `finetune_max_iter` or 500, on
-      the fine-tuning pixels, on the same objective) is fitted first and its
+      `baseline_max_iter` iterations, default 500 as the paper's MCGSM, with
+      early stopping, on the fine-tuning pixels, on the same objective; with a
+      `time_budget`, for at most a quarter of it) is fitted first and its
       validation numbers are reported at every stage.  When the model's MCGSM
-      reads the inputs (`skip_inputs=True`), the model starts from the
+      reads the inputs (`skip_inputs=True`, the default), the model starts from the
       baseline (`RIDE.initialize_from_baseline`), and the baseline's weights
       are the first candidate of the best-weights selection, so the result is
       never worse than the baseline on the validation images.  "auto"
       (default): only for models with `skip_inputs=True`; True: always (the
       paper's architecture gets the report only); False or None: no
       baseline; or a fitted `RIDE(num_layers=0)` to use.
+    checkpoint_dir: a directory where the run's state is written after every
+      epoch and every stage (`ride_tf.checkpoint`: weights, best weights,
+      optimizer variables, finished stages, early-stopping state), atomically.
+    resume: continue the run whose state is in `checkpoint_dir` (the same
+      call, e.g. after the process was killed): finished stages are not
+      redone, a stage in progress continues after its last finished epoch,
+      and at most one epoch of work is lost.  Patches, flips, shuffling and
+      fine-tuning samples are functions of `seed` and the stage, so the
+      result is that of an uninterrupted run up to multithreaded float32
+      round-off (with epochs_per_stage > 1, a stage resumed mid-way shuffles
+      its later epochs differently).  Without a checkpoint the run starts
+      afresh; a checkpoint of other settings raises ValueError.
+    Faults: a stage whose loss, weights or validation become non-finite is
+      rolled back to the weights it started from, reported
+      (`TrainingStage.rolled_back`, `error`) and counts as a stage without
+      improvement; the run goes on.
     time_budget: seconds of wall-clock time for the whole run (baseline fit
       included), or None.  What remains after the baseline fit is shared
       equally by the stages; within a stage, `fit` stops once 3/4 of its
@@ -313,6 +340,11 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
                       if learning_rates is None else list(learning_rates))
     if len(learning_rates) != len(patch_sizes):
         raise ValueError(f"train: {len(patch_sizes)} patch sizes but {len(learning_rates)} learning rates.")
+    if num_patches < batch_size:
+        raise ValueError(f"train: num_patches ({num_patches}) must be at least batch_size ({batch_size}); "
+                         "a stage would have no complete batch.")
+    if resume and checkpoint_dir is None:
+        raise ValueError("train: resume=True needs the checkpoint_dir of the run to resume.")
     objective = model.objective if objective is None else objective
     if objective not in OBJECTIVES:
         raise ValueError(f"train: objective must be one of {OBJECTIVES}, got {objective!r}.")
@@ -327,7 +359,24 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         raise ValueError(f"train: baseline must be 'auto', True, False, None or a RIDE(num_layers=0), "
                          f"got {baseline!r}.")
     model.objective = objective
-    if not model.whitening.is_adapted:
+    checkpoint = None if checkpoint_dir is None else TrainingCheckpoint(checkpoint_dir)
+    settings = dict(patch_sizes=[int(p) for p in patch_sizes], learning_rates=[float(v) for v in learning_rates],
+                    epochs_per_stage=int(epochs_per_stage), num_patches=int(num_patches),
+                    batch_size=int(batch_size), seed=int(seed), objective=objective,
+                    finetune_max_iter=int(finetune_max_iter or 0), finetune_samples=int(finetune_samples),
+                    patience=int(patience), model_config=_config_for_checkpoint(model))
+    restored = None
+    if resume and checkpoint.exists():
+        restored = checkpoint.load()
+        saved = restored[0]["settings"]
+        different = sorted(k for k in settings if saved.get(k) != _jsonable_setting(settings[k]))
+        if different:
+            raise ValueError(f"train: the checkpoint in {checkpoint_dir!r} was written with other settings "
+                             f"({', '.join(different)}); resume with the same call, or start afresh.")
+        model.set_weights(restored[1])
+    if restored is not None:
+        pass                                        # whitening, baseline start: part of the restored weights
+    elif not model.whitening.is_adapted:
         if isinstance(baseline, RIDE):
             model.whitening.set_weights(baseline.whitening.get_weights())
         else:
@@ -342,8 +391,10 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     if baseline == "auto":
         baseline = model.mcgsm_reads_inputs
     baseline_result = None
+    if restored is not None:
+        baseline = None                              # its numbers are in the checkpoint
     if baseline is True:
-        max_iter = baseline_max_iter if baseline_max_iter is not None else (finetune_max_iter or 500)
+        max_iter = 500 if baseline_max_iter is None else baseline_max_iter
         baseline, baseline_result = fit_baseline(
             model, finetune_patches, max_iter=max_iter, num_samples=finetune_samples, objective=objective,
             seed=seed, verbose=verbose, max_seconds=None if time_budget is None else time_budget / 4)
@@ -359,7 +410,24 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     stages, best_rate, best_weights, since_best = [], -np.inf, None, 0
     base_rate, base_code = validation_scores(baseline, validation_images, objective, seed) \
         if baseline is not None else (None, float("nan"))
-    if baseline is not None and (model.mcgsm_reads_inputs or model.num_layers == 0):
+    first_stage, first_epoch, finished = 0, 0, False
+    if restored is not None:
+        state, _, best_weights, optimizer_variables = restored
+        stages = [TrainingStage(**{k: (float(v) if k in _FLOAT_FIELDS else v) for k, v in s.items()})
+                  for s in state["stages"]]
+        best_rate, since_best = float(state["best_rate"]), int(state["since_best"])
+        base_rate, base_code = float(state["base_rate"]), float(state["base_code"])
+        first_stage, first_epoch, finished = len(stages), int(state["epochs_done"]), bool(state["finished"])
+        started -= float(state["seconds"])
+        if first_epoch:
+            optimizer.build(model.trainable_variables)
+            for variable, value in zip(optimizer.variables, optimizer_variables):
+                variable.assign(value)
+        if verbose:
+            print(f"resumed from {checkpoint_dir}: {len(stages)} stage(s) done"
+                  + (f", {first_epoch} epoch(s) of stage {first_stage + 1}" if first_epoch else "")
+                  + (" (the run had finished)" if finished else ""))
+    elif baseline is not None and (model.mcgsm_reads_inputs or model.num_layers == 0):
         model.initialize_from_baseline(baseline)
         # The start is the first candidate: training can only keep improvements on the baseline.
         if validation_images is not None:
@@ -374,8 +442,20 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     if base_rate is None:
         base_rate = float("nan")
 
+    def save(epochs_done=0, done=False):
+        if checkpoint is None:
+            return
+        state = dict(settings=settings, stages=stages, best_rate=best_rate, since_best=since_best,
+                     base_rate=base_rate, base_code=base_code, epochs_done=epochs_done, finished=done,
+                     seconds=time.monotonic() - started)
+        checkpoint.save(state, model.get_weights(), best_weights,
+                        [v.numpy() for v in optimizer.variables] if epochs_done else None)
+
     stage_start = time.monotonic()
     for stage, (patch_size, lr) in enumerate(zip(patch_sizes, learning_rates)):
+        if finished or stage < first_stage:
+            continue
+        resumed_epochs = first_epoch if stage == first_stage else 0
         stage_deadline = None
         if time_budget is not None:
             remaining = started + time_budget - stage_start
@@ -385,9 +465,10 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         # Momentum carried over from a larger learning rate would undo the L-BFGS
         # fine-tuning in the first steps of the next stage: start every stage at rest.
         optimizer.learning_rate.assign(lr)
-        for slot in optimizer.variables if optimizer.built else []:
+        for slot in optimizer.variables if optimizer.built and not resumed_epochs else []:
             if not slot.path.endswith("learning_rate"):      # momenta, Adam's moments, iteration count
                 slot.assign(tf.zeros_like(slot))
+        good_weights = model.get_weights()                    # what a failed stage is rolled back to
         ds = patch_dataset(images, patch_size, num_patches, batch_size, num_channels, seed=seed + 100 + stage)
         if verbose:
             print(f"stage {stage + 1}/{len(patch_sizes)}: patches {patch_size}x{patch_size}, "
@@ -396,15 +477,35 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         if stage_deadline is not None:
             share = stage_deadline - stage_start
             fit_callbacks.append(_StopAt(stage_start + (0.75 if finetune_max_iter else 1.0) * share))
-        history = model.fit(ds, epochs=epochs_per_stage, verbose=verbose, callbacks=fit_callbacks)
-        train_rate = float(history.history["bits_per_pixel"][-1])
-        finetune_rate = float("nan")
-        if finetune_max_iter:
-            max_seconds = None if stage_deadline is None else max(0.0, stage_deadline - time.monotonic())
-            result = model.finetune(finetune_patches, max_iter=finetune_max_iter, num_samples=finetune_samples,
-                                    seed=seed, verbose=verbose, objective=objective, max_seconds=max_seconds)
-            finetune_rate = result.validation_rate
-        val, code_length = validation_scores(model, validation_images, objective, seed)
+        if checkpoint is not None and epochs_per_stage > 1:
+            fit_callbacks.append(keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: save(epochs_done=epoch + 1) if epoch + 1 < epochs_per_stage
+                else None))
+        error = ""
+        try:
+            history = model.fit(ds, epochs=epochs_per_stage, initial_epoch=resumed_epochs, verbose=verbose,
+                                callbacks=fit_callbacks)
+            train_rate = float(history.history["bits_per_pixel"][-1])
+            finetune_rate = float("nan")
+            if finetune_max_iter:
+                max_seconds = None if stage_deadline is None else max(0.0, stage_deadline - time.monotonic())
+                result = model.finetune(finetune_patches, max_iter=finetune_max_iter,
+                                        num_samples=finetune_samples, seed=seed, verbose=verbose,
+                                        objective=objective, max_seconds=max_seconds)
+                finetune_rate = result.validation_rate
+            if not all(np.isfinite(w).all() for w in model.get_weights()):
+                raise FloatingPointError("the weights became non-finite")
+            val, code_length = validation_scores(model, validation_images, objective, seed)
+        except (FloatingPointError, tf.errors.InvalidArgumentError) as failure:
+            if isinstance(failure, tf.errors.InvalidArgumentError) and "not finite" not in str(failure):
+                raise
+            error = str(failure).strip().splitlines()[0][:300]
+            model.set_weights(good_weights)
+            train_rate = finetune_rate = float("nan")
+            val, code_length = (None if validation_images is None else float("nan")), float("nan")
+            if verbose:
+                print(f"stage {stage + 1}: non-finite values ({error}); rolled back to the weights the stage "
+                      "started from")
         if val is None:
             score = finetune_rate if np.isfinite(finetune_rate) else train_rate
         else:
@@ -419,7 +520,8 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
                                     float("nan") if val is None else val, kept,
                                     baseline_validation_rate=base_rate, validation_code_length=code_length,
                                     baseline_validation_code_length=base_code,
-                                    seconds=stage_start - started))
+                                    seconds=stage_start - started, rolled_back=bool(error), error=error))
+        save(done=since_best >= patience or stage == len(patch_sizes) - 1)
         if verbose:
             line = (f"stage {stage + 1}: train {train_rate:.4f}, fine-tuned {finetune_rate:.4f}, "
                     f"validation {val if val is not None else float('nan'):.4f} bit/px "
@@ -436,3 +538,18 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     if best_weights is not None:
         model.set_weights(best_weights)
     return stages
+
+
+_FLOAT_FIELDS = {f.name for f in dataclasses.fields(TrainingStage) if f.type in (float, "float")}
+
+
+def _config_for_checkpoint(model):
+    config = dict(model.get_config())
+    config.pop("name", None)
+    config.pop("trainable", None)
+    config.pop("dtype", None)
+    return _jsonable_setting(config)
+
+
+def _jsonable_setting(value):
+    return json.loads(json.dumps(value, default=str))

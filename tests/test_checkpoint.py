@@ -1,0 +1,142 @@
+"""Training that survives faults: checkpoints, resuming after SIGKILL, rolled-back stages (`ride_tf.checkpoint`)."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+from ride_tf import RIDE, datasets, training
+from ride_tf.checkpoint import TrainingCheckpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RUN = textwrap.dedent("""
+    import os, signal, sys, json
+    sys.path.insert(0, {root!r})
+    import numpy as np, keras
+    from ride_tf import RIDE, datasets, training
+
+    class KillAt(keras.callbacks.Callback):
+        '''SIGKILL in the middle of stage `stage`'s epoch (after `batch` batches).'''
+        def __init__(self, stage, batch):
+            super().__init__()
+            self.stage, self.batch, self.calls = stage, batch, 0
+        def on_train_begin(self, logs=None):
+            self.calls += 1
+        def on_train_batch_end(self, batch, logs=None):
+            if self.calls == self.stage + 1 and batch == self.batch:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def run(checkpoint_dir=None, resume=False, kill=None):
+        keras.utils.set_random_seed(0)
+        model = RIDE(num_hiddens=4, num_layers=1, num_components=2, num_scales=2, num_features=3)
+        images = datasets.dead_leaves(6, size=24, seed=1)
+        stages = training.train(model, images[:5], validation_images=images[5:], patch_sizes=(8, 10, 12),
+                                num_patches=40, batch_size=10, optimizer="adam", finetune_max_iter=5,
+                                finetune_samples=2000, patience=5, verbose=0, seed=3,
+                                checkpoint_dir=checkpoint_dir, resume=resume,
+                                callbacks=[KillAt(*kill)] if kill else None)
+        return model, stages
+
+    if __name__ == "__main__":
+        directory, mode = sys.argv[1], sys.argv[2]
+        if mode == "killed":                    # dies in the middle of the second stage
+            run(directory, resume=True, kill=(1, 1))
+        model, stages = run(directory, resume=True)
+        np.savez(os.path.join(directory, "final.npz"), *model.get_weights())
+        print(json.dumps([s.kept for s in stages]))
+""")
+
+
+def test_a_run_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN.format(root=ROOT))
+    directory = tmp_path / "checkpoint"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    killed = subprocess.run([sys.executable, str(script), str(directory), "killed"], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]          # SIGKILL, in stage 2
+    state = json.loads((directory / "state.json").read_text())
+    assert len(state["stages"]) == 1 and not state["finished"]      # stage 1 was saved, stage 2 was not
+    resumed = subprocess.run([sys.executable, str(script), str(directory), "resume"], capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # The same run without interruption, in this process.
+    namespace = {}
+    exec(compile(RUN.format(root=ROOT), "run", "exec"), namespace)
+    model, stages = namespace["run"]()
+    with np.load(directory / "final.npz") as final:
+        weights = [final[f"arr_{k}"] for k in range(len(final.files))]
+    assert len(weights) == len(model.get_weights())
+    for got, want in zip(weights, model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
+    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == [s.kept for s in stages]
+    # Only the newest weights file is kept, and no temporary file is left behind.
+    assert sorted(os.listdir(directory)) == ["final.npz", "state.json", f"weights-{state['generation'] + 2}.npz"]
+
+
+def test_resuming_a_finished_run_changes_nothing_and_other_settings_are_refused(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = RIDE(num_hiddens=3, num_layers=1, num_components=2, num_scales=2, num_features=3)
+    images = datasets.dead_leaves(4, size=20, seed=2)
+    kwargs = dict(patch_sizes=(8, 10), num_patches=20, batch_size=10, finetune_max_iter=0, verbose=0,
+                  checkpoint_dir=tmp_path / "run")
+    stages = training.train(model, images, **kwargs)
+    weights = model.get_weights()
+    again = training.train(model, images, resume=True, **kwargs)
+    assert [s.kept for s in again] == [s.kept for s in stages]
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="other settings.*patch_sizes"):
+        training.train(model, images, resume=True, **dict(kwargs, patch_sizes=(8, 12)))
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        training.train(model, images, resume=True, patch_sizes=(8,), num_patches=20, batch_size=10)
+    with pytest.raises(ValueError, match="num_patches"):
+        training.train(model, images, patch_sizes=(8,), num_patches=5, batch_size=10)
+
+
+def test_a_stage_with_non_finite_values_is_rolled_back_and_the_run_goes_on(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = RIDE(num_hiddens=3, num_layers=1, num_components=2, num_scales=2, num_features=3)
+    images = datasets.dead_leaves(4, size=20, seed=2)
+
+    class Poison(keras.callbacks.Callback):
+        """Makes the weights NaN during the second stage's training."""
+        calls = 0
+
+        def on_train_begin(self, logs=None):
+            Poison.calls += 1
+
+        def on_train_end(self, logs=None):
+            if Poison.calls == 2:
+                self.model.mcgsm.means.assign(np.full(self.model.mcgsm.means.shape, np.nan))
+
+    stages = training.train(model, images, patch_sizes=(8, 8, 10), num_patches=20, batch_size=10,
+                            finetune_max_iter=0, patience=3, verbose=0, callbacks=[Poison()],
+                            checkpoint_dir=tmp_path / "run")
+    assert [s.rolled_back for s in stages] == [False, True, False]
+    assert "non-finite" in stages[1].error and not stages[1].kept
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    assert np.isfinite(model.log_likelihood_rate(images, seed=0)).all()
+
+
+def test_checkpoint_files_are_complete_or_absent(tmp_path):
+    checkpoint = TrainingCheckpoint(tmp_path / "c")
+    assert not checkpoint.exists()
+    checkpoint.save({"stages": [], "note": float("nan")}, [np.ones(3)], [np.zeros(2)], [np.arange(4.0)])
+    checkpoint.save({"stages": [1]}, [np.full(3, 2.0)])
+    state, model, best, optimizer = checkpoint.load()
+    assert state["stages"] == [1] and state["generation"] == 2
+    np.testing.assert_array_equal(model[0], np.full(3, 2.0))
+    assert best is None and optimizer == []
+    assert sorted(os.listdir(tmp_path / "c")) == ["state.json", "weights-2.npz"]
+    os.remove(tmp_path / "c" / "weights-2.npz")
+    with pytest.raises(ValueError, match="missing or damaged"):
+        checkpoint.load()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        TrainingCheckpoint(tmp_path / "file")
