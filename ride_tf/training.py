@@ -15,16 +15,17 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ride_tf.checkpoint import TrainingCheckpoint
-from ride_tf.preprocessing import check_images
+from ride_tf.preprocessing import check_images, check_integer, check_number
 
 __all__ = ["sample_patches", "patch_dataset", "paper_learning_rates", "make_optimizer", "PatchCurriculum",
-           "FinetuneMCGSM", "TrainingStage", "fit_baseline", "validation_scores", "train"]
+           "FinetuneMCGSM", "TrainingStage", "fit_mcgsm", "fit_baseline", "validation_scores", "train"]
 
 NATURAL_IMAGE_PATCH_SIZES = (8, 12, 16, 22)
 TEXTURE_PATCH_SIZES = (20, 25, 30, 35, 40)
@@ -45,8 +46,11 @@ def sample_patches(images, patch_size, num_patches, num_channels=1, seed=0):
     crops are drawn uniformly over images (weighted by their number of crop
     positions) and positions.
     """
+    patch_size = check_integer("sample_patches", "patch_size", patch_size, 1)
+    num_patches = check_integer("sample_patches", "num_patches", num_patches, 1)
     images = _as_image_list(images, num_channels)
-    sizes = np.array([(im.shape[0] - patch_size + 1) * (im.shape[1] - patch_size + 1) for im in images])
+    sizes = np.array([max(im.shape[0] - patch_size + 1, 0) * max(im.shape[1] - patch_size + 1, 0)
+                      for im in images])
     if (sizes <= 0).all():
         raise ValueError(f"sample_patches: every image is smaller than the patch size {patch_size}.")
     sizes = np.maximum(sizes, 0)
@@ -220,10 +224,32 @@ class _StopAt(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def fit_mcgsm(model, images, max_iter=500, num_samples=50_000, objective=None, seed=0, verbose=0,
+              max_seconds=None):
+    """Fit a model's MCGSM by L-BFGS (`RIDE.finetune`); the MCGSM image model's training (num_layers=0).
+
+    objective="discrete" first fits the density (with up to half of
+    `max_seconds`: its L-BFGS steps cost a fraction of the discrete ones) and
+    then continues on the exact probability of the 8-bit values from there;
+    the discrete fit keeps its start unless the held-out code length improves.
+    Returns the last `FinetuneResult`.
+    """
+    objective = model.objective if objective is None else objective
+    started = time.monotonic()
+    kwargs = dict(max_iter=max_iter, num_samples=num_samples, seed=seed, verbose=verbose)
+    result = model.finetune(images, objective="density",
+                            max_seconds=None if max_seconds is None or objective == "density" else max_seconds / 2,
+                            **kwargs)
+    if objective == "discrete":
+        remaining = None if max_seconds is None else max(0.0, max_seconds - (time.monotonic() - started))
+        result = model.finetune(images, objective="discrete", max_seconds=remaining, **kwargs)
+    return result
+
+
 def fit_baseline(model, images, max_iter=500, num_samples=50_000, objective=None, seed=0, verbose=0,
                  max_seconds=None):
     """The MCGSM baseline of `model`: a RIDE(num_layers=0) with the same neighbourhood and MCGSM size,
-    whitening copied from `model` (adapted first if needed), fitted by L-BFGS (`RIDE.finetune`) on
+    whitening copied from `model` (adapted first if needed), fitted by L-BFGS (`fit_mcgsm`) on
     `images` (e.g. patches).  Returns (baseline, FinetuneResult)."""
     from ride_tf.model import RIDE
 
@@ -234,8 +260,8 @@ def fit_baseline(model, images, max_iter=500, num_samples=50_000, objective=None
                     num_scales=model.num_scales, num_features=model.mcgsm.num_features,
                     nb_size=model.nb_size, objective=objective, dtype=model.dtype_policy)
     baseline.whitening.set_weights(model.whitening.get_weights())
-    result = baseline.finetune(images, max_iter=max_iter, num_samples=num_samples, seed=seed, verbose=verbose,
-                               objective=objective, max_seconds=max_seconds)
+    result = fit_mcgsm(baseline, images, max_iter=max_iter, num_samples=num_samples, objective=objective,
+                       seed=seed, verbose=verbose, max_seconds=max_seconds)
     return baseline, result
 
 
@@ -340,6 +366,15 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
                       if learning_rates is None else list(learning_rates))
     if len(learning_rates) != len(patch_sizes):
         raise ValueError(f"train: {len(patch_sizes)} patch sizes but {len(learning_rates)} learning rates.")
+    for k, rate in enumerate(learning_rates):
+        check_number("train", f"learning_rates[{k}]", rate, low=0.0, low_open=True)
+    for name, value in [("num_patches", num_patches), ("batch_size", batch_size),
+                        ("epochs_per_stage", epochs_per_stage), ("patience", patience)]:
+        check_integer("train", name, value, 1)
+    if len(patch_sizes) == 0:
+        raise ValueError("train: patch_sizes is empty.")
+    for k, size in enumerate(patch_sizes):
+        check_integer("train", f"patch_sizes[{k}]", size, 1)
     if num_patches < batch_size:
         raise ValueError(f"train: num_patches ({num_patches}) must be at least batch_size ({batch_size}); "
                          "a stage would have no complete batch.")
@@ -489,9 +524,14 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
             finetune_rate = float("nan")
             if finetune_max_iter:
                 max_seconds = None if stage_deadline is None else max(0.0, stage_deadline - time.monotonic())
-                result = model.finetune(finetune_patches, max_iter=finetune_max_iter,
-                                        num_samples=finetune_samples, seed=seed, verbose=verbose,
-                                        objective=objective, max_seconds=max_seconds)
+                try:
+                    result = model.finetune(finetune_patches, max_iter=finetune_max_iter,
+                                            num_samples=finetune_samples, seed=seed, verbose=verbose,
+                                            objective=objective, max_seconds=max_seconds)
+                except ValueError as failure:      # NaN hidden states after a diverged fit
+                    if "NaN" in str(failure) or "finite" in str(failure):
+                        raise FloatingPointError(f"fine-tuning: {failure}") from None
+                    raise
                 finetune_rate = result.validation_rate
             if not all(np.isfinite(w).all() for w in model.get_weights()):
                 raise FloatingPointError("the weights became non-finite")
@@ -537,6 +577,9 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
             break
     if best_weights is not None:
         model.set_weights(best_weights)
+    elif stages:
+        warnings.warn("train: no stage improved on the start (every stage was rolled back or had a non-finite "
+                      "score); the model keeps its last finite weights.", RuntimeWarning, stacklevel=2)
     return stages
 
 

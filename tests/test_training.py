@@ -140,3 +140,59 @@ def test_train_starts_from_the_baseline_and_reports_it(leaves):
                    batch_size=20, optimizer="adam", finetune_max_iter=0, baseline=base, verbose=0)
     assert stages[0].baseline_validation_rate == pytest.approx(
         base.log_likelihood_rate(test_images, seed=0).mean(), abs=1e-9)
+
+
+def test_sample_patches_and_train_refuse_bad_sizes_with_a_clear_message():
+    """Images smaller than the patch in both directions, and non-integer or empty settings, are refused."""
+    import numpy as np
+    import pytest
+
+    from ride_tf import RIDE, training
+
+    with pytest.raises(ValueError, match="smaller than the patch size 8"):
+        training.sample_patches([np.zeros((5, 5), np.uint8), np.zeros((3, 6), np.uint8)], 8, 3)
+    with pytest.raises(ValueError, match="patch_size"):
+        training.sample_patches(np.zeros((1, 9, 9), np.uint8), 2.5, 3)
+    model = RIDE(num_hiddens=2, num_components=2, num_scales=1, num_features=2)
+    images = np.zeros((2, 12, 12), np.uint8)
+    for kwargs, message in [(dict(patch_sizes=()), "patch_sizes is empty"),
+                            (dict(patch_sizes=(8, 0)), r"patch_sizes\[1\]"),
+                            (dict(batch_size=0), "batch_size"),
+                            (dict(epochs_per_stage=1.5), "epochs_per_stage"),
+                            (dict(patch_sizes=(8,), learning_rates=[-1.0]), r"learning_rates\[0\]")]:
+        with pytest.raises(ValueError, match=message):
+            training.train(model, images, **kwargs)
+
+
+def test_the_wavefront_sampler_reads_the_inputs_of_a_skip_model(leaves):
+    """A skip model (started from a fitted baseline, then perturbed in the rows of h and the LSTM)
+    samples exactly what a raster-order sampler built on `hidden_states` draws (float64)."""
+    from ride_tf import geometry
+    from ride_tf.sampling import draws
+
+    keras.utils.set_random_seed(0)
+    base = RIDE(num_layers=0, **CONFIG)
+    base.adapt(leaves[0])
+    base.finetune(leaves[0], max_iter=10, num_samples=2000, verbose=0)
+    model = RIDE(num_layers=1, num_hiddens=6, skip_inputs=True, dtype="float64", **CONFIG)   # float32 baseline
+    model.initialize_from_baseline(base)
+    rng = np.random.default_rng(0)
+    for v in model.slstms[0].trainable_variables + [model.mcgsm.features, model.mcgsm.predictors]:
+        noise = 0.3 * rng.standard_normal(v.shape)
+        if v is model.mcgsm.features:
+            noise[6:] = 0.0
+        if v is model.mcgsm.predictors:
+            noise[..., 6:] = 0.0
+        v.assign(v.numpy() + noise)                       # only the rows of h and the LSTM change
+    height, width = 5, 6
+    uniform, normal = (t.numpy() for t in draws(3, 2, height, width, 1, dtype=tf.float64))
+    dx = geometry.num_inputs(model.nb_size, 1)
+    canvas = np.zeros((2, height, width, 1))
+    for i in range(height):
+        for j in range(width):
+            u, _ = model.whitened_pairs(tf.constant(canvas))
+            h = model.hidden_states(u)
+            y_hat = model.mcgsm(h[:, i, j]).sample_from_noise(uniform[:, i, j], normal[:, i, j])
+            canvas[:, i, j] = np.clip(model.whitening.unwhiten_outputs(u[:, i, j, :dx], y_hat).numpy(),
+                                      0.0, np.nextafter(1.0, 0.0))
+    np.testing.assert_allclose(model.sample(2, height, width, seed=3, continuous=True), canvas, atol=1e-6)
