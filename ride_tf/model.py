@@ -70,12 +70,13 @@ class RIDE(keras.Model):
       extended: spatial LSTMs also read the neighbouring memory cells.
       cell: "stable" (default: memory bounded by 1 for any weights and image
         size) or "paper" (eq. 6 as written); see `ride_tf.spatial_lstm`.
-      skip_inputs: the MCGSM reads [h, u], the top LSTM state next to the
-        model inputs u = [x^, e] (a skip connection), instead of h alone (the
-        paper's architecture, False).  Such a RIDE contains its MCGSM
-        baseline: `initialize_from_baseline` puts it exactly at a fitted
-        num_layers=0 model's likelihood before training.  No effect when
-        num_layers = 0.  Files saved before the option existed load with False.
+      skip_inputs: True (default): the MCGSM reads [h, u], the top LSTM
+        state next to the model inputs u = [x^, e] (a skip connection).  Such
+        a RIDE contains its MCGSM baseline: `initialize_from_baseline` puts it
+        exactly at a fitted num_layers=0 model's likelihood, and
+        `ride_tf.training.train` starts it there.  False: the MCGSM reads h
+        alone, the paper's architecture.  No effect when num_layers = 0.
+        Files saved before the option existed load with False.
       objective: what Keras `fit`/`evaluate` optimise/report on uint8 input:
         "density" (default; the log-density of dequantized pixels, the paper's
         rate) or "discrete" (log P(k_ij | k_<ij) of the 8-bit values with the
@@ -93,7 +94,7 @@ class RIDE(keras.Model):
     """
 
     def __init__(self, num_channels=1, num_hiddens=64, num_layers=1, num_components=32, num_scales=4,
-                 num_features=32, nb_size=5, extended=False, cell="stable", skip_inputs=False,
+                 num_features=32, nb_size=5, extended=False, cell="stable", skip_inputs=True,
                  objective="density", **kwargs):
         super().__init__(**kwargs)
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),

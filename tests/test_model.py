@@ -235,7 +235,7 @@ def test_colour_model_is_a_joint_three_channel_mcgsm():
     base = rng.integers(0, 256, (3, 20, 20, 1))
     images = np.clip(base + rng.integers(-10, 10, (3, 20, 20, 3)), 0, 255).astype(np.uint8)
     model = small_ride(num_layers=1, num_channels=3)
-    assert model.mcgsm.dim_out == 3 and model.mcgsm.dim_in == 8
+    assert model.mcgsm.dim_out == 3 and model.mcgsm.dim_in == 8 + 12 * 3 + 12   # [h, u] (skip_inputs)
     assert model.whitening.input_dim == 12 * 3
     assert model.slstms[0].input_dim == 12 * 3 + 12      # whitened inputs and outside indicators
     model.adapt(images)
