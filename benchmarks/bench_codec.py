@@ -26,7 +26,6 @@ Data sets:
         --json docs/bench_codec.json --figure docs/bench_codec.png
 """
 import argparse
-import json
 import lzma
 import os
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ride_tf  # noqa: E402
 from ride_tf import codec, datasets, discrete, pretrained  # noqa: E402
+from ride_tf.io import atomic_savefig, atomic_write_json  # noqa: E402
 
 CODECS = ("PNG", "JPEG-LS", "WebP lossless", "JPEG-XL lossless", "lzma")
 
@@ -153,8 +153,7 @@ def main():
               f"{row[best]:.3f}: {'smaller' if gain > 0 else 'larger'} by {abs(gain):.3f} bit/px "
               f"({100 * abs(gain) / row[best]:.1f}%)")
     if args.json:
-        with open(args.json, "w") as stream:
-            json.dump(dict(command=" ".join(sys.argv), table=table), stream, indent=1)
+        atomic_write_json(args.json, dict(command=" ".join(sys.argv), table=table))
     if args.figure:
         import matplotlib
 
@@ -172,7 +171,7 @@ def main():
         ax.set_ylabel("bit/px (smaller is better)")
         ax.legend(fontsize=8, ncol=3)
         fig.tight_layout()
-        fig.savefig(args.figure, dpi=110)
+        atomic_savefig(fig, args.figure, dpi=110)
 
 
 if __name__ == "__main__":
