@@ -161,7 +161,8 @@ def _train(args):
     try:
         model = RIDE(num_channels=num_channels, num_hiddens=args.hiddens, num_layers=args.layers,
                      num_components=args.components, num_scales=args.scales, num_features=args.features,
-                     nb_size=args.nb_size, cell=args.cell)
+                     nb_size=args.nb_size, cell=args.cell, skip_inputs=not args.paper_architecture,
+                     objective=args.objective)
     except ValueError as error:
         raise CommandError(str(error)) from None
     callbacks, on_stage_end = None, None
@@ -174,10 +175,15 @@ def _train(args):
                             optimizer=args.optimizer, finetune_max_iter=args.finetune_iter,
                             finetune_samples=args.finetune_samples, patience=args.patience, seed=args.seed,
                             verbose=verbose, callbacks=callbacks, on_stage_end=on_stage_end,
-                            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
-    if not any(s.kept for s in stages) or not all(np.isfinite(w).all() for w in model.get_weights()):
+                            checkpoint_dir=args.checkpoint_dir, resume=args.resume, objective=args.objective)
+    from_baseline = model.mcgsm_reads_inputs    # then the start, the fitted MCGSM, is a valid result too
+    if (not any(s.kept for s in stages) and not from_baseline) or \
+            not all(np.isfinite(w).all() for w in model.get_weights()):
         raise CommandError("training produced no stage with a finite validation rate; nothing was saved")
     atomic_save_model(model, args.output)       # under a temporary name, then renamed
+    if not any(s.kept for s in stages):
+        print(f"saved {args.output} (no stage improved on the fitted MCGSM it started from; saved that start)")
+        return
     best = max((s for s in stages if s.kept), key=lambda s: s.stage)
     rates = [f"{name} {value:.4f} bit/px" for name, value in
              [("validation", best.validation_rate), ("fine-tuning held-out", best.finetune_rate),
@@ -407,6 +413,12 @@ def build_parser():
     train.add_argument("--features", type=_positive_int, default=32, help="MCGSM quadratic features (32)")
     train.add_argument("--nb-size", type=_positive_int, default=5, help="neighbourhood width, odd (5)")
     train.add_argument("--cell", choices=["stable", "paper"], default="stable", help="spatial LSTM cell")
+    train.add_argument("--paper-architecture", action="store_true",
+                       help="the MCGSM reads the top LSTM state alone (default: also the whitened inputs, "
+                       "and training starts from the fitted MCGSM)")
+    train.add_argument("--objective", choices=["density", "discrete"], default="density",
+                       help="train on the density of dequantized pixels (default) or on the exact code "
+                       "length of the 8-bit values")
     train.add_argument("--patch-sizes", type=_positive_int, nargs="+", help="curriculum (default 8 12 16 22)")
     train.add_argument("--textures", action="store_true", help="texture curriculum 20 25 30 35 40")
     train.add_argument("--patches", type=_int_at_least(50), default=10_000,
