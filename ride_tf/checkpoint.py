@@ -42,7 +42,7 @@ class TrainingCheckpoint:
     def exists(self):
         return os.path.isfile(self.state_path)
 
-    def save(self, state, model_weights, best_weights=None, optimizer_variables=None):
+    def write(self, state, model_weights, best_weights=None, optimizer_variables=None):
         """Write one generation: the arrays first, then state.json (a dict of JSON values) naming them."""
         os.makedirs(self.directory, exist_ok=True)
         previous = self._read_state().get("weights_file") if self.exists() else None

@@ -483,7 +483,7 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
         state = dict(settings=settings, stages=stages, best_rate=best_rate, since_best=since_best,
                      base_rate=base_rate, base_code=base_code, epochs_done=epochs_done, finished=done,
                      seconds=time.monotonic() - started)
-        checkpoint.save(state, model.get_weights(), best_weights,
+        checkpoint.write(state, model.get_weights(), best_weights,
                         [v.numpy() for v in optimizer.variables] if epochs_done else None)
 
     stage_start = time.monotonic()

@@ -127,8 +127,8 @@ def test_a_stage_with_non_finite_values_is_rolled_back_and_the_run_goes_on(tmp_p
 def test_checkpoint_files_are_complete_or_absent(tmp_path):
     checkpoint = TrainingCheckpoint(tmp_path / "c")
     assert not checkpoint.exists()
-    checkpoint.save({"stages": [], "note": float("nan")}, [np.ones(3)], [np.zeros(2)], [np.arange(4.0)])
-    checkpoint.save({"stages": [1]}, [np.full(3, 2.0)])
+    checkpoint.write({"stages": [], "note": float("nan")}, [np.ones(3)], [np.zeros(2)], [np.arange(4.0)])
+    checkpoint.write({"stages": [1]}, [np.full(3, 2.0)])
     state, model, best, optimizer = checkpoint.load()
     assert state["stages"] == [1] and state["generation"] == 2
     np.testing.assert_array_equal(model[0], np.full(3, 2.0))
