@@ -196,3 +196,37 @@ def test_the_wavefront_sampler_reads_the_inputs_of_a_skip_model(leaves):
             canvas[:, i, j] = np.clip(model.whitening.unwhiten_outputs(u[:, i, j, :dx], y_hat).numpy(),
                                       0.0, np.nextafter(1.0, 0.0))
     np.testing.assert_allclose(model.sample(2, height, width, seed=3, continuous=True), canvas, atol=1e-6)
+
+
+def test_discrete_gradients_are_finite_at_the_open_outer_bins(baseline):
+    """Values 0 and 255 have an infinite bin edge; the gradient in the scales must still be finite."""
+    rng = np.random.default_rng(0)
+    h = tf.constant(rng.standard_normal((6, baseline.mcgsm.dim_in)), tf.float32)
+    values = tf.constant([[0], [255], [0], [255], [128], [1]], tf.int32)
+    for dtype in (tf.float32, tf.float64):
+        with tf.GradientTape() as tape:
+            mixture = discrete.intensity_mixture(baseline, h, h[:, :12], dtype=dtype)   # u = [x^, e]
+            loss = -tf.reduce_sum(discrete.log_mass(mixture, values))
+        grads = tape.gradient(loss, baseline.mcgsm.trainable_variables)
+        assert all(np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_train_refuses_bad_objective_baseline_and_budget(leaves):
+    model = ride(skip_inputs=True)
+    for kwargs, message in [(dict(objective="bits"), "objective"), (dict(baseline="yes"), "baseline"),
+                            (dict(time_budget=-1), "time_budget"), (dict(baseline=ride()), "num_layers=0")]:
+        with pytest.raises(ValueError, match=message):
+            train(model, leaves[0], patch_sizes=(12,), num_patches=100, batch_size=20, verbose=0, **kwargs)
+    with pytest.raises(ValueError, match="uint8"):
+        train(model, leaves[0].astype(np.float32) / 256, patch_sizes=(12,), num_patches=100, batch_size=20,
+              objective="discrete", verbose=0)
+
+
+def test_the_command_line_takes_the_architecture_and_the_objective():
+    from ride_tf.cli import build_parser
+
+    args = build_parser().parse_args(["train", "a.png", "--output", "m.keras", "--paper-architecture",
+                                      "--objective", "discrete"])
+    assert args.paper_architecture and args.objective == "discrete"
+    args = build_parser().parse_args(["train", "a.png", "--output", "m.keras"])
+    assert not args.paper_architecture and args.objective == "density"
