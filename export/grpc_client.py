@@ -93,14 +93,8 @@ def build_parser():
     parser.add_argument("images", nargs="*", help="image files of one size (the image signatures)")
     parser.add_argument("--signature", default="serving_default", choices=list(signatures.SIGNATURES))
     parser.add_argument("--server", default="localhost:8500", help="host:port (localhost:8500)")
-    parser.add_argument("--model", default="ride", help="the model name in TF Serving (ride)")
-    parser.add_argument("--version", type=int, help="a model version (default: the newest)")
-    parser.add_argument("--mode", choices=["gray", "rgb"], default="gray", help="read images as (gray)")
-    parser.add_argument("--num-samples", type=int, default=1, help="sample: how many images (1)")
-    parser.add_argument("--size", default="64x64", help="sample: HxW (64x64)")
-    parser.add_argument("--seed", type=int, default=0, help="sample: seed (0)")
-    parser.add_argument("--output", default="samples", help="sample: directory for the PNG files (samples)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (60)")
+    signatures.add_model_arguments(parser)
+    signatures.add_sample_arguments(parser)
     parser.add_argument("--max-message-mb", type=float, default=1024, help="gRPC message limit in MB (1024)")
     return parser
 

@@ -121,15 +121,9 @@ def build_parser():
     parser.add_argument("images", nargs="*", help="image files of one size (the image signatures)")
     parser.add_argument("--signature", default="serving_default", choices=list(signatures.SIGNATURES))
     parser.add_argument("--server", default="http://localhost:8501", help="(http://localhost:8501)")
-    parser.add_argument("--model", default="ride", help="the model name in TF Serving (ride)")
-    parser.add_argument("--version", type=int, help="a model version (default: the newest)")
-    parser.add_argument("--mode", choices=["gray", "rgb"], default="gray", help="read images as (gray)")
+    signatures.add_model_arguments(parser)
     parser.add_argument("--format", choices=FORMATS, default="inputs", help="JSON request format (inputs)")
-    parser.add_argument("--num-samples", type=int, default=1, help="sample: how many images (1)")
-    parser.add_argument("--size", default="64x64", help="sample: HxW (64x64)")
-    parser.add_argument("--seed", type=int, default=0, help="sample: seed (0)")
-    parser.add_argument("--output", default="samples", help="sample: directory for the PNG files (samples)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (60)")
+    signatures.add_sample_arguments(parser)
     return parser
 
 

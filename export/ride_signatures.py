@@ -120,3 +120,19 @@ def print_results(signature, outputs, paths=None, output_directory=None):
     print(f"{'image':{width}s}  " + "  ".join(f"{name:>12s}" for name in names))
     for n, path in enumerate(paths):
         print(f"{path:{width}s}  " + "  ".join(f"{float(outputs[name][n]):12.4f}" for name in names))
+
+
+def add_model_arguments(parser):
+    """The clients' shared options: --model, --version, --mode."""
+    parser.add_argument("--model", default="ride", help="the model name in TF Serving (ride)")
+    parser.add_argument("--version", type=int, help="a model version (default: the newest)")
+    parser.add_argument("--mode", choices=["gray", "rgb"], default="gray", help="read images as (gray)")
+
+
+def add_sample_arguments(parser):
+    """The clients' shared options for the sample signature, and --timeout."""
+    parser.add_argument("--num-samples", type=int, default=1, help="sample: how many images (1)")
+    parser.add_argument("--size", default="64x64", help="sample: HxW (64x64)")
+    parser.add_argument("--seed", type=int, default=0, help="sample: seed (0)")
+    parser.add_argument("--output", default="samples", help="sample: directory for the PNG files (samples)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds (60)")

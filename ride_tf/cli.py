@@ -93,21 +93,12 @@ def _load_images(paths, num_channels):
 
 def load_model(path):
     """A `RIDE` from a .keras file, or a CommandError that says why not."""
-    import keras
+    from ride_tf.io import load_ride_model
 
-    from ride_tf.model import RIDE
-
-    if not os.path.exists(path):
-        raise CommandError(f"{path}: no such model file")
-    if not os.path.isfile(path):
-        raise CommandError(f"{path}: not a regular file")
     try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:   # Keras raises many kinds for foreign or damaged files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CommandError(f"{path}: not a ride-tf model file ({reason[:200]})") from None
-    if not isinstance(model, RIDE):
-        raise CommandError(f"{path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
+        model = load_ride_model(path)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
     if not model.whitening.is_adapted:
         raise CommandError(f"{path}: the model's whitening was never fitted (an untrained model); "
                            "train it with `ride-tf train`")

@@ -305,8 +305,8 @@ def log_mass_map(model, images, dtype=tf.float64):
     return log_mass_head(model, dtype)(*model.forward(centres))
 
 
-def _check_uint8(images, model, name):
-    images = check_images(images, model.num_channels, name=name)
+def _check_uint8(images, model, name, nb_size=None):
+    images = check_images(images, model.num_channels, nb_size, name=name)
     if images.dtype != np.uint8:
         raise ValueError(f"{name}: the discrete likelihood is defined for 8-bit images; pass uint8 values "
                          f"(got {images.dtype}).")
@@ -322,7 +322,7 @@ def pixel_log_mass(model, images, region="full", verbose=0):
     if region not in ("full", "valid"):
         raise ValueError(f"pixel_log_mass: region must be 'full' or 'valid', got {region!r}.")
     nb_size = model.nb_size if region == "valid" else None
-    images = check_images(_check_uint8(images, model, "images"), model.num_channels, nb_size)
+    images = _check_uint8(images, model, "images", nb_size)
     model.whitening.require_adapted("compressed size")
     centres = bin_centres(images).numpy()
     log_masses = model.pixel_map(centres, "log_mass", log_mass_head(model), verbose)

@@ -57,7 +57,7 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.io import atomic_directory
+from ride_tf.io import atomic_directory, load_ride_model
 from ride_tf.preprocessing import LN2, check_integer, dequantize, quantize
 
 __all__ = ["export_saved_model", "export_command", "SIGNATURES", "DEFAULT_MAX_SAMPLE_PIXELS"]
@@ -244,24 +244,6 @@ def export_saved_model(model, path, max_sample_pixels=DEFAULT_MAX_SAMPLE_PIXELS,
 
 
 # ----------------------------------------------------------- ride-tf export
-def _load_ride(model_path):
-    """A `RIDE` from a .keras file, or ValueError that says why not."""
-    from ride_tf.model import RIDE
-
-    if not os.path.exists(model_path):
-        raise ValueError(f"{model_path}: no such model file")
-    if not os.path.isfile(model_path):
-        raise ValueError(f"{model_path}: not a regular file")
-    try:
-        model = keras.models.load_model(model_path, compile=False)
-    except Exception as error:   # Keras raises many kinds for foreign or damaged files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{model_path}: not a ride-tf model file ({reason[:200]})") from None
-    if not isinstance(model, RIDE):
-        raise ValueError(f"{model_path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
-    return model
-
-
 def _versions(directory):
     """The numeric version subdirectories of a TF Serving model base directory."""
     if not os.path.isdir(directory):
@@ -296,7 +278,7 @@ def export_command(model_path, directory, version=None, max_sample_pixels=DEFAUL
         raise ValueError(f"export: version must be a positive integer, got {version!r}")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"{directory}: exists and is not a directory")
-    model = _load_ride(model_path)
+    model = load_ride_model(model_path)
     if version is None:
         version = (_versions(directory) or [0])[-1] + 1
     target = os.path.join(directory, str(int(version)))

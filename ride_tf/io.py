@@ -180,3 +180,25 @@ def atomic_directory(path, owner="write"):
         _fsync_directory(parent)
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
+
+
+def load_ride_model(path):
+    """A `ride_tf.RIDE` from a .keras file, or ValueError saying why not (missing, not a file,
+    not a Keras file, or a Keras model that is not a RIDE).  The one loader of the CLI and `export`."""
+    import keras
+
+    from ride_tf.model import RIDE
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such model file")
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: not a regular file")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:   # Keras raises many kinds for foreign or damaged files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a ride-tf model file ({reason[:200]})") from None
+    if not isinstance(model, RIDE):
+        raise ValueError(f"{path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
+    return model
