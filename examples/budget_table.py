@@ -101,6 +101,8 @@ def parse_args(argv=None):
     parser.add_argument("--finetune-samples", type=int, help="pixels of the L-BFGS fits")
     parser.add_argument("--finetune-iter", type=int, help="most L-BFGS iterations per RIDE stage")
     parser.add_argument("--no-codecs", action="store_true", help="skip PNG, WebP, JPEG-XL and lzma")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TensorFlow intra- and inter-op threads (0: TensorFlow's default, all cores)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -292,7 +294,13 @@ def table(results):
 
 def main(argv=None):
     args = parse_args(argv)
-    import tensorflow as tf  # noqa: F401  (after argparse, so that --help is fast)
+    import tensorflow as tf  # after argparse, so that --help is fast
+
+    if args.threads < 0:
+        raise SystemExit("--threads: must be >= 0")
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     started = time.time()
     results = dict(command=" ".join([os.path.basename(sys.argv[0])] + (sys.argv[1:] if argv is None else argv)),

@@ -1,4 +1,9 @@
-"""The state of a training run on disk, so that a killed run resumes where it was (`train(..., resume=True)`).
+"""The state of a training run on disk, so that a killed run resumes where it was.
+
+Two users: `ride_tf.training.train(..., checkpoint_dir=, resume=True)` (the
+recipe) and `FitCheckpoint`, a Keras callback that makes a plain `model.fit`
+resumable (with or without the project's `PatchCurriculum` and
+`FinetuneMCGSM` callbacks).
 
 A checkpoint directory holds
 
@@ -19,11 +24,12 @@ import io
 import json
 import os
 
+import keras
 import numpy as np
 
 from ride_tf.io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["TrainingCheckpoint", "CHECKPOINT_VERSION"]
+__all__ = ["TrainingCheckpoint", "FitCheckpoint", "CHECKPOINT_VERSION"]
 
 CHECKPOINT_VERSION = 1
 
@@ -86,6 +92,114 @@ class TrainingCheckpoint:
         except (OSError, KeyError, ValueError) as error:
             raise ValueError(f"TrainingCheckpoint: the weights file {path} is missing or damaged ({error}).") from None
         return state, model, best or None, optimizer
+
+
+class FitCheckpoint(keras.callbacks.Callback):
+    """Resumable `model.fit`: the training state after every epoch, written atomically, restored on the next run.
+
+        checkpoint = FitCheckpoint("runs/fit-checkpoint")
+        curriculum = PatchCurriculum(images, patch_sizes=(8, 12, 16, 22))
+        model.fit(curriculum.dataset(), epochs=4,
+                  callbacks=[curriculum, FinetuneMCGSM(patches), checkpoint])
+        # Killed (even by SIGKILL)?  Run the same lines again: fit continues
+        # after the last finished epoch.
+
+    What is saved (`TrainingCheckpoint`, one generation per save): the
+    model's weights (whitening and its `adapted` flag included), the
+    optimizer's variables (step count, learning rate, moments) and the
+    number of finished epochs, with the logs of every epoch so far
+    (`history`, which spans the interrupted runs too).  A run resumed by
+    `fit` starts at the first unfinished epoch; `PatchCurriculum` then picks
+    that epoch's patch size and learning rate, and its patches and flips,
+    the fine-tuning sample of `FinetuneMCGSM` and RIDE's dequantization
+    noise in `fit` (seeded by the optimizer's step count) are the ones the
+    uninterrupted run drew.  So at most one epoch of work is lost, and the
+    result is the uninterrupted run's up to multithreaded float32 round-off.
+
+    The state of an epoch is written when the next epoch begins, after every
+    callback's `on_epoch_end` (the MCGSM fine-tuning included), whatever the
+    order of the callbacks, and when training ends.  A finished run's
+    checkpoint stays (unless `delete_on_end`), so running the same script
+    again changes nothing.  The state of other callbacks (e.g. the counters
+    of `keras.callbacks.EarlyStopping`) is not saved.
+
+    Args:
+      directory: where the checkpoint lives (created; one run per directory).
+      delete_on_end: remove the checkpoint when `fit` returns normally.
+      verbose: 1 prints a line when a run is resumed.
+    """
+
+    def __init__(self, directory, delete_on_end=False, verbose=1):
+        super().__init__()
+        self.checkpoint = TrainingCheckpoint(directory)
+        if not isinstance(delete_on_end, (bool, np.bool_)):
+            raise TypeError(f"FitCheckpoint: delete_on_end must be a bool, got {delete_on_end!r}.")
+        if verbose not in (0, 1) or isinstance(verbose, (float, np.floating)):
+            raise ValueError(f"FitCheckpoint: verbose must be 0 or 1, got {verbose!r}.")
+        self.delete_on_end, self.verbose = bool(delete_on_end), int(verbose)
+        self.history = {}
+        self._first_epoch = self._epochs_done = 0
+
+    @property
+    def directory(self):
+        return self.checkpoint.directory
+
+    def on_train_begin(self, logs=None):
+        self.history, self._first_epoch, self._epochs_done = {}, 0, 0
+        if not self.checkpoint.exists():
+            return
+        state, weights, _, optimizer_values = self.checkpoint.load()
+        if state.get("kind") != "fit":
+            raise ValueError(f"FitCheckpoint: {self.directory!r} holds the checkpoint of a `train` run, "
+                             "not of `fit`; use another directory.")
+        own = self.model.get_weights()
+        if [tuple(w.shape) for w in own] != [tuple(np.shape(w)) for w in weights]:
+            raise ValueError(f"FitCheckpoint: the checkpoint in {self.directory!r} holds {len(weights)} weights "
+                             f"of other shapes than this model's {len(own)}; it was written by another model.")
+        optimizer = self.model.optimizer
+        if optimizer_values:
+            if not optimizer.built:
+                optimizer.build(self.model.trainable_variables)
+            if [tuple(v.shape) for v in optimizer.variables] != [tuple(np.shape(v)) for v in optimizer_values]:
+                raise ValueError(f"FitCheckpoint: the checkpoint in {self.directory!r} holds the state of another "
+                                 f"optimizer than {type(optimizer).__name__}; compile the model as before.")
+        self.model.set_weights(weights)
+        for variable, value in zip(optimizer.variables if optimizer_values else [], optimizer_values):
+            variable.assign(value)
+        self.history = {k: [float(x) for x in v] for k, v in state.get("history", {}).items()}
+        self._first_epoch = self._epochs_done = int(state["epochs_done"])
+        self.model._initial_epoch = self._first_epoch     # what keras.callbacks.BackupAndRestore sets
+        if self.verbose:
+            print(f"FitCheckpoint: resumed from {self.directory} after {self._first_epoch} finished epoch(s)")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch > self._first_epoch:
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = epoch + 1
+        self._logs = logs             # the same dict later callbacks add to; read when saved
+
+    def on_train_end(self, logs=None):
+        self.model._initial_epoch = None
+        if self._epochs_done > self._first_epoch:
+            self._save()
+        if self.delete_on_end:
+            import shutil
+
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _save(self):
+        if getattr(self, "_logs", None) is not None:
+            for name, value in self._logs.items():
+                value = np.asarray(value, np.float64)
+                if value.size == 1:
+                    self.history.setdefault(name, []).append(float(value.reshape(())))
+            self._logs = None
+        optimizer = self.model.optimizer
+        values = [v.numpy() for v in optimizer.variables] if optimizer is not None and optimizer.built else []
+        self.checkpoint.write(dict(kind="fit", epochs_done=self._epochs_done, history=self.history),
+                              self.model.get_weights(), optimizer_variables=values)
 
 
 def _jsonable(value):

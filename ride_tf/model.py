@@ -39,6 +39,9 @@ from ride_tf.preprocessing import check_bool, check_image_tensor, check_seed  # 
 __all__ = ["RIDE", "REGIONS", "OBJECTIVES"]
 
 REGIONS = ("full", "valid")
+# First half of the stateless seed of the dequantization noise in `fit` (the second: the optimizer's step).
+TRAINING_NOISE_SALT = 0x5249444554
+
 # What Keras fit/evaluate optimise on uint8 input: the density of dequantized
 # pixels (the paper's rate) or the probability of the 8-bit values (code length).
 OBJECTIVES = ("density", "discrete")
@@ -315,7 +318,8 @@ class RIDE(keras.Model):
         """Per-pixel log-likelihood map in nats, [N, H, W] (every pixel).
 
         uint8 images: with objective="density" the log-density of the pixels
-        dequantized with fresh uniform noise; with objective="discrete" the
+        dequantized with fresh uniform noise (in a training step, noise
+        seeded by the optimizer's step count: `_training_noise_seed`); with objective="discrete" the
         log-probability log P(k_ij | k_<ij) of the 8-bit values (contexts at
         bin centres, `ride_tf.discrete.log_mass_map`).
         """
@@ -325,9 +329,22 @@ class RIDE(keras.Model):
                 from ride_tf.discrete import log_mass_map
 
                 return tf.cast(log_mass_map(self, images, dtype=self.compute_dtype), self.compute_dtype)
-            images = dequantize(images)
+            images = dequantize(images, seed=self._training_noise_seed() if training is True else None)
         images = tf.cast(images, self.compute_dtype)
         return self.log_density_head(*self.forward(images))
+
+    def _training_noise_seed(self):
+        """Seed of the dequantization noise in a training step: (TRAINING_NOISE_SALT, optimizer step).
+
+        The noise of step t is then a function of t, so a run resumed from a
+        checkpoint (which restores the optimizer's step count) draws the
+        noise the uninterrupted run drew.  None (fresh noise) without an
+        optimizer.
+        """
+        optimizer = getattr(self, "optimizer", None)
+        if optimizer is None:
+            return None
+        return tf.stack([tf.constant(TRAINING_NOISE_SALT, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
 
     def tile_log_prob(self, window, row0, col0, width, states, head=None):
         """`call` for one tile of a large image, continuing the LSTM states of its neighbours.

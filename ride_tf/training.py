@@ -403,6 +403,9 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     restored = None
     if resume and checkpoint.exists():
         restored = checkpoint.load()
+        if restored[0].get("kind", "train") != "train":
+            raise ValueError(f"train: {checkpoint_dir!r} holds the checkpoint of a plain `fit` (FitCheckpoint), "
+                             "not of `train`; use another directory.")
         saved = restored[0]["settings"]
         different = sorted(k for k in settings if saved.get(k) != _jsonable_setting(settings[k]))
         if different:
@@ -480,7 +483,7 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
     def save(epochs_done=0, done=False):
         if checkpoint is None:
             return
-        state = dict(settings=settings, stages=stages, best_rate=best_rate, since_best=since_best,
+        state = dict(kind="train", settings=settings, stages=stages, best_rate=best_rate, since_best=since_best,
                      base_rate=base_rate, base_code=base_code, epochs_done=epochs_done, finished=done,
                      seconds=time.monotonic() - started)
         checkpoint.write(state, model.get_weights(), best_weights,

@@ -140,3 +140,106 @@ def test_checkpoint_files_are_complete_or_absent(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         TrainingCheckpoint(tmp_path / "file")
+
+
+FIT_RUN = textwrap.dedent("""
+    import os, signal, sys, json
+    sys.path.insert(0, {root!r})
+    import numpy as np, keras
+    from ride_tf import RIDE, datasets, training
+    from ride_tf.checkpoint import FitCheckpoint
+
+    class KillAt(keras.callbacks.Callback):
+        '''SIGKILL after batch `batch` of epoch `epoch`.'''
+        def __init__(self, epoch, batch):
+            super().__init__()
+            self.kill_epoch, self.batch, self.epoch = epoch, batch, None
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+        def on_train_batch_end(self, batch, logs=None):
+            if self.epoch == self.kill_epoch and batch == self.batch:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def run(directory=None, kill=None):
+        keras.utils.set_random_seed(0)
+        model = RIDE(num_hiddens=4, num_layers=1, num_components=2, num_scales=2, num_features=3)
+        images = datasets.dead_leaves(5, size=24, seed=1)
+        model.adapt(images, seed=0)
+        model.compile(optimizer=training.make_optimizer("adam", 3e-3))
+        curriculum = training.PatchCurriculum(images, patch_sizes=(8, 10, 12), learning_rates=(3e-3, 1e-3, 3e-4),
+                                              num_patches=40, batch_size=10, seed=3)
+        finetune = training.FinetuneMCGSM(training.sample_patches(images, 12, 20, seed=4), max_iter=5,
+                                          num_samples=2000, seed=3)
+        # The checkpoint first: it must save after the fine-tuning all the same.
+        callbacks = ([FitCheckpoint(directory, verbose=0)] if directory else []) + [curriculum, finetune]
+        callbacks += [KillAt(*kill)] if kill else []
+        history = model.fit(curriculum.dataset(), epochs=3, callbacks=callbacks, verbose=0)
+        return model, callbacks[0].history if directory else history.history
+
+    if __name__ == "__main__":
+        directory, mode = sys.argv[1], sys.argv[2]
+        if mode == "killed":                    # dies in the middle of the second epoch
+            run(directory, kill=(1, 1))
+        model, history = run(directory)
+        np.savez(os.path.join(directory, "final.npz"), *model.get_weights())
+        print(json.dumps(history["loss"]))
+""")
+
+
+def test_plain_fit_with_the_project_callbacks_killed_mid_epoch_resumes_and_matches(tmp_path):
+    """FitCheckpoint: fit + PatchCurriculum + FinetuneMCGSM, SIGKILLed in epoch 2, resumed, equals a run without kill."""
+    script = tmp_path / "fit_run.py"
+    script.write_text(FIT_RUN.format(root=ROOT))
+    directory = tmp_path / "checkpoint"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    killed = subprocess.run([sys.executable, str(script), str(directory), "killed"], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    state = json.loads((directory / "state.json").read_text())
+    assert state["kind"] == "fit" and state["epochs_done"] == 1           # epoch 1 saved, epoch 2 lost
+    resumed = subprocess.run([sys.executable, str(script), str(directory), "resume"], capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    namespace = {}
+    exec(compile(FIT_RUN.format(root=ROOT), "fit_run", "exec"), namespace)
+    model, history = namespace["run"]()
+    with np.load(directory / "final.npz") as final:
+        weights = [final[f"arr_{k}"] for k in range(len(final.files))]
+    assert len(weights) == len(model.get_weights())
+    for got, want in zip(weights, model.get_weights()):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    losses = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert len(losses) == 3                                                # the history spans both runs
+    np.testing.assert_allclose(losses, history["loss"], rtol=1e-4)
+
+
+def test_fit_checkpoint_refuses_other_models_and_train_checkpoints(tmp_path):
+    from ride_tf.checkpoint import FitCheckpoint
+
+    keras.utils.set_random_seed(0)
+    images = datasets.dead_leaves(3, size=16, seed=2)
+
+    def fit(model, directory, epochs=1):
+        model.adapt(images, seed=0)
+        model.compile(optimizer=training.make_optimizer("adam", 1e-3))
+        return model.fit(images[:2], epochs=epochs, batch_size=2, verbose=0,
+                         callbacks=[FitCheckpoint(directory, verbose=0)])
+
+    small = dict(num_layers=1, num_components=2, num_scales=2, num_features=3)
+    model = RIDE(num_hiddens=3, **small)
+    fit(model, tmp_path / "fit", epochs=2)
+    weights = model.get_weights()
+    assert len(fit(model, tmp_path / "fit", epochs=2).history.get("loss", [])) == 0   # finished: nothing to do
+    for a, b in zip(model.get_weights(), weights):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="another model"):
+        fit(RIDE(num_hiddens=4, **small), tmp_path / "fit")
+    training.train(RIDE(num_hiddens=3, **small), images, patch_sizes=(8,), num_patches=10, batch_size=10,
+                   finetune_max_iter=0, verbose=0, checkpoint_dir=tmp_path / "train")
+    with pytest.raises(ValueError, match="checkpoint of a `train` run"):
+        fit(RIDE(num_hiddens=3, **small), tmp_path / "train")
+    with pytest.raises(ValueError, match="plain `fit`"):
+        training.train(RIDE(num_hiddens=3, **small), images, patch_sizes=(8,), num_patches=10, batch_size=10,
+                       finetune_max_iter=0, verbose=0, checkpoint_dir=tmp_path / "fit", resume=True)
+    with pytest.raises(TypeError, match="delete_on_end"):
+        FitCheckpoint(tmp_path / "x", delete_on_end="yes")

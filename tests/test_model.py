@@ -100,6 +100,24 @@ def test_dequantization_is_seedable_and_matches_float_input(leaves):
     np.testing.assert_allclose(model.log_prob(images, noise=False), model.log_prob(centres), rtol=1e-6)
 
 
+def test_training_noise_is_a_function_of_the_optimizer_step(leaves):
+    """In a training step, uint8 input is dequantized with noise seeded by optimizer.iterations (resumable fit)."""
+    model = small_ride(num_layers=0)
+    model.adapt(leaves[0])
+    images = tf.constant(leaves[1][:2, :12, :12, None])
+    fresh = [model(images).numpy() for _ in range(2)]             # no optimizer: fresh noise every call
+    assert np.abs(fresh[0] - fresh[1]).max() > 1e-3
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    step0 = [model(images, training=True).numpy() for _ in range(2)]
+    np.testing.assert_array_equal(step0[0], step0[1])
+    model.optimizer.iterations.assign_add(1)
+    step1 = model(images, training=True).numpy()
+    assert np.abs(step1 - step0[0]).max() > 1e-3
+    model.optimizer.iterations.assign(0)
+    np.testing.assert_array_equal(model(images, training=True).numpy(), step0[0])
+    assert np.abs(model(images).numpy() - step0[0]).max() > 1e-3   # evaluation keeps fresh noise
+
+
 @pytest.mark.parametrize("images, message", [
     (np.zeros((2, 3, 16, 16), np.uint8), "channel"),
     (np.zeros((16, 16), np.uint8), "rank 2"),
