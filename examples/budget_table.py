@@ -49,6 +49,7 @@ the dead leaves; random crops of the training images for textures and photos.
 
     python examples/budget_table.py --budget 600 --output runs/budget_table.json     # the README's table
     python examples/budget_table.py --quick                                             # a few minutes' check
+    python examples/budget_table.py --render runs/a.json runs/b.json                   # one table from several runs
 
 `--quick`: small models (8 components, 16 units), a budget of 120 s, 64 x 64
 (dead leaves) or 128 x 128 (photos) crops of the held-out images, fewer
@@ -292,7 +293,88 @@ def table(results):
     return "\n".join(lines)
 
 
+MODEL_LABELS = {"gaussian": "Gaussian", "mcgsm5": "MCGSM 5 px", "mcgsm9": "MCGSM 9 px", "ride1": "RIDE 1 layer",
+                "ride2": "RIDE 2 layers"}
+
+
+def combined_tables(results_list):
+    """Markdown: code length and density rate, a row per (set, objective), a column per model and codec.
+
+    Then the issue's targets, each checked: RIDE (1 and 2 layers) at least
+    +0.05 bit/px of density rate above the MCGSM of its neighbourhood (5 px),
+    two layers at least as good as one, the best code length below JPEG-XL
+    lossless (textures, photos) and below lzma (flat dead leaves).
+    """
+    rows = []   # (set, objective, {model: row}, codecs)
+    for results in results_list:
+        for set_name, entry in results["sets"].items():
+            objectives = sorted({r["objective"] for r in entry["rows"] if r["objective"]}) or [None]
+            for objective in objectives:
+                by_model = {r["model"]: r for r in entry["rows"]
+                            if r["objective"] in (objective, None) and r.get("architecture") in (None, "skip")}
+                rows.append((set_name, objective, by_model, entry.get("codecs", {})))
+    models = [m for m in MODELS if any(m in r[2] for r in rows)]
+    codecs = [c for c in CODECS if any(c in r[3] for r in rows)]
+    lines = ["| code length [bit/px], smaller is better | trained for | "
+             + " | ".join(MODEL_LABELS[m] for m in models) + " | " + " | ".join(codecs) + " |",
+             "|---|---|" + "---|" * (len(models) + len(codecs))]
+    for set_name, objective, by_model, found in rows:
+        best = min([by_model[m]["code_length"] for m in models if m in by_model] + list(found.values()))
+        cells = [by_model[m]["code_length"] if m in by_model else None for m in models]
+        cells += [found.get(c) for c in codecs]
+        lines.append(f"| {set_name.replace('_', ' ')} | {objective or '-'} | " + " | ".join(
+            "-" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in cells) + " |")
+    lines += ["", "| density rate [bit/px], larger is better | trained for | "
+              + " | ".join(MODEL_LABELS[m] for m in models) + " |", "|---|---|" + "---|" * len(models)]
+    for set_name, objective, by_model, _ in rows:
+        values = [by_model[m]["density_rate"] if m in by_model else None for m in models]
+        best = max(v for v in values if v is not None)
+        lines.append(f"| {set_name.replace('_', ' ')} | {objective or '-'} | " + " | ".join(
+            "-" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}") for v in values) + " |")
+    lines += ["", "Targets:"]
+    for set_name, objective, by_model, found in rows:
+        label = f"{set_name.replace('_', ' ')} ({objective or '-'})"
+        checks = []
+        # The score a model was trained for, larger is better: density rate, or minus the code length.
+        if objective == "discrete":
+            score, unit = (lambda row: -row["code_length"]), "bit/px of code length"
+        else:
+            score, unit = (lambda row: row["density_rate"]), "bit/px of density rate"
+        if "mcgsm5" in by_model:
+            for ride in ("ride1", "ride2"):
+                if ride in by_model:
+                    gain = score(by_model[ride]) - score(by_model["mcgsm5"])
+                    checks.append(f"{MODEL_LABELS[ride]} {gain:+.3f} {unit} over the MCGSM 5 px "
+                                  f"({'met' if gain >= 0.05 else 'NOT met'}: +0.05)")
+        if "ride1" in by_model and "ride2" in by_model:
+            gain = score(by_model["ride2"]) - score(by_model["ride1"])
+            checks.append(f"2 layers {gain:+.3f} against 1 ({'met' if gain >= 0 else 'NOT met'})")
+        reference = {"textures": "JPEG-XL lossless", "photos": "JPEG-XL lossless",
+                     "flat_dead_leaves": "lzma"}.get(set_name)
+        if reference in found and by_model:
+            candidates = [(m, r) for m, r in by_model.items() if m.startswith("ride")] or list(by_model.items())
+            model, row = min(candidates, key=lambda item: item[1]["code_length"])
+            checks.append(f"{MODEL_LABELS[model]} code length {row['code_length']:.3f} against {reference} "
+                          f"{found[reference]:.3f} ({'met' if row['code_length'] < found[reference] else 'NOT met'})")
+        lines.append(f"- {label}: " + "; ".join(checks))
+    return "\n".join(lines)
+
+
 def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--render":
+        if len(argv) < 2:
+            raise SystemExit("--render: give the JSON files written by --output")
+        results_list = []
+        for path in argv[1:]:
+            try:
+                with open(path) as stream:
+                    results_list.append(json.load(stream))
+            except (OSError, ValueError) as error:
+                raise SystemExit(f"--render: cannot read {path}: {error}")
+        print(combined_tables(results_list))
+        return
     args = parse_args(argv)
     import tensorflow as tf  # after argparse, so that --help is fast
 
