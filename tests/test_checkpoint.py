@@ -52,31 +52,42 @@ RUN = textwrap.dedent("""
 """)
 
 
-def test_a_run_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+def kill_resume_and_rerun(tmp_path, source):
+    """Run the script `source` with mode "killed" (it SIGKILLs itself), then "resume" in a new process, then its
+    `run()` uninterrupted in this process.
+
+    Returns (the checkpoint's state after the kill, the resumed run's last line of output as JSON, its final
+    weights, what the uninterrupted `run()` returned).
+    """
     script = tmp_path / "run.py"
-    script.write_text(RUN.format(root=ROOT))
+    script.write_text(source.format(root=ROOT))
     directory = tmp_path / "checkpoint"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     killed = subprocess.run([sys.executable, str(script), str(directory), "killed"], capture_output=True,
                             text=True, env=env, timeout=600)
-    assert killed.returncode == -9, killed.stderr[-2000:]          # SIGKILL, in stage 2
+    assert killed.returncode == -9, killed.stderr[-2000:]          # SIGKILL
     state = json.loads((directory / "state.json").read_text())
-    assert len(state["stages"]) == 1 and not state["finished"]      # stage 1 was saved, stage 2 was not
     resumed = subprocess.run([sys.executable, str(script), str(directory), "resume"], capture_output=True,
                              text=True, env=env, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    # The same run without interruption, in this process.
     namespace = {}
-    exec(compile(RUN.format(root=ROOT), "run", "exec"), namespace)
-    model, stages = namespace["run"]()
+    exec(compile(source.format(root=ROOT), "run", "exec"), namespace)
+    uninterrupted = namespace["run"]()
     with np.load(directory / "final.npz") as final:
         weights = [final[f"arr_{k}"] for k in range(len(final.files))]
+    return state, json.loads(resumed.stdout.strip().splitlines()[-1]), weights, uninterrupted
+
+
+def test_a_run_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    state, kept, weights, (model, stages) = kill_resume_and_rerun(tmp_path, RUN)
+    assert len(state["stages"]) == 1 and not state["finished"]      # stage 1 was saved, stage 2 was not
     assert len(weights) == len(model.get_weights())
     for got, want in zip(weights, model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)
-    assert json.loads(resumed.stdout.strip().splitlines()[-1]) == [s.kept for s in stages]
+    assert kept == [s.kept for s in stages]
     # Only the newest weights file is kept, and no temporary file is left behind.
-    assert sorted(os.listdir(directory)) == ["final.npz", "state.json", f"weights-{state['generation'] + 2}.npz"]
+    assert sorted(os.listdir(tmp_path / "checkpoint")) == ["final.npz", "state.json",
+                                                           f"weights-{state['generation'] + 2}.npz"]
 
 
 def test_resuming_a_finished_run_changes_nothing_and_other_settings_are_refused(tmp_path):
@@ -188,27 +199,11 @@ FIT_RUN = textwrap.dedent("""
 
 def test_plain_fit_with_the_project_callbacks_killed_mid_epoch_resumes_and_matches(tmp_path):
     """FitCheckpoint: fit + PatchCurriculum + FinetuneMCGSM, SIGKILLed in epoch 2, resumed, equals a run without kill."""
-    script = tmp_path / "fit_run.py"
-    script.write_text(FIT_RUN.format(root=ROOT))
-    directory = tmp_path / "checkpoint"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    killed = subprocess.run([sys.executable, str(script), str(directory), "killed"], capture_output=True,
-                            text=True, env=env, timeout=600)
-    assert killed.returncode == -9, killed.stderr[-2000:]
-    state = json.loads((directory / "state.json").read_text())
+    state, losses, weights, (model, history) = kill_resume_and_rerun(tmp_path, FIT_RUN)
     assert state["kind"] == "fit" and state["epochs_done"] == 1           # epoch 1 saved, epoch 2 lost
-    resumed = subprocess.run([sys.executable, str(script), str(directory), "resume"], capture_output=True,
-                             text=True, env=env, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    namespace = {}
-    exec(compile(FIT_RUN.format(root=ROOT), "fit_run", "exec"), namespace)
-    model, history = namespace["run"]()
-    with np.load(directory / "final.npz") as final:
-        weights = [final[f"arr_{k}"] for k in range(len(final.files))]
     assert len(weights) == len(model.get_weights())
     for got, want in zip(weights, model.get_weights()):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-    losses = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert len(losses) == 3                                                # the history spans both runs
     np.testing.assert_allclose(losses, history["loss"], rtol=1e-4)
 
