@@ -207,6 +207,7 @@ def _check_model(model, owner):
 
     if not isinstance(model, RIDE):
         raise ValueError(f"{owner}: model must be a ride_tf.RIDE, got {type(model).__name__}.")
+    model.require_finite_weights(owner)
 
 
 def export_saved_model(model, path, max_sample_pixels=DEFAULT_MAX_SAMPLE_PIXELS, verbose=False):

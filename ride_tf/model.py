@@ -159,6 +159,20 @@ class RIDE(keras.Model):
                       skip_inputs=self.skip_inputs, objective=self.objective)
         return config
 
+    def require_finite_weights(self, owner):
+        """Raise ValueError (naming `owner` and the variables) if any weight is NaN or infinite."""
+        bad = [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
+        if bad:
+            raise ValueError(f"{owner}: {len(bad)} of the model's {len(self.weights)} weights are not finite "
+                             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); nothing was written. "
+                             "Restore good weights first (train() rolls back non-finite stages; a "
+                             "FitCheckpoint holds the last finished epoch).")
+
+    def save(self, filepath, *args, **kwargs):
+        """Keras `Model.save`, refusing a model whose weights are not finite (a saved model is never NaN)."""
+        self.require_finite_weights("RIDE.save")
+        return super().save(filepath, *args, **kwargs)
+
     @classmethod
     def from_config(cls, config):
         config = dict(config)

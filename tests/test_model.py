@@ -212,6 +212,24 @@ def test_save_and_load_give_identical_log_likelihoods(tmp_path, leaves):
     assert loaded.whitening.is_adapted
 
 
+def test_a_model_with_non_finite_weights_is_never_saved_or_exported(tmp_path, leaves):
+    from ride_tf.export import export_saved_model
+    from ride_tf.io import atomic_save_model
+
+    model = small_ride(num_layers=1)
+    model.adapt(leaves[0])
+    model.save(str(tmp_path / "good.keras"))
+    means = model.mcgsm.means.numpy()
+    means[0, 0] = np.nan
+    model.mcgsm.means.assign(means)
+    for save in (model.save, lambda path: atomic_save_model(model, path)):
+        with pytest.raises(ValueError, match="1 of the model's .* weights are not finite .*means"):
+            save(str(tmp_path / "bad.keras"))
+    with pytest.raises(ValueError, match="export_saved_model: 1 of the model's"):
+        export_saved_model(model, str(tmp_path / "exported"))
+    assert sorted(os.listdir(tmp_path)) == ["good.keras"]          # nothing else written, not even a temporary
+
+
 def test_evaluate_reports_the_log_likelihood_rate(leaves):
     model = small_ride(num_layers=1)
     model.adapt(leaves[0])
