@@ -168,6 +168,17 @@ class RIDE(keras.Model):
                              "Restore good weights first (train() rolls back non-finite stages; a "
                              "FitCheckpoint holds the last finished epoch).")
 
+    def non_finite_cause(self):
+        """Which of the model's parts can make its log-likelihoods non-finite, judged from its weights."""
+        bad = [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
+        if bad:
+            return (f"{len(bad)} of the model's weights are not finite ({', '.join(bad[:3])}"
+                    f"{', ...' if len(bad) > 3 else ''})")
+        if self.num_layers and self.cell == "paper":
+            return ("the weights are finite, so the spatial LSTM's memory cells overflowed (cell='paper' is "
+                    "unbounded where f_left + f_up > 1; the 'stable' cell cannot overflow)")
+        return "the weights are finite; an expert's scale or weight overflowed float32"
+
     def save(self, filepath, *args, **kwargs):
         """Keras `Model.save`, refusing a model whose weights are not finite (a saved model is never NaN)."""
         self.require_finite_weights("RIDE.save")
@@ -569,9 +580,8 @@ class RIDE(keras.Model):
             # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
             # an overflow (e.g. memory cells of the "paper" cell growing along the diagonals).
             raise FloatingPointError(
-                f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite; the "
-                "model's weights are non-finite or its spatial LSTM states overflowed on images of "
-                f"{height} x {width} pixels (cell={self.cell!r}; the 'stable' cell cannot overflow).")
+                f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite on images of "
+                f"{height} x {width} pixels: {self.non_finite_cause()}.")
         return self._crop(log_prob_map, region)
 
     def log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
