@@ -305,14 +305,24 @@ def combined_tables(results_list):
     two layers at least as good as one, the best code length below JPEG-XL
     lossless (textures, photos) and below lzma (flat dead leaves).
     """
-    rows = []   # (set, objective, {model: row}, codecs)
+    merged = {}   # (set, objective) -> ({model: row}, codecs); a later file's row of a model replaces an earlier one
     for results in results_list:
         for set_name, entry in results["sets"].items():
-            objectives = sorted({r["objective"] for r in entry["rows"] if r["objective"]}) or [None]
-            for objective in objectives:
-                by_model = {r["model"]: r for r in entry["rows"]
-                            if r["objective"] in (objective, None) and r.get("architecture") in (None, "skip")}
-                rows.append((set_name, objective, by_model, entry.get("codecs", {})))
+            objectives = sorted({r["objective"] for r in entry["rows"] if r["objective"]})
+            for objective in objectives or [None]:
+                by_model, codecs = merged.setdefault((set_name, objective), ({}, {}))
+                by_model.update({r["model"]: r for r in entry["rows"]
+                                 if r["objective"] in (objective, None) and r.get("architecture") in (None, "skip")})
+                codecs.update(entry.get("codecs", {}))
+    # A set's Gaussian row (no objective) from a file without trained models joins the set's other rows.
+    for (set_name, objective), (by_model, codecs) in list(merged.items()):
+        others = [key for key in merged if key[0] == set_name and key[1] is not None]
+        if objective is None and others:
+            for key in others:
+                merged[key][0].update({m: r for m, r in by_model.items() if m not in merged[key][0]})
+                merged[key][1].update({c: v for c, v in codecs.items() if c not in merged[key][1]})
+            del merged[(set_name, objective)]
+    rows = [(set_name, objective, by_model, codecs) for (set_name, objective), (by_model, codecs) in merged.items()]
     models = [m for m in MODELS if any(m in r[2] for r in rows)]
     codecs = [c for c in CODECS if any(c in r[3] for r in rows)]
     lines = ["| code length [bit/px], smaller is better | trained for | "
