@@ -408,7 +408,10 @@ class RIDE(keras.Model):
             return tf.identity(images)
 
     def assert_finite_loss(self, loss):
-        """The loss, with an assert op that stops `fit`/`evaluate` with a clear message when it is not finite."""
+        """The loss, with an assert op that stops `fit`/`evaluate` with a clear message when it is not finite.
+
+        The loss's gradient waits for the assert too, so the step that fails applies no update.
+        """
         if self.num_layers and self.cell == "paper":
             cause = ("the spatial LSTM's memory cells overflowed (cell='paper' is unbounded where "
                      "f_left + f_up > 1; cell='stable' cannot overflow) or the weights became non-finite")
@@ -420,8 +423,19 @@ class RIDE(keras.Model):
             return loss
         check = tf.debugging.assert_equal(tf.math.is_finite(loss), True,
                                           message=f"RIDE: the loss is not finite: {cause}")
-        with tf.control_dependencies([check]):
-            return tf.identity(loss)
+
+        # Every gradient flows from d loss, so making it wait for the check keeps the optimizer from
+        # applying a non-finite step: a failed step leaves the weights as they were.
+        @tf.custom_gradient
+        def checked(value):
+            with tf.control_dependencies([check]):
+                out = tf.identity(value)
+
+            def grad(upstream):
+                with tf.control_dependencies([check]):
+                    return tf.identity(upstream)
+            return out, grad
+        return checked(loss)
 
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""

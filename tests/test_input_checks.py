@@ -120,9 +120,13 @@ def test_a_non_finite_loss_stops_fit_with_a_message_naming_the_spatial_lstm(imag
     paper = tiny_ride(cell="paper")
     paper.compile(optimizer="sgd")
     paper.slstms[0].kernel.assign(np.full(paper.slstms[0].kernel.shape, np.nan, np.float32))
+    before = [w.copy() for w in paper.get_weights()]
     with pytest.raises(tf.errors.InvalidArgumentError, match="loss is not finite: the spatial LSTM"):
         paper.fit(images, batch_size=4, epochs=1, verbose=0)
-    with pytest.raises(FloatingPointError, match="spatial LSTM"):
+    # The failed step applied nothing: every weight is as before (the NaN kernel included).
+    for got, want in zip(paper.get_weights(), before):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(FloatingPointError, match=r"1 of the model's weights are not finite \(\S*spatial_lstm\S*/kernel\)"):
         paper.pixel_log_prob(images)
 
 
