@@ -26,6 +26,7 @@ sys.path.insert(0, ROOT)
 
 
 def rss_mb():
+    """Current resident memory of this process (VmRSS), MB."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):

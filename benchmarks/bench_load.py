@@ -39,19 +39,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+from bench_large_images import rss_mb  # noqa: E402  (the script's folder is on sys.path)
+
 ROUTES = ("python", "savedmodel")
 SIZE = 256
 SEED = 2024
 TOLERANCE = 1e-5
-
-
-def rss_mb():
-    """Current resident memory of this process (VmRSS), MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def peak_rss_mb():

@@ -395,7 +395,7 @@ def main(argv=None):
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
 
     started = time.time()
-    results = dict(command=" ".join([os.path.basename(sys.argv[0])] + (sys.argv[1:] if argv is None else argv)),
+    results = dict(command=" ".join([os.path.basename(sys.argv[0])] + argv),
                    settings={k: v for k, v in vars(args).items()}, sets={})
     for set_name in args.sets:
         run_set(set_name, args, results)

@@ -23,6 +23,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -139,13 +140,14 @@ class FitCheckpoint(keras.callbacks.Callback):
         self.delete_on_end, self.verbose = bool(delete_on_end), int(verbose)
         self.history = {}
         self._first_epoch = self._epochs_done = 0
+        self._logs = None             # the last finished epoch's logs, not yet in `history`
 
     @property
     def directory(self):
         return self.checkpoint.directory
 
     def on_train_begin(self, logs=None):
-        self.history, self._first_epoch, self._epochs_done = {}, 0, 0
+        self.history, self._first_epoch, self._epochs_done, self._logs = {}, 0, 0, None
         if not self.checkpoint.exists():
             return
         state, weights, _, optimizer_values = self.checkpoint.load()
@@ -185,12 +187,10 @@ class FitCheckpoint(keras.callbacks.Callback):
         if self._epochs_done > self._first_epoch:
             self._save()
         if self.delete_on_end:
-            import shutil
-
             shutil.rmtree(self.directory, ignore_errors=True)
 
     def _save(self):
-        if getattr(self, "_logs", None) is not None:
+        if self._logs is not None:
             for name, value in self._logs.items():
                 value = np.asarray(value, np.float64)
                 if value.size == 1:

@@ -169,7 +169,7 @@ def _train(args):
                             checkpoint_dir=args.checkpoint_dir, resume=args.resume, objective=args.objective)
     from_baseline = model.mcgsm_reads_inputs    # then the start, the fitted MCGSM, is a valid result too
     if (not any(s.kept for s in stages) and not from_baseline) or \
-            not all(np.isfinite(w).all() for w in model.get_weights()):
+            model.non_finite_weights():
         raise CommandError("training produced no stage with a finite validation rate; nothing was saved")
     atomic_save_model(model, args.output)       # under a temporary name, then renamed
     if not any(s.kept for s in stages):

@@ -159,21 +159,28 @@ class RIDE(keras.Model):
                       skip_inputs=self.skip_inputs, objective=self.objective)
         return config
 
+    def non_finite_weights(self):
+        """The paths of the weights that hold a NaN or an infinity (an empty list for a sound model)."""
+        return [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
+
+    @staticmethod
+    def _name_some(paths):
+        return ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+
     def require_finite_weights(self, owner):
         """Raise ValueError (naming `owner` and the variables) if any weight is NaN or infinite."""
-        bad = [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
+        bad = self.non_finite_weights()
         if bad:
             raise ValueError(f"{owner}: {len(bad)} of the model's {len(self.weights)} weights are not finite "
-                             f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); nothing was written. "
+                             f"({self._name_some(bad)}); nothing was written. "
                              "Restore good weights first (train() rolls back non-finite stages; a "
                              "FitCheckpoint holds the last finished epoch).")
 
     def non_finite_cause(self):
         """Which of the model's parts can make its log-likelihoods non-finite, judged from its weights."""
-        bad = [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
+        bad = self.non_finite_weights()
         if bad:
-            return (f"{len(bad)} of the model's weights are not finite ({', '.join(bad[:3])}"
-                    f"{', ...' if len(bad) > 3 else ''})")
+            return f"{len(bad)} of the model's weights are not finite ({self._name_some(bad)})"
         if self.num_layers and self.cell == "paper":
             return ("the weights are finite, so the spatial LSTM's memory cells overflowed (cell='paper' is "
                     "unbounded where f_left + f_up > 1; the 'stable' cell cannot overflow)")

@@ -412,9 +412,8 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
             raise ValueError(f"train: the checkpoint in {checkpoint_dir!r} was written with other settings "
                              f"({', '.join(different)}); resume with the same call, or start afresh.")
         model.set_weights(restored[1])
-    if restored is not None:
-        pass                                        # whitening, baseline start: part of the restored weights
-    elif not model.whitening.is_adapted:
+    # A restored run has its whitening (and its baseline start) in the restored weights.
+    if restored is None and not model.whitening.is_adapted:
         if isinstance(baseline, RIDE):
             model.whitening.set_weights(baseline.whitening.get_weights())
         else:
@@ -536,8 +535,9 @@ def train(model, images, validation_images=None, patch_sizes=NATURAL_IMAGE_PATCH
                         raise FloatingPointError(f"fine-tuning: {failure}") from None
                     raise
                 finetune_rate = result.validation_rate
-            if not all(np.isfinite(w).all() for w in model.get_weights()):
-                raise FloatingPointError("the weights became non-finite")
+            bad = model.non_finite_weights()
+            if bad:
+                raise FloatingPointError(f"the weights became non-finite ({', '.join(bad[:3])})")
             val, code_length = validation_scores(model, validation_images, objective, seed)
         except (FloatingPointError, tf.errors.InvalidArgumentError) as failure:
             if isinstance(failure, tf.errors.InvalidArgumentError) and "not finite" not in str(failure):

@@ -219,9 +219,11 @@ def test_a_model_with_non_finite_weights_is_never_saved_or_exported(tmp_path, le
     model = small_ride(num_layers=1)
     model.adapt(leaves[0])
     model.save(str(tmp_path / "good.keras"))
+    assert model.non_finite_weights() == []
     means = model.mcgsm.means.numpy()
     means[0, 0] = np.nan
     model.mcgsm.means.assign(means)
+    assert model.non_finite_weights() == [model.mcgsm.means.path]
     for save in (model.save, lambda path: atomic_save_model(model, path)):
         with pytest.raises(ValueError, match="1 of the model's .* weights are not finite .*means"):
             save(str(tmp_path / "bad.keras"))

@@ -144,10 +144,7 @@ def test_train_starts_from_the_baseline_and_reports_it(leaves):
 
 def test_sample_patches_and_train_refuse_bad_sizes_with_a_clear_message():
     """Images smaller than the patch in both directions, and non-integer or empty settings, are refused."""
-    import numpy as np
-    import pytest
-
-    from ride_tf import RIDE, training
+    from ride_tf import training
 
     with pytest.raises(ValueError, match="smaller than the patch size 8"):
         training.sample_patches([np.zeros((5, 5), np.uint8), np.zeros((3, 6), np.uint8)], 8, 3)
