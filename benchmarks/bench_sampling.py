@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ride_tf import RIDE, datasets, geometry  # noqa: E402
-from ride_tf.sampling import ONE_MINUS, draws  # noqa: E402
+from ride_tf.evaluation import traced  # noqa: E402
+from ride_tf.wavefront.sampling import ONE_MINUS, draws  # noqa: E402
 
 
 def raster_sampler(model):
@@ -110,7 +111,7 @@ def main(argv=None):
     n, size = args.num, args.size
     pixels = n * size * size
     images = np.random.default_rng(0).random((n, size, size, 1)).astype(np.float32)
-    forward = model._graph("pixel_log_prob", lambda im: model(im))
+    forward = traced(model, "pixel_log_prob", lambda im: model(im))
     t_forward = timed(lambda: forward(images).numpy(), args.repeats)
     t_wave = timed(lambda: model.sample(n, size, size, seed=1), args.repeats)
     raster = raster_sampler(model)

@@ -58,7 +58,7 @@ def _worker(args):
     on_gpu = bool(tf.config.list_logical_devices("GPU"))
 
     if args.worker == "lstm":
-        from ride_tf.spatial_lstm import SpatialLSTM
+        from ride_tf.nn.spatial_lstm import SpatialLSTM
 
         import keras
 

@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ride_tf import RIDE, datasets, ensemble_log_likelihood_rate, geometry  # noqa: E402
+from ride_tf import RIDE, datasets, ensemble_log_likelihood_rate, evaluation  # noqa: E402
 from ride_tf.io import atomic_save_model, atomic_savefig, atomic_write_json, atomic_write_text  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
@@ -111,9 +111,8 @@ def main(argv=None):
     def record(name, kind, nb_size, model):
         atomic_save_model(model, os.path.join(args.output, f"{kind}_{nb_size}px.keras"))
         pixel_map = model.pixel_log_prob(test_images, seed=1)
-        rate = float(model._rate(pixel_map).mean())
-        rows, cols = geometry.valid_slices(nb_size)
-        valid = float(model._rate(pixel_map[:, rows, cols]).mean())
+        rate = float(evaluation.rate(model, pixel_map).mean())
+        valid = float(evaluation.rate(model, evaluation.crop(model, pixel_map, "valid")).mean())
         results.append(dict(model=name, kind=kind, nb_size=nb_size, rate=rate, rate_valid=valid,
                             minutes=(time.time() - start) / 60))
         print(f"{name:40s} {rate:.3f} bit/px (valid region {valid:.3f})   "

@@ -1,34 +1,54 @@
 """ride_tf: RIDE, the recurrent image density estimator (Theis & Bethge, NIPS 2015), in TensorFlow/Keras.
 
-Modules, bottom to top:
-  datasets, preprocessing, neighbourhoods, whitening   data and the paper's data protocol
-  distributions, mcgsm, spatial_lstm                   the building blocks (eqs. 3-7)
-  geometry                                             padding, wavefronts, the eight dihedral maps
-  model                                                `RIDE` (and its MCGSM baseline)
-  sampling, inpainting, ensemble                       wavefront sampling, inpainting, ensembles (8 rotations/flips)
-  finetune, training, cli                              L-BFGS fine-tuning, the training recipe, `ride-tf`
-  wavefront, discrete, codec                           exact compressed sizes and the lossless codec
-  export                                               SavedModel export for TF Serving
-  pretrained                                           shipped trained models: `ride_tf.pretrained("gray")`
+Importing the package is cheap: the names below are imported on first use
+(``ride_tf.RIDE``, ``from ride_tf import RIDE``), so the command line answers
+``--help`` without starting TensorFlow, and TensorFlow's start-up lines are
+filtered (`ride_tf.runtime`).  Model files (``.keras``) load with
+`ride_tf.load_model` or ``keras.models.load_model`` (the classes register
+with Keras when Keras is imported, `ride_tf.runtime.register_models_with_keras`).
+
+Layers, bottom to top (docs/architecture.md):
+  checks, defaults, lazy_imports, runtime, io     no TensorFlow
+  data                                            data sets, image files, streaming
+  quantization, geometry, preprocessing,          the data protocol, pixel geometry
+  neighbourhoods
+  nn                                              whitening, spatial LSTM, MCGSM (eqs. 3-7)
+  model, evaluation                               `RIDE` and its NumPy-facing maps and rates
+  wavefront, discrete, ensemble                   sampling, inpainting, exact sizes, ensembles
+  training, codec, export, pretrained             the recipe, the lossless codec, SavedModels, shipped models
+  cli                                             `ride-tf`
 """
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from ride_tf.lazy_imports import lazy_exports
+from ride_tf.runtime import quiet_tensorflow_import, register_models_with_keras
 
-from ride_tf import codec, datasets, discrete, geometry, pretrained, training  # noqa: E402
-from ride_tf.codec import CodecError, compress, decompress  # noqa: E402
-from ride_tf.discrete import compressed_size_bits  # noqa: E402
-from ride_tf.ensemble import ensemble_log_likelihood_rate, ensemble_log_prob  # noqa: E402
-from ride_tf.distributions import MCGSMDistribution  # noqa: E402
-from ride_tf.export import export_saved_model  # noqa: E402
-from ride_tf.finetune import FinetuneResult, finetune_mcgsm  # noqa: E402
-from ride_tf.mcgsm import MCGSM  # noqa: E402
-from ride_tf.model import RIDE  # noqa: E402
-from ride_tf.spatial_lstm import SpatialLSTM  # noqa: E402
-from ride_tf.whitening import ConditionalWhitening  # noqa: E402
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow_import()
 
 __version__ = "0.1.0"
-__all__ = ["RIDE", "MCGSM", "MCGSMDistribution", "SpatialLSTM", "ConditionalWhitening",
-           "finetune_mcgsm", "FinetuneResult", "datasets", "geometry", "pretrained", "training",
-           "ensemble_log_likelihood_rate", "ensemble_log_prob", "export_saved_model",
-           "codec", "discrete", "compress", "decompress", "CodecError", "compressed_size_bits"]
+
+_EXPORTS = {
+    "RIDE": "ride_tf.model",
+    "load_model": "ride_tf.model",
+    "MCGSM": "ride_tf.nn.mcgsm",
+    "MCGSMDistribution": "ride_tf.nn.distributions",
+    "SpatialLSTM": "ride_tf.nn.spatial_lstm",
+    "SpatialLSTMCell": "ride_tf.nn.spatial_lstm",
+    "ConditionalWhitening": "ride_tf.nn.whitening",
+    "finetune_mcgsm": "ride_tf.training.finetune",
+    "FinetuneResult": "ride_tf.training.finetune",
+    "ensemble_log_likelihood_rate": "ride_tf.ensemble",
+    "ensemble_log_prob": "ride_tf.ensemble",
+    "export_saved_model": "ride_tf.export",
+    "compress": "ride_tf.codec",
+    "decompress": "ride_tf.codec",
+    "CodecError": "ride_tf.codec",
+    "compressed_size_bits": "ride_tf.discrete",
+    **{name: f"ride_tf.{name}" for name in (
+        "checks", "codec", "data", "datasets", "defaults", "discrete", "ensemble", "evaluation", "export",
+        "geometry", "io", "nn", "pretrained", "quantization", "training", "wavefront")},
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+register_models_with_keras()

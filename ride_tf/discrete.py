@@ -39,33 +39,21 @@ instead of integrating over the bins.
 
 Shapes: M pixels, K = num_components * num_scales experts, C channels.
 """
-import collections
 import math
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from ride_tf import geometry
-from ride_tf.preprocessing import LN2, check_images
+from ride_tf import evaluation, geometry
+from ride_tf.checks import check_choice, check_images, check_verbose
+from ride_tf.defaults import REGIONS
+from ride_tf.nn.mcgsm import IntensityMixture
+from ride_tf.quantization import LN2, NUM_BINS, bin_centres
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
            "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
            "compressed_size_bits", "bin_centres"]
-
-NUM_BINS = 256
-
-IntensityMixture = collections.namedtuple("IntensityMixture", ["log_weights", "means", "regressions", "stddevs"])
-IntensityMixture.__doc__ = """A pixel's mixture of Gaussians in intensities (float64).
-
-log_weights [M, K] (normalised), means [M, K, C]; regressions [K, C, C]
-(row c: the coefficients of channels < c in channel c's conditional mean,
-zero elsewhere) and stddevs [K, C] (channel c's conditional standard deviation)."""
-
-
-def bin_centres(values):
-    """uint8 values k (tensor) -> float32 intensities (k + 1/2) / 256, the context a decoder knows."""
-    return (tf.cast(values, tf.float32) + 0.5) / NUM_BINS
 
 
 def _bin_edges(values, dtype):
@@ -113,61 +101,26 @@ def normal_bin_log_mass(lower, upper):
 def mixture_constants(model, dtype=tf.float64):
     """What the intensity mixtures of all pixels share: (W^-1 [C, C], regressions [K, C, C], stddevs [K, C]).
 
-    Computed in float64 and returned in `dtype`.  Compute it once (e.g.
-    before a loop over wavefronts) and pass it to `intensity_mixture`.
+    Compute it once (e.g. before a loop over wavefronts) and pass it to `intensity_mixture`.
     """
-    f64 = tf.float64
-    w_inv = tf.linalg.inv(tf.cast(model.whitening.output_whitening, f64))                    # [C, C]
-    _, _, precision_cholesky = model.mcgsm.distribution_parameters(
-        tf.zeros([1, model.mcgsm.dim_in], model.compute_dtype))
-    chol = tf.linalg.band_part(tf.cast(precision_cholesky, f64), -1, 0)                      # [K, C, C]
-    eye = tf.eye(model.num_channels, dtype=f64)
-    chol_inv = tf.linalg.triangular_solve(chol, tf.broadcast_to(eye, tf.shape(chol)), lower=True)
-    a = tf.matmul(w_inv, chol_inv, transpose_b=True)                                          # W^-1 P^-T
-    covariance = tf.matmul(a, a, transpose_b=True)                                            # [K, C, C]
-    regressions, stddevs = _conditionals(covariance, model.num_channels)
-    return tuple(tf.cast(t, dtype) for t in (w_inv, regressions, stddevs))
+    w_inv = model.whitening.output_unwhitening(tf.float64)
+    return (tf.cast(w_inv, dtype),) + model.mcgsm.intensity_constants(w_inv, dtype)
 
 
 def intensity_mixture(model, h, x_hat, constants=None, dtype=tf.float64):
-    """The MCGSM of each pixel in intensities (see the module docstring).
+    """The MCGSM of each pixel in intensities (`MCGSM.intensity_mixture`, see the module docstring).
 
     Args:
       model: a `ride_tf.RIDE`.
       h: [M, dim_h] the MCGSM's inputs; x_hat: [M, P * C] the whitened neighbourhoods.
       constants: `mixture_constants(model, dtype)`, if already computed.
-      dtype: of the result (float64 for exact sizes; the codec's tables use float32).
+      dtype: of the result (float64 for exact sizes, float32 for training losses).
     Returns:
       IntensityMixture.
     """
-    f64 = dtype
     w_inv, regressions, stddevs = mixture_constants(model, dtype) if constants is None else constants
-    gate_logits, loc, _ = model.mcgsm.distribution_parameters(h)
-    prediction = tf.cast(model.whitening.prediction(x_hat), f64)                              # [M, C]
-    if model.num_channels == 1:
-        means = prediction[:, None, :] + w_inv[0, 0] * tf.cast(loc, f64)                        # [M, K, 1]
-    else:
-        means = prediction[:, None, :] + tf.linalg.matvec(w_inv, tf.cast(loc, f64))           # [M, K, C]
-    log_weights = tf.nn.log_softmax(tf.cast(gate_logits, f64), axis=-1)
-    return IntensityMixture(log_weights, means, regressions, stddevs)
-
-
-def _conditionals(covariance, num_channels):
-    """Regression coefficients [K, C, C] and conditional standard deviations [K, C] of each channel on the earlier ones."""
-    rows, stds = [], []
-    num = tf.shape(covariance)[0]
-    for c in range(num_channels):
-        if c == 0:
-            coefficients = tf.zeros([num, 0], covariance.dtype)
-            variance = covariance[:, 0, 0]
-        else:
-            s_pp = covariance[:, :c, :c]
-            s_pc = covariance[:, :c, c]
-            coefficients = tf.linalg.solve(s_pp, s_pc[..., None])[..., 0]                   # [K, c]
-            variance = covariance[:, c, c] - tf.reduce_sum(coefficients * s_pc, -1)
-        rows.append(tf.pad(coefficients, [[0, 0], [0, num_channels - c]]))
-        stds.append(tf.sqrt(variance))
-    return tf.stack(rows, axis=1), tf.stack(stds, axis=1)
+    return model.mcgsm.intensity_mixture(h, model.whitening.prediction(x_hat), w_inv, (regressions, stddevs),
+                                         dtype)
 
 
 def channel_moments(mixture, channel, previous=None):
@@ -317,20 +270,20 @@ def pixel_log_mass(model, images, region="full", verbose=0):
     """log P(k_ij | k_<ij) in nats of every pixel of uint8 images, NumPy float64 [N, H, W].
 
     region="valid" keeps the paper's region (as `RIDE.pixel_log_prob`);
-    large images are evaluated in tiles (`RIDE.pixel_map`).
+    large images are evaluated in tiles (`ride_tf.evaluation.pixel_map`).
     """
-    if region not in ("full", "valid"):
-        raise ValueError(f"pixel_log_mass: region must be 'full' or 'valid', got {region!r}.")
+    check_choice("pixel_log_mass", "region", region, REGIONS)
+    check_verbose("pixel_log_mass", verbose)
     nb_size = model.nb_size if region == "valid" else None
     images = _check_uint8(images, model, "images", nb_size)
     model.whitening.require_adapted("compressed size")
-    centres = bin_centres(images).numpy()
-    log_masses = model.pixel_map(centres, "log_mass", log_mass_head(model), verbose)
+    centres = bin_centres(images)
+    log_masses = evaluation.pixel_map(model, centres, "log_mass", log_mass_head(model), verbose)
     if not np.isfinite(log_masses).all():
         bad = int((~np.isfinite(log_masses)).sum())
         raise FloatingPointError(f"pixel_log_mass: {bad} of {log_masses.size} log-masses are not finite "
                                  "(non-finite model weights?).")
-    return model._crop(log_masses, region)
+    return evaluation.crop(model, log_masses, region)
 
 
 def compressed_size_bits(model, images, verbose=0):

@@ -17,7 +17,9 @@ never above the best member's (on that image).
 import numpy as np
 
 from ride_tf import geometry
-from ride_tf.preprocessing import prepare_images, to_bits_per_pixel
+from ride_tf.checks import check_bool, check_seed
+from ride_tf.preprocessing import prepare_images
+from ride_tf.quantization import to_bits_per_pixel
 
 __all__ = ["ensemble_log_prob", "ensemble_log_likelihood_rate", "member_log_probs"]
 
@@ -26,6 +28,9 @@ def _as_models(models):
     models = list(models) if isinstance(models, (list, tuple)) else [models]
     if not models:
         raise ValueError("ensemble: needs at least one model.")
+    for k, model in enumerate(models):
+        if not all(hasattr(model, name) for name in ("log_prob", "num_channels")):
+            raise ValueError(f"ensemble: models[{k}] must be a ride_tf.RIDE, got {type(model).__name__}.")
     channels = {m.num_channels for m in models}
     if len(channels) != 1:
         raise ValueError(f"ensemble: the models have different numbers of channels {sorted(channels)}.")
@@ -39,6 +44,7 @@ def member_log_probs(models, images, noise=True, seed=None, transforms=range(8))
     floats in [0, 1] are used as given.
     """
     models = _as_models(models)
+    noise, seed = check_bool("ensemble", "noise", noise), check_seed("ensemble", seed)
     images = prepare_images(images, models[0].num_channels, noise=noise, seed=seed)
     out = np.empty((len(images), len(models), len(transforms)))
     for k, index in enumerate(transforms):

@@ -56,9 +56,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ride_tf import geometry
-from ride_tf.io import atomic_directory, load_ride_model
-from ride_tf.preprocessing import LN2, check_integer, dequantize, quantize
+from ride_tf import discrete, geometry
+from ride_tf.checks import check_integer
+from ride_tf.io import atomic_directory
+from ride_tf.model import RIDE, load_model
+from ride_tf.quantization import LN2, dequantize, quantize
+from ride_tf.wavefront.sampling import draws, wavefront_sample
 
 __all__ = ["export_saved_model", "export_command", "SIGNATURES", "DEFAULT_MAX_SAMPLE_PIXELS"]
 
@@ -171,17 +174,13 @@ class _Endpoints:
         sum over every pixel of -log2 P(k_ij | k_<ij), the mass of the pixel's
         8-bit bin (`ride_tf.discrete`), as `ride_tf.discrete.compressed_size_bits`.
         """
-        from ride_tf.discrete import log_mass_map
-
         images = _check_images(images, self.channels, "compressed_size")
-        log_masses = _finite(tf.cast(log_mass_map(self.model, images), tf.float64), "compressed_size",
+        log_masses = _finite(tf.cast(discrete.log_mass_map(self.model, images), tf.float64), "compressed_size",
                              self.model.cell, "log-masses")
         return {"bits": -tf.reduce_sum(log_masses, axis=[1, 2]) / LN2}
 
     def sample(self, num_samples, height, width, seed):
         """int32 scalars -> images: uint8 [num_samples, height, width, C], as `RIDE.sample` with that seed."""
-        from ride_tf.sampling import draws, wavefront_sample
-
         num_samples = _check_scalar(num_samples, "sample", "num_samples", 1)
         height = _check_scalar(height, "sample", "height", 1)
         width = _check_scalar(width, "sample", "width", 1)
@@ -203,8 +202,6 @@ class _Endpoints:
 
 
 def _check_model(model, owner):
-    from ride_tf.model import RIDE
-
     if not isinstance(model, RIDE):
         raise ValueError(f"{owner}: model must be a ride_tf.RIDE, got {type(model).__name__}.")
     model.require_finite_weights(owner)
@@ -279,7 +276,7 @@ def export_command(model_path, directory, version=None, max_sample_pixels=DEFAUL
         raise ValueError(f"export: version must be a positive integer, got {version!r}")
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ValueError(f"{directory}: exists and is not a directory")
-    model = load_ride_model(model_path)
+    model = load_model(model_path)
     if version is None:
         version = (_versions(directory) or [0])[-1] + 1
     target = os.path.join(directory, str(int(version)))

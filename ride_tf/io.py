@@ -21,7 +21,7 @@ import shutil
 import uuid
 
 __all__ = ["atomic_path", "atomic_directory", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_save_model", "atomic_savefig", "atomic_write_png", "is_temporary_name"]
+           "atomic_save_model", "atomic_savefig", "atomic_write_png", "is_temporary_name", "check_model_path"]
 
 _TMP_MARK = ".tmp-"
 
@@ -182,23 +182,25 @@ def atomic_directory(path, owner="write"):
         shutil.rmtree(temporary, ignore_errors=True)
 
 
-def load_ride_model(path):
-    """A `ride_tf.RIDE` from a .keras file, or ValueError saying why not (missing, not a file,
-    not a Keras file, or a Keras model that is not a RIDE).  The one loader of the CLI and `export`."""
-    import keras
-
-    from ride_tf.model import RIDE
-
+def check_model_path(path):
+    """`path` (a str) if it names an existing regular file, else ValueError "PATH: no such model file" /
+    "PATH: not a regular file"."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such model file")
     if not os.path.isfile(path):
         raise ValueError(f"{path}: not a regular file")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:   # Keras raises many kinds for foreign or damaged files
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"{path}: not a ride-tf model file ({reason[:200]})") from None
-    if not isinstance(model, RIDE):
-        raise ValueError(f"{path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
-    return model
+    return path
+
+
+def __getattr__(name):
+    # `load_ride_model` moved to `ride_tf.model.load_model` (this module stays below the model).
+    if name == "load_ride_model":
+        import warnings
+
+        warnings.warn("ride_tf.io.load_ride_model is deprecated; use ride_tf.load_model", DeprecationWarning,
+                      stacklevel=2)
+        from ride_tf.model import load_model  # noqa: layering (deprecated alias)
+
+        return load_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

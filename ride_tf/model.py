@@ -22,41 +22,27 @@ Regions: ``region="full"`` (default) scores all H x W pixels;
 ``region="valid"`` scores the paper's protocol, rows r..H-1 and columns
 r..W-1-r, on the same model (the same conditionals, cut out of the full map).
 """
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ride_tf import geometry
-from ride_tf.mcgsm import MCGSM
+from ride_tf import discrete, evaluation, geometry
+from ride_tf.checks import check_bool, check_choice, check_integer
+from ride_tf.defaults import CELLS, MODEL, OBJECTIVES, REGIONS
+from ride_tf.io import check_model_path
 from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
-from ride_tf.preprocessing import check_images, check_integer, dequantize, prepare_images, to_bits_per_pixel
-from ride_tf.spatial_lstm import CELLS, LEGACY_CELL, SpatialLSTM
-from ride_tf.whitening import ConditionalWhitening
-from ride_tf.preprocessing import check_bool, check_image_tensor, check_seed  # noqa: E402  (input checks)
+from ride_tf.nn.mcgsm import MCGSM
+from ride_tf.nn.spatial_lstm import LEGACY_CELL, SpatialLSTM
+from ride_tf.nn.whitening import ConditionalWhitening
+from ride_tf.preprocessing import check_image_tensor
+from ride_tf.quantization import dequantize, to_bits_per_pixel
+from ride_tf.training.finetune import finetune_model
+from ride_tf.wavefront import inpainting, sampling
 
-__all__ = ["RIDE", "REGIONS", "OBJECTIVES"]
+__all__ = ["RIDE", "REGIONS", "OBJECTIVES", "load_model"]
 
-REGIONS = ("full", "valid")
 # First half of the stateless seed of the dequantization noise in `fit` (the second: the optimizer's step).
 TRAINING_NOISE_SALT = 0x5249444554
-
-# What Keras fit/evaluate optimise on uint8 input: the density of dequantized
-# pixels (the paper's rate) or the probability of the 8-bit values (code length).
-OBJECTIVES = ("density", "discrete")
-
-# Pixels evaluated per graph call by the NumPy-facing methods (bounds memory):
-# whole images are batched up to this many pixels, larger images are cut into
-# tiles of about this many pixels that pass their LSTM states on.
-_PIXELS_PER_BATCH = 1 << 17
-_TILE_WIDTH = 512
-
-
-def _check_region(region):
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {REGIONS}, got {region!r}.")
-    return region
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -96,9 +82,11 @@ class RIDE(keras.Model):
     paper's number, larger is better).
     """
 
-    def __init__(self, num_channels=1, num_hiddens=64, num_layers=1, num_components=32, num_scales=4,
-                 num_features=32, nb_size=5, extended=False, cell="stable", skip_inputs=True,
-                 objective="density", **kwargs):
+    def __init__(self, num_channels=MODEL["num_channels"], num_hiddens=MODEL["num_hiddens"],
+                 num_layers=MODEL["num_layers"], num_components=MODEL["num_components"],
+                 num_scales=MODEL["num_scales"], num_features=MODEL["num_features"], nb_size=MODEL["nb_size"],
+                 extended=MODEL["extended"], cell=MODEL["cell"], skip_inputs=MODEL["skip_inputs"],
+                 objective=MODEL["objective"], **kwargs):
         super().__init__(**kwargs)
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),
                                  ("num_layers", num_layers, 0), ("num_components", num_components, 1),
@@ -108,12 +96,9 @@ class RIDE(keras.Model):
             raise ValueError(f"RIDE: nb_size must be odd, got {nb_size}.")
         if num_features is not None:
             check_integer("RIDE", "num_features", num_features, 1)
-        if not isinstance(extended, (bool, np.bool_)):
-            raise ValueError(f"RIDE: extended must be True or False, got {extended!r}.")
-        if cell not in CELLS:
-            raise ValueError(f"RIDE: cell must be one of {CELLS}, got {cell!r}.")
-        if not isinstance(skip_inputs, (bool, np.bool_)):
-            raise ValueError(f"RIDE: skip_inputs must be True or False, got {skip_inputs!r}.")
+        check_bool("RIDE", "extended", extended)
+        check_choice("RIDE", "cell", cell, CELLS)
+        check_bool("RIDE", "skip_inputs", skip_inputs)
         self.num_channels = int(num_channels)
         self.num_hiddens = int(num_hiddens)
         self.num_layers = int(num_layers)
@@ -134,7 +119,6 @@ class RIDE(keras.Model):
         self.mcgsm = MCGSM(self.num_components, self.num_scales, self.num_features,
                            dim_out=self.num_channels, name="mcgsm", dtype=policy)
         self.bits_per_pixel_tracker = keras.metrics.Mean(name="bits_per_pixel")
-        self._graph_functions = {}
         self.build((None, None, None, self.num_channels))
 
     # ----------------------------------------------------------------- Keras
@@ -163,16 +147,13 @@ class RIDE(keras.Model):
         """The paths of the weights that hold a NaN or an infinity (an empty list for a sound model)."""
         return [v.path for v in self.weights if not np.isfinite(np.asarray(v.numpy(), np.float64)).all()]
 
-    @staticmethod
-    def _name_some(paths):
-        return ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
 
     def require_finite_weights(self, owner):
         """Raise ValueError (naming `owner` and the variables) if any weight is NaN or infinite."""
         bad = self.non_finite_weights()
         if bad:
             raise ValueError(f"{owner}: {len(bad)} of the model's {len(self.weights)} weights are not finite "
-                             f"({self._name_some(bad)}); nothing was written. "
+                             f"({_name_some(bad)}); nothing was written. "
                              "Restore good weights first (train() rolls back non-finite stages; a "
                              "FitCheckpoint holds the last finished epoch).")
 
@@ -180,11 +161,19 @@ class RIDE(keras.Model):
         """Which of the model's parts can make its log-likelihoods non-finite, judged from its weights."""
         bad = self.non_finite_weights()
         if bad:
-            return f"{len(bad)} of the model's weights are not finite ({self._name_some(bad)})"
+            return f"{len(bad)} of the model's weights are not finite ({_name_some(bad)})"
         if self.num_layers and self.cell == "paper":
             return ("the weights are finite, so the spatial LSTM's memory cells overflowed (cell='paper' is "
                     "unbounded where f_left + f_up > 1; the 'stable' cell cannot overflow)")
         return "the weights are finite; an expert's scale or weight overflowed float32"
+
+    def fit(self, *args, callbacks=None, initial_epoch=0, **kwargs):
+        """Keras `Model.fit`; a callback with `restore_for_fit` (`ride_tf.training.checkpoint.FitCheckpoint`)
+        first restores its checkpoint, and fit continues after the epochs it had finished."""
+        for callback in callbacks or []:
+            if hasattr(callback, "restore_for_fit"):
+                initial_epoch = max(initial_epoch, callback.restore_for_fit(self))
+        return super().fit(*args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
         """Keras `Model.save`, refusing a model whose weights are not finite (a saved model is never NaN)."""
@@ -206,8 +195,7 @@ class RIDE(keras.Model):
 
     @objective.setter
     def objective(self, value):
-        if value not in OBJECTIVES:
-            raise ValueError(f"RIDE: objective must be one of {OBJECTIVES}, got {value!r}.")
+        check_choice("RIDE", "objective", value, OBJECTIVES)
         if value != getattr(self, "_objective", value):
             # the traced Keras step functions hold the old loss
             self.train_function = self.test_function = self.predict_function = None
@@ -307,19 +295,7 @@ class RIDE(keras.Model):
             raise ValueError(f"initialize_from_baseline: the MCGSM has {self.mcgsm.num_features} features "
                              f"here but {baseline.mcgsm.num_features} in the baseline.")
         self.whitening.set_weights(baseline.whitening.get_weights())
-        mine, base = self.mcgsm, baseline.mcgsm
-        for name in ("priors", "scales", "feature_weights", "cholesky_factors", "means"):
-            getattr(mine, name).assign(getattr(base, name).numpy())
-        offset = mine.dim_in - base.dim_in          # the rows of h come first: inputs [h, u]
-        features = np.zeros(mine.features.shape, np.float32)
-        features[offset:] = base.features.numpy()
-        predictors = np.zeros(mine.predictors.shape, np.float32)
-        predictors[..., offset:] = base.predictors.numpy()
-        linear = np.zeros(mine.linear_features.shape, np.float32)
-        linear[:, offset:] = base.linear_features.numpy()
-        mine.features.assign(features)
-        mine.predictors.assign(predictors)
-        mine.linear_features.assign(linear)
+        self.mcgsm.transplant(baseline.mcgsm)
         return self
 
     def conditional_distribution(self, h):
@@ -358,9 +334,7 @@ class RIDE(keras.Model):
         images = self.checked_input(images)
         if images.dtype == tf.uint8:
             if self.objective == "discrete":
-                from ride_tf.discrete import log_mass_map
-
-                return tf.cast(log_mass_map(self, images, dtype=self.compute_dtype), self.compute_dtype)
+                return tf.cast(discrete.log_mass_map(self, images, dtype=self.compute_dtype), self.compute_dtype)
             images = dequantize(images, seed=self._training_noise_seed() if training is True else None)
         images = tf.cast(images, self.compute_dtype)
         return self.log_density_head(*self.forward(images))
@@ -464,124 +438,13 @@ class RIDE(keras.Model):
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.bits_per_pixel_tracker.update_state(self.rate_from_log_prob_map(y_pred))
         logs = self.get_metrics_result()
-        strategy = tf.distribute.get_strategy()
-        if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-                and strategy.extended._in_multi_worker_mode()):
+        if _multi_worker(tf.distribute.get_strategy()):
             # Keras 3 reduces the logs of several workers with strategy.reduce(MEAN, axis=0), which
             # fails on scalars (tensorflow/tensorflow#72388): give it [1]-shaped values.
             logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
         return logs
 
-    # ------------------------------------------------------- NumPy-facing API
-    def _graph(self, name, fn, signature=None):
-        """One traced tf.function per method, for any batch and image size."""
-        if name not in self._graph_functions:
-            if signature is None:
-                signature = [tf.TensorSpec([None, None, None, self.num_channels], tf.float32)]
-            self._graph_functions[name] = tf.function(fn, input_signature=signature, reduce_retracing=True)
-        return self._graph_functions[name]
-
-    def _prepare(self, images, noise, seed, region="full", adapted=True):
-        """Validated, dequantized float32 images [N, H, W, C] (NumPy).
-
-        With `adapted`, a model whose whitening was never fitted is refused
-        (`NotAdaptedError`) after the arguments have been checked."""
-        nb_size = self.nb_size if _check_region(region) == "valid" else None
-        noise = check_bool("RIDE", "noise", noise)
-        seed = check_seed("RIDE", seed)
-        images = prepare_images(images, self.num_channels, nb_size, noise=noise, seed=seed)
-        if adapted:
-            self.whitening.require_adapted("RIDE")
-        return images
-
-    def _batches(self, images):
-        """Memory-bounded batches (views) of prepared images."""
-        per_batch = max(1, _PIXELS_PER_BATCH // (images.shape[1] * images.shape[2]))
-        return [images[i:i + per_batch] for i in range(0, len(images), per_batch)]
-
-    def _tiled_map(self, image, name, head, verbose):
-        """head's map [1, H, W] of one large image [1, H, W, C], tile by tile in raster order.
-
-        Each tile's LSTMs start from the states of the row above and the column
-        to the left (`tile_log_prob`), so the result is the untiled map up to
-        float32 round-off, in memory bounded by the tile size (plus one row of
-        states per layer)."""
-        _, height, width, _ = image.shape
-        r, units, num_layers = self.radius, self.num_hiddens, self.num_layers
-        tile_w = min(width, _TILE_WIDTH)
-        tile_h = max(1, min(height, _PIXELS_PER_BATCH // tile_w))
-        padded = np.pad(image, [(0, 0), (r, 0), (r, r), (0, 0)])
-        state_spec = [tf.TensorSpec([None, None, units], tf.float32)] * (4 * num_layers)
-        spec = [tf.TensorSpec([None, None, None, self.num_channels], tf.float32)] + \
-            [tf.TensorSpec([], tf.int32)] * 3 + state_spec
-
-        def tile_fn(window, row0, col0, width, *flat):
-            states = [flat[4 * l:4 * l + 4] for l in range(num_layers)]
-            log_prob, tile_states = self.tile_log_prob(window, row0, col0, width, states, head)
-            out = [log_prob]
-            for h, c in tile_states:
-                out += [h[:, -1], c[:, -1], h[:, :, -1], c[:, :, -1]]  # bottom row, right column
-            return out
-
-        graph = self._graph("tile_" + name, tile_fn, spec)
-        zeros = lambda n: np.zeros((1, n, units), np.float32)
-        bottom = [[zeros(width), zeros(width)] for _ in range(num_layers)]     # states above the tile row
-        out = None
-        tiles = [(i, j) for i in range(0, height, tile_h) for j in range(0, width, tile_w)]
-        bar = keras.utils.Progbar(len(tiles), verbose=verbose, unit_name="tile")
-        for k, (i, j) in enumerate(tiles):
-            h_rows, w_cols = min(tile_h, height - i), min(tile_w, width - j)
-            if j == 0:
-                left = [[zeros(h_rows), zeros(h_rows)] for _ in range(num_layers)]
-            flat = []
-            for l in range(num_layers):
-                flat += [bottom[l][0][:, j:j + w_cols], bottom[l][1][:, j:j + w_cols], left[l][0], left[l][1]]
-            window = padded[:, i:i + h_rows + r, j:j + w_cols + 2 * r]
-            result = [t.numpy() for t in graph(window, i, j, width, *flat)]
-            if out is None:
-                out = np.empty((1, height, width), result[0].dtype)
-            out[:, i:i + h_rows, j:j + w_cols] = result[0]
-            for l in range(num_layers):
-                h_bottom, c_bottom, h_right, c_right = result[1 + 4 * l:5 + 4 * l]
-                bottom[l][0][:, j:j + w_cols], bottom[l][1][:, j:j + w_cols] = h_bottom, c_bottom
-                left[l] = [h_right, c_right]
-            bar.update(k + 1)
-        return out
-
-    def _log_prob_map(self, name, fn, images, verbose=0):
-        """Run the traced `fn` (images -> [n, H, W] log-likelihoods) over memory-bounded batches."""
-        graph = self._graph(name, fn)
-        batches = self._batches(images)
-        bar = keras.utils.Progbar(len(batches), verbose=verbose if len(batches) > 1 else 0, unit_name="batch")
-        out = []
-        for k, batch in enumerate(batches):
-            out.append(graph(batch).numpy())
-            bar.update(k + 1)
-        return np.concatenate(out)
-
-    def pixel_map(self, images, name, head, verbose=0):
-        """head(h, u, y^, y) for every pixel of prepared float images [N, H, W, C], NumPy [N, H, W].
-
-        Whole images are batched in memory-bounded graph calls; images of more
-        than `_PIXELS_PER_BATCH` pixels are evaluated tile by tile (same
-        numbers up to round-off).  `name` keys the traced graphs of `head`.
-        """
-        height, width = images.shape[1:3]
-        if height * width > _PIXELS_PER_BATCH:
-            return np.concatenate([self._tiled_map(images[n:n + 1], name, head, verbose)
-                                   for n in range(len(images))])
-        return self._log_prob_map(name, lambda im: head(*self.forward(im)), images, verbose)
-
-    def _crop(self, log_prob_map, region):
-        if region == "valid":
-            rows, cols = geometry.valid_slices(self.nb_size)
-            return log_prob_map[:, rows, cols]
-        return log_prob_map
-
-    def _rate(self, log_prob_map):
-        """NumPy [N, H', W'] nats -> [N] bit per pixel (and channel), accumulated in float64."""
-        return to_bits_per_pixel(log_prob_map.astype(np.float64).mean(axis=(1, 2)), self.num_channels)
-
+    # ------------------------------------------------------- NumPy-facing API (`ride_tf.evaluation`)
     def pixel_log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
         """Per-pixel log-likelihoods in nats, NumPy [N, H, W] (region="valid": [N, H - r, W - 2r]).
 
@@ -593,81 +456,33 @@ class RIDE(keras.Model):
         memory budget are evaluated in tiles (same numbers up to round-off);
         `verbose=1` shows a progress bar.
         """
-        images = self._prepare(images, noise, seed, region)
-        height, width = images.shape[1:3]
-        log_prob_map = self.pixel_map(images, "pixel_log_prob", self.log_density_head, verbose)
-        bad = ~np.isfinite(log_prob_map)
-        if bad.any():
-            # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
-            # an overflow (e.g. memory cells of the "paper" cell growing along the diagonals).
-            raise FloatingPointError(
-                f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite on images of "
-                f"{height} x {width} pixels: {self.non_finite_cause()}.")
-        return self._crop(log_prob_map, region)
+        return evaluation.pixel_log_prob(self, images, noise, seed, region, verbose)
 
     def log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
         """Per-image log-likelihood in nats over the region's pixels, [N]."""
-        return self.pixel_log_prob(images, noise, seed, region, verbose).astype(np.float64).sum(axis=(1, 2))
+        return evaluation.log_prob(self, images, noise, seed, region, verbose)
 
     def log_likelihood_rate(self, images, noise=True, seed=None, region="full", verbose=0):
         """Per-image log-likelihood rate in bit per pixel (and channel) over the region, [N]."""
-        return self._rate(self.pixel_log_prob(images, noise, seed, region, verbose))
+        return evaluation.log_likelihood_rate(self, images, noise, seed, region, verbose)
 
     def gaussian_log_likelihood_rate(self, images, noise=True, seed=None, region="full"):
         """Rate in bit/px of the Gaussian linear predictor with the same neighbourhood (the whitening alone)."""
-        def gaussian_map(im):
-            _, y_hat = self.whitened_pairs(im)
-            log_prob = (-0.5 * tf.reduce_sum(tf.square(y_hat), -1)
-                        - 0.5 * self.num_channels * math.log(2 * math.pi))
-            return log_prob + tf.cast(self.whitening.log_det_jacobian, log_prob.dtype)
-        images = self._prepare(images, noise, seed, region)
-        return self._rate(self._crop(self._log_prob_map("gaussian", gaussian_map, images), region))
-
-    def _sample_rows(self, images, fn, num_samples, seed, region, adapted=True):
-        """Apply `fn` (images -> tensors of rows, one row per pixel of `region`) batch by batch
-        and keep each row with probability num_samples / (number of such pixels),
-        so that memory stays bounded however many images there are."""
-        num_samples = check_integer("RIDE", "the number of samples", num_samples, 1)
-        images = self._prepare(images, True, seed, region, adapted)
-        height, width = images.shape[1:3]
-        if region == "valid":
-            height, width = geometry.valid_shape(height, width, self.nb_size)
-        num_pixels = len(images) * height * width
-        rng = np.random.default_rng(seed)
-        fraction = min(1.0, num_samples / num_pixels)
-        kept = []
-        for batch in self._batches(images):
-            outputs = [t.numpy() for t in fn(batch)]
-            keep = rng.random(len(outputs[0])) < fraction
-            kept.append([t[keep] for t in outputs])
-        return [np.concatenate(parts) for parts in zip(*kept)]
+        return evaluation.gaussian_log_likelihood_rate(self, images, noise, seed, region)
 
     def adapt(self, images, max_pairs=1_000_000, seed=0):
-        """Fit the conditional whitening from (neighbourhood, pixel) pairs of `images`.
-
-        Uses about `max_pairs` randomly chosen pairs of the valid region (whole
-        neighbourhoods inside the image; uint8 images are dequantized with noise
-        seeded by `seed`).
-        """
-        def pairs(im):
-            inputs, outputs = extract_neighbourhoods(im, self.nb_size)
-            return (tf.reshape(inputs, [-1, inputs.shape[-1]]), tf.reshape(outputs, [-1, self.num_channels]))
-        inputs, outputs = self._sample_rows(images, self._graph("pairs", pairs), max_pairs, seed, "valid",
-                                            adapted=False)
-        self.whitening.adapt(inputs, outputs)
-        return self
+        """Fit the conditional whitening from about `max_pairs` random (neighbourhood, pixel) pairs of the
+        valid region of `images` (uint8 images are dequantized with noise seeded by `seed`); returns self."""
+        return evaluation.adapt(self, images, max_pairs, seed)
 
     def sample_features(self, images, num_samples, seed=0):
-        """Hidden states and whitened pixels of a random sample of pixels (every pixel is a candidate).
+        """Hidden states and whitened pixels of a random sample of pixels, NumPy (h [M, dim_h], y^ [M, C])."""
+        return evaluation.sample_features(self, images, num_samples, seed)
 
-        Returns NumPy (h [M, dim_h], y^ [M, C]) with M about num_samples (binomial),
-        drawn uniformly over all pixels of `images`.
-        """
-        def features(im):
-            u, y_hat = self.whitened_pairs(im)
-            h = self.hidden_states(u)
-            return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(y_hat, [-1, self.num_channels]))
-        return tuple(self._sample_rows(images, self._graph("features", features), num_samples, seed, "full"))
+    def sample_discrete_features(self, images, num_samples, seed=0):
+        """MCGSM inputs, whitened neighbourhoods and 8-bit values of a random sample of pixels of uint8
+        images (contexts at bin centres): (h [M, dim_h], x^ [M, P * C], values int32 [M, C])."""
+        return evaluation.sample_discrete_features(self, images, num_samples, seed)
 
     def sample(self, num_samples=None, height=None, width=None, seed=None, continuous=False, images=None,
                mask=None, batch_size=None):
@@ -676,12 +491,10 @@ class RIDE(keras.Model):
         One traced `tf.while_loop` over the (r + 1)(H - 1) + W wavefronts; with
         `images` and `mask`, pixels where the mask is False are kept and the
         others drawn conditioned on them.  Deterministic for a given seed,
-        whatever the batch size.  See `ride_tf.sampling.sample`.
+        whatever the batch size.  See `ride_tf.wavefront.sampling.sample`.
         """
-        from ride_tf.sampling import sample
-
-        return sample(self, num_samples, height, width, seed=seed, continuous=continuous, images=images,
-                      mask=mask, batch_size=batch_size)
+        return sampling.sample(self, num_samples, height, width, seed=seed, continuous=continuous, images=images,
+                               mask=mask, batch_size=batch_size)
 
     def inpaint(self, image, mask, num_sweeps=100, seed=None, verbose=1, num_candidates=5, block_size=5,
                 stride=3, window_size=19, callback=None):
@@ -691,65 +504,49 @@ class RIDE(keras.Model):
         conditional ancestral samples, then `num_sweeps` sweeps of ancestral
         proposals for overlapping 5 x 5 blocks, accepted on a 19 x 19 window
         around each block, with random flips between sweeps.  `filled` has the
-        image's shape and dtype, known pixels unchanged.  See `ride_tf.inpainting.inpaint`.
+        image's shape and dtype, known pixels unchanged.  See `ride_tf.wavefront.inpainting.inpaint`.
         """
-        from ride_tf.inpainting import inpaint
-
-        return inpaint(self, image, mask, num_sweeps=num_sweeps, seed=seed, verbose=verbose,
-                       num_candidates=num_candidates, block_size=block_size, stride=stride,
-                       window_size=window_size, callback=callback)
-
-    def sample_discrete_features(self, images, num_samples, seed=0):
-        """MCGSM inputs, whitened neighbourhoods and 8-bit values of a random sample of pixels of uint8 images.
-
-        The contexts are the bin centres of the values (what a decoder
-        knows, `ride_tf.discrete`).  Returns NumPy (h [M, dim_h],
-        x^ [M, P * C], values int32 [M, C]), M about num_samples, drawn
-        uniformly over all pixels: the data of the discrete fine-tuning.
-        """
-        from ride_tf.discrete import bin_centres
-
-        images = check_images(images, self.num_channels)
-        if images.dtype != np.uint8:
-            raise ValueError("sample_discrete_features: the discrete likelihood is defined for 8-bit "
-                             f"images; pass uint8 values (got {images.dtype}).")
-        images = bin_centres(images).numpy()          # floats are used as given by _sample_rows
-        num_inputs = geometry.num_inputs(self.nb_size, self.num_channels)
-
-        def features(im):
-            u, _ = self.whitened_pairs(im)
-            h = self.hidden_states(u)
-            values = tf.cast(tf.floor(im * 256.0), tf.int32)
-            return (tf.reshape(h, [-1, h.shape[-1]]), tf.reshape(u[..., :num_inputs], [-1, num_inputs]),
-                    tf.reshape(values, [-1, self.num_channels]))
-        graph = self._graph("discrete_features", features)
-        return tuple(self._sample_rows(images, graph, num_samples, seed, "full"))
+        return inpainting.inpaint(self, image, mask, num_sweeps=num_sweeps, seed=seed, verbose=verbose,
+                                  num_candidates=num_candidates, block_size=block_size, stride=stride,
+                                  window_size=window_size, callback=callback)
 
     def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
                  verbose=1, objective=None, **kwargs):
-        """Fit the MCGSM alone by L-BFGS on a fixed random sample of pixels (see `ride_tf.finetune`).
+        """Fit the MCGSM alone by L-BFGS on a fixed random sample of pixels; returns the `FinetuneResult`.
 
         With num_layers = 0 this trains the whole MCGSM image model, the paper's
         way; for RIDE it is the fine-tuning step after each training stage.
         objective: "density" (the log-density of dequantized pixels) or
-        "discrete" (log P(k) of the 8-bit values of uint8 images,
-        `finetune_mcgsm_discrete`); default: the model's `objective`.
-        Returns the `FinetuneResult`.
+        "discrete" (log P(k) of the 8-bit values of uint8 images); default:
+        the model's `objective`.  See `ride_tf.training.finetune.finetune_model`.
         """
-        from ride_tf.finetune import finetune_mcgsm, finetune_mcgsm_discrete
-
-        objective = self.objective if objective is None else objective
-        if objective not in OBJECTIVES:
-            raise ValueError(f"finetune: objective must be one of {OBJECTIVES}, got {objective!r}.")
-        if not self.whitening.is_adapted:
-            self.adapt(images, seed=seed)
-        if objective == "discrete":
-            h, x_hat, values = self.sample_discrete_features(images, num_samples, seed=seed)
-            return finetune_mcgsm_discrete(self, h, x_hat, values, max_iter=max_iter,
-                                           validation_fraction=validation_fraction, seed=seed,
-                                           verbose=verbose, **kwargs)
-        h, y_hat = self.sample_features(images, num_samples, seed=seed)
-        return finetune_mcgsm(self.mcgsm, h, y_hat, max_iter=max_iter,
+        return finetune_model(self, images, max_iter=max_iter, num_samples=num_samples,
                               validation_fraction=validation_fraction, seed=seed, verbose=verbose,
-                              rate_offset=float(self.whitening.log_det_jacobian.numpy()),
-                              rate_divisor=self.num_channels * math.log(2.0), **kwargs)
+                              objective=objective, **kwargs)
+
+
+def _multi_worker(strategy):
+    """Whether `strategy` is a MultiWorkerMirroredStrategy over a cluster of more than one task."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return False
+    spec = resolver.cluster_spec()
+    return sum(spec.num_tasks(job) for job in spec.jobs) > 1
+
+
+def _name_some(paths):
+    return ", ".join(paths[:3]) + (", ..." if len(paths) > 3 else "")
+
+
+def load_model(path):
+    """A `RIDE` from a .keras file, or ValueError saying why not (missing, not a file, not a Keras file,
+    or a Keras model that is not a RIDE).  The one loader of the command line and `export`."""
+    path = check_model_path(path)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:   # Keras raises many kinds for foreign or damaged files
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path}: not a ride-tf model file ({reason[:200]})") from None
+    if not isinstance(model, RIDE):
+        raise ValueError(f"{path}: a Keras model, but not a ride-tf RIDE model ({type(model).__name__})")
+    return model

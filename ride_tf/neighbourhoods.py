@@ -20,12 +20,14 @@ output grid of (H - r) x (W - 2r); output index (a, b) is array pixel
 (a + r, b + r).  Applied to `pad_images(images)` this is every pixel of the
 image.
 """
+import numpy as np
 import tensorflow as tf
 
 from ride_tf.geometry import (causal_mask, causal_offsets, num_inputs, padding, radius,  # noqa: F401
                               valid_shape)
 
-__all__ = ["causal_mask", "causal_offsets", "num_inputs", "valid_shape", "pad_images", "extract_neighbourhoods"]
+__all__ = ["causal_mask", "causal_offsets", "num_inputs", "valid_shape", "pad_images", "extract_neighbourhoods",
+           "neighbourhoods_at"]
 
 
 def pad_images(images, nb_size):
@@ -68,3 +70,22 @@ def extract_neighbourhoods(images, nb_size):
     if num_channels is not None:
         inputs = tf.ensure_shape(inputs, [None, None, None, num_inputs(nb_size, num_channels)])
     return inputs, window(0, 0)
+
+
+def neighbourhoods_at(images, positions, nb_size):
+    """(causal neighbourhood, pixel) pairs of chosen pixels, in NumPy (no graph).
+
+    Args:
+      images: NumPy [N, H, W, C].
+      positions: int [M, 3], (n, i, j) of pixels whose whole window lies inside the image
+        (r <= i, r <= j <= W - 1 - r).
+      nb_size: odd neighbourhood width.
+
+    Returns:
+      inputs [M, P * C] (offset-major, channel-minor, as `extract_neighbourhoods`) and outputs [M, C].
+    """
+    positions = np.asarray(positions, np.int64).reshape(-1, 3)
+    n, i, j = positions.T
+    offsets = np.asarray(causal_offsets(nb_size))
+    inputs = images[n[:, None], i[:, None] + offsets[:, 0], j[:, None] + offsets[:, 1]]       # [M, P, C]
+    return inputs.reshape(len(positions), -1), images[n, i, j]

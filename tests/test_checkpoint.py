@@ -1,4 +1,4 @@
-"""Training that survives faults: checkpoints, resuming after SIGKILL, rolled-back stages (`ride_tf.checkpoint`)."""
+"""Training that survives faults: checkpoints, resuming after SIGKILL, rolled-back stages (`ride_tf.training.checkpoint`)."""
 import json
 import os
 import subprocess
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ride_tf import RIDE, datasets, training
-from ride_tf.checkpoint import TrainingCheckpoint
+from ride_tf.training.checkpoint import TrainingCheckpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -158,7 +158,7 @@ FIT_RUN = textwrap.dedent("""
     sys.path.insert(0, {root!r})
     import numpy as np, keras
     from ride_tf import RIDE, datasets, training
-    from ride_tf.checkpoint import FitCheckpoint
+    from ride_tf.training.checkpoint import FitCheckpoint
 
     class KillAt(keras.callbacks.Callback):
         '''SIGKILL after batch `batch` of epoch `epoch`.'''
@@ -209,7 +209,7 @@ def test_plain_fit_with_the_project_callbacks_killed_mid_epoch_resumes_and_match
 
 
 def test_fit_checkpoint_refuses_other_models_and_train_checkpoints(tmp_path):
-    from ride_tf.checkpoint import FitCheckpoint
+    from ride_tf.training.checkpoint import FitCheckpoint
 
     keras.utils.set_random_seed(0)
     images = datasets.dead_leaves(3, size=16, seed=2)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ride_tf import RIDE, datasets
+from ride_tf import RIDE, codec, datasets
 from ride_tf.cli import build_parser, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,8 +158,9 @@ def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys):
                for r in rows)
     status, out, err = in_process(workdir, capsys, "compress", "leaf0.png", "leaf0.ride", "--model", "model.keras")
     assert status == 0, err
-    size = os.path.getsize(workdir / "leaf0.ride")
-    assert abs(8 * size - rows[0]["bits"]) <= 0.01 * rows[0]["bits"] + 8 * 44 + 64
+    data = (workdir / "leaf0.ride").read_bytes()
+    payload = len(data) - codec.read_header(data).size
+    assert abs(8 * payload - rows[0]["bits"]) <= 0.01 * rows[0]["bits"] + 64
     status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "back.png", "--model", "model.keras")
     assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "back.png")),
@@ -280,3 +281,123 @@ def test_errors_of_the_package_are_one_line_too(bad_files, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert status == 1 and "nb_size must be odd" in err and "Traceback" not in err
     assert not (bad_files / "m.keras").exists()
+
+
+# --------------------------------------------- lossless means lossless: file modes (issue #16)
+def mode_files(folder):
+    """{name: (path, exact)}: small PNGs of every mode a user may pass; exact: whether ride-tf codes it exactly."""
+    rng = np.random.default_rng(3)
+    gray = datasets.dead_leaves(1, size=(10, 13), seed=5)[0]
+    rgb = np.stack([gray, np.roll(gray, 2, axis=1), 255 - gray], axis=-1)
+    files = {}
+
+    def save(name, image, exact, **options):
+        path = folder / f"mode_{name}.png"
+        image.save(path, **options)
+        files[name] = (path, exact)
+
+    save("gray", Image.fromarray(gray), True)
+    save("rgb", Image.fromarray(rgb), True)
+    save("rgba_opaque", Image.fromarray(np.concatenate([rgb, np.full((10, 13, 1), 255, np.uint8)], -1), "RGBA"), True)
+    save("la_constant", Image.fromarray(np.stack([gray, np.full((10, 13), 77, np.uint8)], -1), "LA"), True)
+    save("palette", Image.fromarray(rgb).quantize(colors=7), True)
+    save("bilevel", Image.fromarray(gray > 128), True)
+    alpha = rng.integers(0, 256, (10, 13), dtype=np.uint8)
+    save("rgba_transparent", Image.fromarray(np.concatenate([rgb, alpha[..., None]], -1), "RGBA"), False)
+    save("gray16", Image.fromarray(gray.astype(np.uint16) * 257), False)
+    import imagecodecs
+
+    path = folder / "mode_rgb16.png"
+    path.write_bytes(imagecodecs.png_encode(rgb.astype(np.uint16) * 257))
+    files["rgb16"] = (path, False)
+    return files
+
+
+def pixels_and_mode(path):
+    with Image.open(path) as image:
+        palette = image.getpalette() if image.mode == "P" else None
+        return image.mode, np.array(image), palette
+
+
+def test_compress_then_decompress_gives_back_every_mode_exactly_or_refuses_in_one_line(workdir, capsys):
+    """For gray, RGB, RGBA, palette, 16-bit and 1-bit PNGs: the same image back, or exit 1 with one line
+    naming the problem; never exit 0 with another image."""
+    for name, (path, exact) in mode_files(workdir).items():
+        status, out, err = in_process(workdir, capsys, "compress", path.name, f"{name}.ride")
+        if not exact:
+            assert status == 1 and err.count("\n") == 1 and err.startswith("ride-tf: error:"), (name, err)
+            assert path.name in err and "mode" in err, (name, err)
+            assert not (workdir / f"{name}.ride").exists()
+            continue
+        assert status == 0, (name, err)
+        status, out, err = in_process(workdir, capsys, "decompress", f"{name}.ride", f"{name}_back.png")
+        assert status == 0, (name, err)
+        mode, pixels, palette = pixels_and_mode(path)
+        back_mode, back_pixels, back_palette = pixels_and_mode(workdir / f"{name}_back.png")
+        assert back_mode == mode, name
+        np.testing.assert_array_equal(back_pixels, pixels, err_msg=name)
+        assert back_palette == palette, name
+
+
+def test_a_colour_file_picks_the_colour_model_and_an_explicit_gray_model_is_refused(workdir, capsys):
+    files = mode_files(workdir)
+    rgb = files["rgb"][0].name
+    status, out, err = in_process(workdir, capsys, "size", rgb, "--json")
+    assert status == 0, err
+    row = json.loads(out)["images"][0]
+    assert row["channels"] == 3 and row["model"] == "shipped rgb model" and row["note"] == ""
+    # A gray model for a colour file: refused with the ways out, unless --to-gray says so.
+    for args in (["--model", "model.keras"], ["--mode", "gray"]):
+        status, out, err = in_process(workdir, capsys, "compress", rgb, "x.ride", *args)
+        assert status == 1 and err.count("\n") == 1 and "colour image" in err and "--to-gray" in err, err
+        status, out, err = in_process(workdir, capsys, "size", rgb, *args)
+        assert status == 1 and "colour image" in err, err
+        status, out, err = in_process(workdir, capsys, "evaluate", rgb, *args)
+        assert status == 1 and "colour image" in err, err
+    status, out, err = in_process(workdir, capsys, "compress", rgb, "gray.ride", "--mode", "gray", "--to-gray")
+    assert status == 0 and "converted to gray" in out, (out, err)
+    assert in_process(workdir, capsys, "decompress", "gray.ride", "gray_back.png")[0] == 0
+    luma = np.array(Image.open(workdir / rgb).convert("L"))
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "gray_back.png")), luma)
+    # A gray file with a colour model is refused too.
+    status, out, err = in_process(workdir, capsys, "compress", files["gray"][0].name, "y.ride", "--mode", "rgb")
+    assert status == 1 and "grayscale image" in err, err
+
+
+def test_evaluate_without_a_model_uses_the_shipped_model_of_each_file(workdir, capsys):
+    files = mode_files(workdir)
+    status, out, err = in_process(workdir, capsys, "evaluate", files["gray"][0].name, files["rgb"][0].name,
+                                  "--json")
+    assert status == 0, err
+    rows = json.loads(out)["images"]
+    assert [r["model"] for r in rows] == ["shipped gray model", "shipped rgb model"]
+    # The first argument is still the model when it is not an image file.
+    status, out, err = in_process(workdir, capsys, "evaluate", "model.keras", files["gray"][0].name, "--json")
+    assert status == 0 and json.loads(out)["images"][0]["model"] == "model.keras", err
+
+
+def test_help_and_usage_errors_do_not_start_tensorflow():
+    """`ride-tf --help` parses without importing TensorFlow and prints nothing on stderr."""
+    code = ("import sys; from ride_tf.cli import build_parser; build_parser().format_help(); "
+            "print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+    result = subprocess.run([sys.executable, "-m", "ride_tf", "compress", "--help"], capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0 and result.stderr == "" and "usage: ride-tf compress" in result.stdout
+
+
+def test_tensorflow_start_up_lines_are_filtered_and_real_messages_kept():
+    """A subcommand that loads TensorFlow prints none of its informational start-up lines; Python warnings
+    still reach stderr."""
+    code = ("import warnings, ride_tf; import tensorflow as tf; tf.constant(1.0) + 1.0; "
+            "warnings.warn('a real warning')")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env=dict(env, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert "a real warning" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line[:1] in "IE" and line[1:5].isdigit()], \
+        result.stderr
+    assert "absl::InitializeLog" not in result.stderr

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets, discrete, model as model_module
+from ride_tf import RIDE, datasets, discrete, evaluation
 from ride_tf.preprocessing import LN2
 
 
@@ -167,8 +167,8 @@ def test_compressed_size_bits_is_the_sum_of_the_pixel_masses_and_tiles_agree(mon
     assert log_mass.shape == (2, 20, 20) and log_mass.dtype == np.float64 and (log_mass < 0).all()
     np.testing.assert_allclose(discrete.compressed_size_bits(model, images), -log_mass.sum((1, 2)) / LN2)
     # The tiled path for large images gives the same numbers.
-    monkeypatch.setattr(model_module, "_PIXELS_PER_BATCH", 64)
-    monkeypatch.setattr(model_module, "_TILE_WIDTH", 8)
+    monkeypatch.setattr(evaluation, "PIXELS_PER_BATCH", 64)
+    monkeypatch.setattr(evaluation, "TILE_WIDTH", 8)
     np.testing.assert_allclose(discrete.pixel_log_mass(model, images), log_mass, rtol=1e-5, atol=1e-5)
     # The valid region is the same map, cropped.
     np.testing.assert_allclose(discrete.pixel_log_mass(model, images, region="valid"), log_mass[:, 2:, 2:-2],

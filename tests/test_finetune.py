@@ -1,10 +1,10 @@
-"""ride_tf.finetune: the L-BFGS loop's wall-clock budget."""
+"""ride_tf.training.finetune: the L-BFGS loop's wall-clock budget."""
 import time
 
 import numpy as np
 
 from ride_tf import MCGSM
-from ride_tf.finetune import finetune_mcgsm
+from ride_tf.training.finetune import finetune_mcgsm
 
 
 def data(seed=0, num=4000, dim_in=6):

@@ -1,11 +1,11 @@
-"""Tests of inpainting by Metropolis within Gibbs (`ride_tf.inpainting`, `RIDE.inpaint`)."""
+"""Tests of inpainting by Metropolis within Gibbs (`ride_tf.wavefront.inpainting`, `RIDE.inpaint`)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ride_tf import RIDE, datasets
-from ride_tf.inpainting import block_grid, block_schedule, block_windows
+from ride_tf.wavefront.inpainting import block_grid, block_schedule, block_windows
 
 
 def small_ride(num_layers=1, seed=0):

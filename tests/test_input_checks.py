@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import ride_tf
 from ride_tf import MCGSM, RIDE, SpatialLSTM, datasets, discrete
-from ride_tf.whitening import NotAdaptedError
+from ride_tf.nn.whitening import NotAdaptedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -275,7 +275,7 @@ def test_the_readme_example_runs_from_import_ride_tf_alone(tmp_path):
 def test_geometry_and_helpers_refuse_bad_arguments():
     from ride_tf import geometry
     from ride_tf.preprocessing import to_bits_per_pixel
-    from ride_tf.whitening import ConditionalWhitening
+    from ride_tf.nn.whitening import ConditionalWhitening
 
     images = np.zeros((1, 4, 5, 1))
     for index in (8, -1, 2.0, True, "1"):
@@ -291,3 +291,58 @@ def test_geometry_and_helpers_refuse_bad_arguments():
             ConditionalWhitening(eps=eps)
     with pytest.raises(ValueError, match="num_channels"):
         to_bits_per_pixel(1.0, 0)
+
+
+# ---------------------------------------- every argument of the public API, named (issue #16)
+def _public_calls(model):
+    images = datasets.dead_leaves(2, size=12, seed=1)
+    from ride_tf import ensemble, training
+    from ride_tf.training import finetune
+
+    return [
+        ("finetune validation_fraction 1.5", lambda: model.finetune(images, validation_fraction=1.5, verbose=0),
+         "validation_fraction must be finite and >= 0 and < 1, got 1.5"),
+        ("finetune validation_fraction -0.1", lambda: model.finetune(images, validation_fraction=-0.1, verbose=0),
+         "validation_fraction must be"),
+        ("finetune num_samples 0", lambda: model.finetune(images, num_samples=0, verbose=0),
+         "finetune: num_samples must be an integer >= 1, got 0"),
+        ("finetune objective", lambda: model.finetune(images, objective="bits", verbose=0),
+         "finetune: objective must be one of"),
+        ("finetune_mcgsm max_iter", lambda: finetune.finetune_mcgsm(model.mcgsm, np.zeros((9, 15)), np.zeros((9, 1)),
+                                                                  max_iter=-1), "max_iter must be an integer >= 0"),
+        ("finetune_mcgsm patience", lambda: finetune.finetune_mcgsm(model.mcgsm, np.zeros((9, 15)), np.zeros((9, 1)),
+                                                                  patience=0), "patience must be an integer >= 1"),
+        ("adapt max_pairs", lambda: model.adapt(images, max_pairs=0), "adapt: max_pairs must be an integer >= 1"),
+        ("adapt seed", lambda: model.adapt(images, seed=-3), "adapt: seed must be an integer"),
+        ("pixel_log_prob verbose", lambda: model.pixel_log_prob(images, verbose=7), "verbose must be one of"),
+        ("pixel_log_prob region", lambda: model.pixel_log_prob(images, region="inner"), "region must be one of"),
+        ("log_likelihood_rate noise", lambda: model.log_likelihood_rate(images, noise="no"), "noise must be True or False"),
+        ("compressed_size verbose", lambda: ride_tf.compressed_size_bits(model, images, verbose=-1),
+         "verbose must be one of"),
+        ("compress metadata", lambda: ride_tf.compress(model, images[0], metadata="mode L"), "metadata must be bytes"),
+        ("ensemble models", lambda: ensemble.ensemble_log_prob(["not a model"], images), "models[0] must be a ride_tf.RIDE"),
+        ("ensemble seed", lambda: ensemble.ensemble_log_prob(model, images, seed=1.5), "seed must be"),
+        ("train optimizer", lambda: training.train(model, images, optimizer="rmsprop", verbose=0),
+         "train: optimizer must be one of"),
+        ("train finetune_samples", lambda: training.train(model, images, finetune_samples=0, verbose=0),
+         "train: finetune_samples must be an integer >= 1"),
+        ("train momentum", lambda: training.train(model, images, momentum=1.0, verbose=0), "train: momentum must be"),
+        ("train verbose", lambda: training.train(model, images, verbose=3), "train: verbose must be 0, 1 or 2"),
+        ("train model", lambda: training.train("model.keras", images), "train: model must be a ride_tf.RIDE"),
+        ("patch_dataset flips", lambda: training.patch_dataset(images, 8, 10, flips="yes"), "flips must be True or False"),
+        ("make_optimizer learning_rate", lambda: training.make_optimizer("adam", 0.0), "learning_rate must be"),
+        ("PatchCurriculum patch_sizes", lambda: training.PatchCurriculum(images, patch_sizes=(8, 0)),
+         "patch_sizes[1] must be an integer >= 1"),
+        ("FinetuneMCGSM num_samples", lambda: training.FinetuneMCGSM(images, num_samples=0), "num_samples must be"),
+        ("sample_patches patch_size", lambda: training.sample_patches(images, 0, 4), "patch_size must be an integer"),
+    ]
+
+
+@pytest.mark.parametrize("index", range(25))
+def test_every_public_argument_is_checked_with_a_message_naming_it(model, index):
+    calls = _public_calls(model)
+    assert len(calls) == 25
+    name, call, message = calls[index]
+    with pytest.raises((ValueError, TypeError)) as error:
+        call()
+    assert message in str(error.value), (name, str(error.value))

@@ -1,7 +1,7 @@
-"""Tests of the MCGSM Keras layer (`ride_tf.mcgsm`) and its distribution (`ride_tf.distributions`).
+"""Tests of the MCGSM Keras layer (`ride_tf.nn.mcgsm`) and its distribution (`ride_tf.nn.distributions`).
 
 The reference for everything numeric is an independent NumPy implementation written
-below, directly from the formulas of the `ride_tf.mcgsm` module docstring:
+below, directly from the formulas of the `ride_tf.nn.mcgsm` module docstring:
 
     log p(c, s | x) = eta_cs - 1/2 e^alpha_cs sum_n beta_cn^2 (b_n . x)^2 + e^alpha_cs (l_c . x) - log Z(x)
     y | c, s, x     ~ N(A_c x + m_c, (e^alpha_cs L_c L_c^T)^-1),  L_c = lower triangle of cholesky_factors[c]
@@ -19,8 +19,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_probability as tfp  # noqa: E402
 
-from ride_tf.distributions import MCGSMDistribution  # noqa: E402
-from ride_tf.mcgsm import MAX_LOG_SCALE, MCGSM  # noqa: E402
+from ride_tf.nn.distributions import MCGSMDistribution  # noqa: E402
+from ride_tf.nn.mcgsm import MAX_LOG_SCALE, MCGSM  # noqa: E402
 
 tfd = tfp.distributions
 

@@ -1,11 +1,11 @@
-"""Tests of the wavefront sampler (`ride_tf.sampling`, `RIDE.sample`)."""
+"""Tests of the wavefront sampler (`ride_tf.wavefront.sampling`, `RIDE.sample`)."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from ride_tf import RIDE, datasets, geometry
-from ride_tf.sampling import draws
+from ride_tf.wavefront.sampling import draws
 
 
 def small_ride(num_layers=2, seed=0, dtype=None, **kwargs):

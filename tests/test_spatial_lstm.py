@@ -1,4 +1,4 @@
-"""Tests of ride_tf.spatial_lstm.SpatialLSTM (eq. 6 of Theis & Bethge 2015)."""
+"""Tests of ride_tf.nn.spatial_lstm (SpatialLSTMCell, SpatialLSTM) (eq. 6 of Theis & Bethge 2015)."""
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ride_tf.spatial_lstm import SpatialLSTM  # noqa: E402
+from ride_tf.nn.spatial_lstm import SpatialLSTM  # noqa: E402
 
 
 # ----------------------------------------------------------------- reference

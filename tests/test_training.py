@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from ride_tf import RIDE, datasets, discrete
-from ride_tf.finetune import discrete_mean_log_mass, finetune_mcgsm_discrete
+from ride_tf.training.finetune import discrete_mean_log_mass, finetune_mcgsm_discrete
 from ride_tf.training import fit_baseline, patch_dataset, sample_patches, train
 
 CONFIG = dict(num_components=3, num_scales=2, num_features=5, nb_size=5)
@@ -165,7 +165,7 @@ def test_the_wavefront_sampler_reads_the_inputs_of_a_skip_model(leaves):
     """A skip model (started from a fitted baseline, then perturbed in the rows of h and the LSTM)
     samples exactly what a raster-order sampler built on `hidden_states` draws (float64)."""
     from ride_tf import geometry
-    from ride_tf.sampling import draws
+    from ride_tf.wavefront.sampling import draws
 
     keras.utils.set_random_seed(0)
     base = RIDE(num_layers=0, **CONFIG)

@@ -1,4 +1,4 @@
-"""Tests of the conditional whitening (`ride_tf.whitening`, paper eq. 7).
+"""Tests of the conditional whitening (`ride_tf.nn.whitening`, paper eq. 7).
 
     x^ = C_xx^(-1/2) (x - m_x)
     y^ = W (y - m_y - C_yx C_xx^(-1/2) x^),     W = (C_yy - C_yx C_xx^-1 C_xy)^(-1/2)
@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ride_tf.whitening import ConditionalWhitening  # noqa: E402
+from ride_tf.nn.whitening import ConditionalWhitening  # noqa: E402
 
 DX = 12
 M = 20000

@@ -27,9 +27,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from ride_tf.preprocessing import check_integer
+from ride_tf.checks import check_integer
 
-__all__ = ["IMAGE_EXTENSIONS", "image_files", "write_tfrecords", "streaming_patches"]
+__all__ = ["IMAGE_EXTENSIONS", "image_files", "write_tfrecords", "streaming_patches", "random_flips"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp")
 _FEATURE = "image"
@@ -54,7 +54,7 @@ def _encoded(image_or_path):
             data = stream.read()
         if data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff":
             return data
-        from ride_tf.datasets import load_image    # other formats: decode and store as PNG
+        from ride_tf.data.files import load_image    # other formats: decode and store as PNG
 
         image_or_path = load_image(path, mode="rgb" if _is_colour(path) else "gray")
     image = np.asarray(image_or_path)
@@ -197,10 +197,14 @@ def streaming_patches(source, patch_size, batch_size=50, num_channels=1, patches
     ds = ds.flat_map(lambda image, s: crops(image, tf.cast(s, tf.int64)))
     ds = ds.shuffle(shuffle_buffer, seed=seed)
     if flips:
-        ds = ds.map(_flip, num_parallel_calls=tf.data.AUTOTUNE)
+        flip_seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)      # one seed pair per patch, repeatable
+        ds = tf.data.Dataset.zip((ds, flip_seeds)).map(random_flips, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=True).prefetch(2)
 
 
-def _flip(patch):
-    patch = tf.image.random_flip_left_right(patch)
-    return tf.image.random_flip_up_down(patch)
+def random_flips(patch, seed):
+    """Random left-right and up-down flips of one patch [P, P, C], a function of `seed` [2] (repeatable in any
+    process): the data augmentation of the paper's recipe (`ride_tf.training.patches` uses it too)."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    patch = tf.image.stateless_random_flip_left_right(patch, seeds[0])
+    return tf.image.stateless_random_flip_up_down(patch, seeds[1])

@@ -1,4 +1,4 @@
-"""One pass over an image in wavefront order: what the sampler and the codec share.
+"""One pass over an image in wavefront order: what the sampler, inpainting and the codec share.
 
 Pixel (i, j) needs its causal window (which reaches r columns to the right in
 the rows above) and the LSTM states of (i, j-1) and (i-1, j).  Every pixel on
@@ -15,10 +15,21 @@ so a pass visits the (r + 1)(H - 1) + W fronts in order, and for each front
      draws (sampler) or codes (codec) the pixels, and
   4. writes the front's pixel values into the canvas (`write`).
 
+`Wavefront.run(known, body)` owns the loop: one `tf.while_loop` over the
+`geometry.num_fronts` fronts, in which `body` turns each front's MCGSM
+inputs into the front's pixel values (drawing or decoding them).
+
+Which earlier fronts hold a pixel's neighbours follows from the front index
+(`geometry.front_index`): the left neighbour (i, j-1) is on front t - 1 and
+the upper one (i-1, j) on front t - (r + 1), so the pass keeps the LSTM
+states of the last r + 1 fronts (`lags`).
+
 Layouts are pixel-major (canvas [H + r, W + 2r, N, C], LSTM states
 [H + 1, N, U] per front, indexed by row + 1) so that a front's pixels are
 gathered and scattered along leading axes.  The front's pixels are flattened
 pixel-major: row k * N + n of h is pixel k of the front in image n.
+
+Submodules: `sampling` (ancestral sampling), `inpainting` (Metropolis within Gibbs).
 """
 import tensorflow as tf
 
@@ -31,7 +42,7 @@ class Wavefront:
     """The front-by-front pass of `model` (build it inside the tf.function that runs the pass).
 
     State: (canvas, history), with history per layer the (h, c) of the last
-    r + 1 fronts, newest first.
+    `up_lag` fronts, newest first.
     """
 
     def __init__(self, model):
@@ -42,9 +53,35 @@ class Wavefront:
         self.offsets = tf.constant(geometry.causal_offsets(self.nb_size), tf.int32)      # [P, 2]
         self.num_offsets = len(geometry.causal_offsets(self.nb_size))
         self.lstm_weights = [lstm.gate_weights(self.dtype) for lstm in model.slstms]
+        # How many fronts back the left and the upper neighbour lie: t(i, j) - t(i, j - 1), t(i, j) - t(i - 1, j).
+        self.left_lag = geometry.front_index(0, 1, self.nb_size)
+        self.up_lag = geometry.front_index(1, 0, self.nb_size)
 
     def num_fronts(self, height, width):
-        return (self.r + 1) * (height - 1) + width
+        """The number of fronts of an H x W image (ints or scalar tensors): `geometry.num_fronts`."""
+        return geometry.num_fronts(height, width, self.nb_size)
+
+    def run(self, known, body):
+        """The whole pass, in the graph: images [N, H, W, C] with every front's pixels set by `body`.
+
+        known: float [N, H, W, C], the canvas before the pass (pixels not yet
+          set may hold anything).
+        body(t, pixels, h, x_hat): for front t with pixels [n, 2] (row, column)
+          and the MCGSM's inputs h [n * N, dim_h] and whitened neighbourhoods
+          x^ [n * N, P * C] of its pixels, returns their values [n, N, C].
+        """
+        shape = tf.shape(known)
+        height, width = shape[1], shape[2]
+        canvas, history = self.initial_state(known)
+
+        def step(t, canvas, history):
+            pixels, h, x_hat, history = self.features(t, canvas, history, height, width)
+            return t + 1, self.write(canvas, pixels, body(t, pixels, h, x_hat)), history
+
+        num_fronts = self.num_fronts(height, width)
+        _, canvas, _ = tf.while_loop(lambda t, *_: t < num_fronts, step, (tf.constant(0), canvas, history),
+                                     maximum_iterations=num_fronts)
+        return self.image(canvas, width)
 
     def initial_state(self, known):
         """known float [N, H, W, C] (pixels not yet drawn may hold anything) -> (canvas, history)."""
@@ -53,7 +90,7 @@ class Wavefront:
         shape = tf.shape(known)
         canvas = tf.pad(tf.transpose(known, [1, 2, 0, 3]), [[r, 0], [r, r], [0, 0], [0, 0]])
         zeros = tf.zeros([shape[1] + 1, shape[0], self.units], self.dtype)
-        history = tuple(tuple(zeros for _ in range(2 * (r + 1))) for _ in self.model.slstms)
+        history = tuple(tuple(zeros for _ in range(2 * self.up_lag)) for _ in self.model.slstms)
         return canvas, history
 
     def pixels(self, t, height, width):
@@ -78,8 +115,9 @@ class Wavefront:
         x_hat = u[:, :self.num_offsets * channels]
         new_history = []
         for lstm, weights, states in zip(self.model.slstms, self.lstm_weights, history):
-            h_prev, c_prev = states[0], states[1]                  # front t - 1: left neighbours
-            h_up, c_up = states[2 * r], states[2 * r + 1]          # front t - r - 1: upper neighbours
+            left, up = 2 * (self.left_lag - 1), 2 * (self.up_lag - 1)      # (h, c) pairs, newest first
+            h_prev, c_prev = states[left], states[left + 1]
+            h_up, c_up = states[up], states[up + 1]
             flat = lambda s, start: tf.reshape(s[start:start + n], [n * batch, units])
             h, c = lstm.step(h, flat(h_prev, i_lo + 1), flat(c_prev, i_lo + 1),
                              flat(h_up, i_lo), flat(c_up, i_lo), weights=weights)

@@ -1,0 +1,655 @@
+"""Build the offline photograph corpus (issue J, step 1): TFRecord shards to train on, held-out and evaluation PNGs.
+
+Sources, and nothing else:
+  * scikit-image's images (skimage.data, offline): the photos of
+    `ride_tf.pretrained.TRAINING_IMAGES` and the 4 x 4 regions of `TEXTURES`,
+    with the project's held-out data (`HELD_OUT`: camera, coffee, chelsea
+    and one region per texture) kept out of training;
+  * the photographs in the Debian (bookworm) packages of `TRAIN_PACKAGES`:
+    plasma-workspace-wallpapers, lomiri-wallpapers, ukui-wallpapers,
+    gnome-backgrounds and sway-backgrounds.  Only plasma-workspace-wallpapers
+    holds photographs; the other four ship rendered art only and add nothing,
+    but are still fetched and checked, so that a version that adds pictures
+    is noticed (see "Checks").
+  * with --eval, a separate evaluation set, "data the models never saw":
+    the photographs of `EVAL_PACKAGES` (lomiri-wallpapers-16.04,
+    lomiri-wallpapers-20.04, mate-backgrounds), never used for training.
+Each package is fetched with `apt-get download PKG=VERSION` (the version
+pinned in the tables; the current candidate, with a warning, if that version
+is gone) into --cache and unpacked there with `dpkg -x`; both steps are
+skipped when already done, so a rerun from scratch rebuilds everything.
+
+Photograph rule: a picture is used when it is a photograph of a real scene
+(bokeh, motion blur and gray pictures included); rendered graphics, 3-D
+renders, low-poly art, illustrations, paintings, gradients, vector art and
+composites of a photo with rendered elements are not.  The decision was made
+by looking at every picture (contact sheets and 1:1 crops) and is written
+below as fixed tables: per package the photographs used (`photos`) and every
+other picture with a one-word reason (`excluded`).  A picture shipped at
+several resolutions (plasma's `NAME/contents/images/WxH.ext`) counts once:
+the largest version (most pixels) is used; plasma's `screenshot.*`
+thumbnails are never used.
+
+Downscaling rule: each picture is cropped at the bottom and right to
+multiples of f and reduced by the integer factor f with a box filter (the
+mean of each f x f block, computed in float64 and rounded half to even to
+uint8), with f = max(ceil(longer side / --max-side), 2 if the source file is
+a JPEG else 1) and --max-side 1024: the result's longer side is at most 1024
+px, and averaging at least 2 x 2 pixels of a JPEG hides its 8 x 8 block
+artefacts.  (So the small scikit-image JPEGs hubble_deep_field, retina and
+rocket are halved too; the scikit-image PNGs keep f = 1.)
+
+Gray and colour: the RGB version is the downscaled RGB picture; the gray
+version is Pillow's "L" conversion of that downscaled uint8 RGB (ITU-R 601
+luma, L = (299 R + 587 G + 114 B) / 1000, i.e. what
+`Image.open(rgb_png).convert("L")` gives).  Pictures that are gray (mode L,
+or RGB with three identical channels) have a gray version only.  Note:
+`ride_tf.pretrained.load_photo` converts with skimage's rgb2gray (Rec. 709
+weights), so its gray coffee/chelsea differ slightly from this corpus's.
+
+Held-out rule: whole pictures are held out for testing, never written to the
+training shards: scikit-image's camera, coffee, chelsea and one region per
+texture (from `ride_tf.pretrained.HELD_OUT`), and the 3 plasma photographs of
+`HELD_OUT_PHOTOS` (fixed by hand to span the subjects: boats at sunset, a
+detailed close-up of stacked cups, a smooth foggy pier in gray).  That is 6 of the 27 whole
+photographs (22 %); the training sources hold only 11 photographs besides
+scikit-image's, so the evaluation set of `--eval` (photographs of other
+packages, never used for training) is the larger test.
+
+Outputs (OUT = --output, default /work/corpus):
+  OUT/gray/train-0000k-of-0000N.tfrecord, OUT/rgb/train-...   training shards (`ride_tf.data.write_tfrecords`;
+                                                               each record is the PNG file of one picture)
+  OUT/gray/train/NAME.png, OUT/rgb/train/NAME.png              the same training pictures as PNG files
+  OUT/gray/held_out/NAME.png, OUT/rgb/held_out/NAME.png        held-out pictures
+  OUT/eval/gray/NAME.png, OUT/eval/rgb/NAME.png                the evaluation set (--eval)
+  OUT/manifest.json                                            per picture: source, file in the package, original
+                                                               size, factor, output size, split, megapixels; totals
+                                                               per source and split; packages (version, .deb SHA-256)
+Sizes are [height, width]; megapixels are those of the output.  A rebuild
+first removes the files of these patterns that an earlier run wrote.  NAME is
+"<source>-<picture>" (e.g. plasma-Path, skimage-brick-07 for region 7 of
+brick, lomiri16-Bridge).
+
+Checks: every image file in a package's scanned folder must be listed as a
+photograph, a smaller version of one, a thumbnail or an exclusion (else a
+warning names it; symbolic links are not separate pictures); pictures whose 16 x 16 thumbnails correlate above 0.98 are
+reported as possible duplicates (none of train, held-out and evaluation may
+share a picture); the shards are read back with
+`ride_tf.data.streaming_patches(..., patch_size=16, batch_size=50)`.
+
+Usage (from the repository root; about 40 s from scratch on 2 cores, 220 MB of .deb files downloaded):
+
+    nice -n 10 .venv/bin/python examples/build_corpus.py --eval        # everything, into /work/corpus
+    .venv/bin/python examples/build_corpus.py --eval --dry-run         # list what would be used; writes nothing
+
+Flags:
+  --output DIR     output folder (default /work/corpus)
+  --cache DIR      .deb files and their unpacked trees (default OUTPUT/debs: /work/corpus/debs)
+  --eval           also build the evaluation set OUT/eval (else an earlier run's eval section is kept in the manifest)
+  --shards N       TFRecord shards per colour mode (default 4)
+  --max-side PX    the downscaling rule's bound on the longer side (default 1024)
+  --dry-run        list the pictures, their factors, output sizes and splits; download, unpack and write nothing
+                   (packages not yet in the cache are listed from the tables only)
+"""
+import argparse
+import fnmatch
+import glob
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from ride_tf.io import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
+
+Image.MAX_IMAGE_PIXELS = None       # wallpapers up to 6028 x 3391, from trusted Debian packages
+
+DEFAULT_OUTPUT = "/work/corpus"
+IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".svg", ".gif", ".bmp", ".tif", ".tiff", ".jxl", ".avif")
+JPEG_FILES = (".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class Package:
+    """A Debian package's pictures: `photos` {name: (path, subject)}, paths relative to `root` (a file, or a
+    folder whose largest image is used); `excluded` {glob relative to `root`: one-word reason}."""
+    short: str
+    version: str
+    root: str
+    photos: dict = field(default_factory=dict)
+    excluded: dict = field(default_factory=dict)
+
+
+def _plasma(name):
+    return f"{name}/contents/images"
+
+
+# ---------------------------------------------------------------- training sources
+TRAIN_PACKAGES = {
+    "plasma-workspace-wallpapers": Package(
+        "plasma", "4:5.27.5-2", "usr/share/wallpapers",
+        photos={
+            "BytheWater": (_plasma("BytheWater"), "wooden jetty planks by a lake, shallow focus"),
+            "ColdRipple": (_plasma("ColdRipple"), "pier in fog, gray"),
+            "ColorfulCups": (_plasma("ColorfulCups"), "stacked plastic cups from above"),
+            "DarkestHour": (_plasma("DarkestHour"), "lake and trees at dusk, blue"),
+            "EveningGlow": (_plasma("EveningGlow"), "rowing boats on a shore at sunset"),
+            "FallenLeaf": (_plasma("FallenLeaf"), "autumn leaves, bokeh"),
+            "Grey": (_plasma("Grey"), "curved facade, black and white"),
+            "Kite": (_plasma("Kite"), "kite in a blue sky with clouds"),
+            "OneStandsOut": (_plasma("OneStandsOut"), "moss from above"),
+            "Path": (_plasma("Path"), "path through a forest"),
+            "summer_1am": (_plasma("summer_1am"), "lake at dawn, reeds"),
+        },
+        excluded={
+            "*/contents/screenshot.*": "thumbnail",
+            "Altai/*": "low-poly", "Autumn/*": "painting", "Canopee/*": "rendered", "Cascade/*": "rendered",
+            "Cluster/*": "rendered", "Elarun/*": "vector", "Flow/*": "rendered", "FlyingKonqui/*": "cartoon",
+            "Honeywave/*": "rendered", "IceCold/*": "low-poly", "Kay/*": "vector", "Kokkini/*": "rendered",
+            "MilkyWay/*": "rendered", "Opal/*": "rendered", "PastelHills/*": "low-poly", "Patak/*": "rendered",
+            "SafeLanding/*": "illustration", "Shell/*": "low-poly", "Volna/*": "rendered",
+        }),
+    "lomiri-wallpapers": Package(
+        "lomiri", "20.04.0-2", "usr/share/backgrounds",
+        excluded={"warty-final-ubuntu.png": "gradient"}),
+    "ukui-wallpapers": Package(
+        "ukui", "20.04.3-1.1", "usr/share/backgrounds",
+        excluded={
+            "2004default.jpg": "rendered", "calla.png": "vector", "city.png": "vector", "desert.png": "vector",
+            "firstgeneration.jpg": "illustration", "fluent-color.png": "rendered",
+            "focal-ubuntukylin.png": "rendered", "goldfish.png": "illustration", "rhythm.jpg": "rendered",
+            "rollpaper.png": "vector", "string.jpg": "rendered", "the-mouse.jpg": "illustration",
+        }),
+    "gnome-backgrounds": Package(
+        "gnome", "43.1-1", "usr/share/backgrounds/gnome",
+        excluded={"*.svg": "vector", "adwaita-*": "rendered", "grid-*": "rendered", "licorice-*": "rendered",
+                  "pixels-*": "rendered", "symbolic-*": "pattern", "truchet-*": "rendered", "vnc-*": "flat",
+                  "wood-*": "rendered"}),
+    "sway-backgrounds": Package(
+        "sway", "1.7-6", "usr/share/backgrounds/sway",
+        excluded={"Sway_Wallpaper_Blue_*": "vector"}),
+}
+
+# Whole plasma photographs held out for testing, fixed by hand (see the module docstring).
+HELD_OUT_PHOTOS = ("plasma-EveningGlow", "plasma-ColorfulCups", "plasma-ColdRipple")
+
+# The file behind each scikit-image picture (for the manifest and the JPEG rule).
+SKIMAGE_FILES = {
+    "astronaut": "astronaut.png", "camera": "camera.png", "cell": "cell.png", "chelsea": "chelsea.png",
+    "clock": "clock_motion.png", "coffee": "coffee.png", "coins": "coins.png",
+    "hubble_deep_field": "hubble_deep_field.jpg", "immunohistochemistry": "ihc.png",
+    "microaneurysms": "microaneurysms.png", "moon": "moon.png", "page": "page.png", "retina": "retina.jpg",
+    "rocket": "rocket.jpg", "stereo_motorcycle": "motorcycle_left.png", "text": "text.png",
+    "brick": "brick.png", "grass": "grass.png", "gravel": "gravel.png",
+}
+
+# ---------------------------------------------------------------- evaluation sources
+# Photographs of packages that are not training sources.  Checked and not
+# used: desktop-base (logos and rendered themes only).  mate-backgrounds'
+# nature/ folder holds 12 photographs; 5 chosen by hand for variety keep the
+# evaluation set at 20 pictures, the other 7 are "spare" (never used).
+EVAL_PACKAGES = {
+    "lomiri-wallpapers-16.04": Package(
+        "lomiri16", "20.04.0-2", "usr/share/backgrounds",
+        photos={
+            "Bridge": ("Bridge_by_Sander_Klootwijk.jpg", "bridge cables over a beach"),
+            "Dragonfly": ("Dragonfly_by_Bolly.jpg", "dragonfly on a twig, leaves"),
+            "Picture_0B": ("Picture_0B_by_freespace.jpg", "fig in a red bowl on concrete"),
+            "Picture_1A": ("Picture_1A_by_freespace.jpg", "paint brushes"),
+            "Wine": ("Wine_by_Jakkub_Mede.jpg", "drum and wine in a room"),
+            "aitzgorri": ("aitzgorri_by_Aitzol_Berasategi.jpg", "mountain, autumn forest, meadow"),
+            "analogpattern": ("analogpattern_by_Peter_Nerlich.jpg", "textured surface, close-up"),
+            "free": ("free_by_Peter_Nerlich.jpg", "toy bird under lamps"),
+            "friends": ("friends_by_Aitzol_Berasategi.jpg", "two dogs at a window"),
+            "greentock": ("greentock_by_Peter_Nerlich.jpg", "wall clock, close-up"),
+            "life": ("life_by_Aitzol_Berasategi.jpg", "stream in a forest"),
+            "picosdeeuropa": ("picosdeeuropa_by_Aitzol_Berasategi.jpg", "mountains and a path"),
+            "seeding": ("seeding_by_Clements_Engelhardt.jpg", "dandelion clocks in a meadow"),
+            "sunset": ("sunset_by_Aitzol_Berasategi.jpg", "sunset over hills"),
+        },
+        excluded={"umang_by_Abhishek_Mudgal.jpg": "rendered"}),
+    "lomiri-wallpapers-20.04": Package(
+        "lomiri20", "20.04.0-2", "usr/share/backgrounds",
+        photos={"Kleiber": ("Kleiber_by_Lukas_Baubkus.jpg", "nuthatch on a tree trunk")},
+        excluded={"Fossa_by_Jasper_Roks.jpg": "rendered", "Infinite-Sea_by_Aury88.jpg": "composite",
+                  "Painting-Colors_by__herobrine7gamer.jpg": "vector"}),
+    "mate-backgrounds": Package(
+        "mate", "1.26.0-1", "usr/share/backgrounds/mate",
+        photos={
+            "Aqua": ("nature/Aqua.jpg", "water drop splash"),
+            "Dune": ("nature/Dune.jpg", "dune grass and sea"),
+            "LadyBird": ("nature/LadyBird.jpg", "ladybird on a stem, flowers"),
+            "Storm": ("nature/Storm.jpg", "storm clouds over a road, motion blur"),
+            "Wood": ("nature/Wood.jpg", "wood grain, close-up"),
+        },
+        excluded={"abstract/*": "rendered", "desktop/*": "graphics",
+                  "nature/Blinds.jpg": "spare", "nature/FreshFlower.jpg": "spare", "nature/Garden.jpg": "spare",
+                  "nature/GreenMeadow.jpg": "spare", "nature/RainDrops.jpg": "spare",
+                  "nature/TwoWings.jpg": "spare", "nature/YellowFlower.jpg": "spare"}),
+}
+
+
+@dataclass
+class Picture:
+    """One picture to process: where it comes from and where it goes."""
+    name: str
+    source: str            # package name or "skimage"
+    file: str              # path inside the package, or the skimage data file
+    split: str             # "train", "held_out" or "eval"
+    load: object           # () -> uint8 [H, W] or [H, W, 3]
+    jpeg: bool
+    subject: str = ""
+    region: tuple = None   # (texture grid, index) for a texture region
+
+
+def log(message):
+    print(message, flush=True)
+
+
+# ---------------------------------------------------------------- packages
+def deb_path(cache, package):
+    """The cached .deb of `package` preferring the pinned version, or None."""
+    files = sorted(glob.glob(os.path.join(cache, f"{package}_*.deb")))
+    if not files:
+        return None
+    return max(files, key=lambda f: deb_version(f) == ALL_PACKAGES[package].version)
+
+
+def deb_version(path):
+    return subprocess.run(["dpkg-deb", "-f", path, "Version"], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def fetch(cache, package):
+    """Download (if needed) and unpack (if needed) `package`; returns (unpacked folder, .deb path, version)."""
+    os.makedirs(cache, exist_ok=True)
+    deb = deb_path(cache, package)
+    if deb is None:
+        pinned = f"{package}={ALL_PACKAGES[package].version}"
+        log(f"  apt-get download {pinned}")
+        done = subprocess.run(["apt-get", "download", pinned], cwd=cache, capture_output=True, text=True)
+        if done.returncode != 0:
+            log(f"  WARNING: {pinned} is not available ({done.stderr.strip().splitlines()[-1:]}); "
+                f"downloading the current candidate")
+            subprocess.run(["apt-get", "download", package], cwd=cache, check=True, capture_output=True)
+        deb = deb_path(cache, package)
+    version = deb_version(deb)
+    if version != ALL_PACKAGES[package].version:
+        log(f"  WARNING: {package} {version} is not the version the tables were made for "
+            f"({ALL_PACKAGES[package].version}); check the pictures")
+    folder = os.path.join(cache, "unpacked", package)
+    marker = os.path.join(folder, ".unpacked-version")
+    if not (os.path.exists(marker) and open(marker).read() == version):
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        log(f"  dpkg -x {os.path.basename(deb)}")
+        subprocess.run(["dpkg", "-x", deb, folder], check=True)
+        atomic_write_text(marker, version)
+    return folder, deb, version
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_size(path):
+    """(height, width) of an image file without decoding it."""
+    with Image.open(path) as image:
+        return image.size[1], image.size[0]
+
+
+def largest_image(folder):
+    """The image file in `folder` with the most pixels (ties: the larger file)."""
+    files = [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if f.lower().endswith(IMAGE_FILES)]
+    if not files:
+        raise ValueError(f"no image file in {folder}")
+    return max(files, key=lambda f: (np.prod(image_size(f)), os.path.getsize(f)))
+
+
+def package_pictures(package, folder, split_of):
+    """The package's photographs as Pictures, and the warnings of the coverage check."""
+    spec = ALL_PACKAGES[package]
+    root = os.path.join(folder, spec.root)
+    pictures, used = [], set()
+    for name, (path, subject) in spec.photos.items():
+        full = os.path.join(root, path)
+        if os.path.isdir(full):
+            used.update(os.path.join(full, f) for f in os.listdir(full))      # the smaller versions count once
+            full = largest_image(full)
+        elif not os.path.isfile(full):
+            raise FileNotFoundError(f"{package} {spec.version}: {spec.root}/{path} is missing; update the tables")
+        used.add(full)
+        name = f"{spec.short}-{name}"
+        pictures.append(Picture(name, package, os.path.relpath(full, folder), split_of(name),
+                                load=lambda f=full: load_file(f), jpeg=full.lower().endswith(JPEG_FILES),
+                                subject=subject))
+    warnings = []
+    for directory, _, files in os.walk(root):
+        for f in sorted(files):
+            full = os.path.join(directory, f)
+            relative = os.path.relpath(full, root)
+            if f.lower().endswith(IMAGE_FILES) and full not in used and not os.path.islink(full) and not any(
+                    fnmatch.fnmatch(relative, pattern) for pattern in spec.excluded):
+                warnings.append(f"{package}: {spec.root}/{relative} is neither a listed photograph nor excluded")
+    return pictures, warnings
+
+
+def load_file(path):
+    """uint8 [H, W] (gray pictures, RGB with equal channels included) or [H, W, 3]."""
+    with Image.open(path) as image:
+        if image.mode in ("L", "LA", "I", "I;16", "1"):
+            return np.asarray(image.convert("L"))
+        rgb = np.asarray(image.convert("RGB"))
+    return rgb[..., 0] if is_gray(rgb) else rgb
+
+
+def is_gray(rgb):
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+
+
+# ---------------------------------------------------------------- scikit-image
+def skimage_pictures():
+    """The scikit-image photos and texture regions, with the project's held-out split."""
+    import skimage.data
+    from ride_tf import pretrained
+
+    def load(name):
+        image = getattr(skimage.data, name)()
+        image = np.asarray(image[0] if isinstance(image, tuple) else image)   # stereo_motorcycle: left view
+        if image.ndim == 3:
+            image = image[..., :3]
+            if is_gray(image):
+                image = image[..., 0]
+        return np.ascontiguousarray(image.astype(np.uint8))
+
+    def picture(name, split, region=None):
+        file = SKIMAGE_FILES[name]
+        label = f"skimage-{name}" if region is None else f"skimage-{name}-{region[1]:02d}"
+        return Picture(label, "skimage", f"skimage/data/{file}", split, load=lambda: load(name),
+                       jpeg=file.endswith(JPEG_FILES), region=region)
+
+    missing = [n for n in (*pretrained.TRAINING_IMAGES, *pretrained.HELD_OUT["photos"], *pretrained.TEXTURES)
+               if n not in SKIMAGE_FILES]
+    if missing:
+        raise ValueError(f"add the data files of {missing} to SKIMAGE_FILES")
+    pictures = [picture(n, "train") for n in pretrained.TRAINING_IMAGES]
+    pictures += [picture(n, "held_out") for n in pretrained.HELD_OUT["photos"]]
+    grid = pretrained.TEXTURE_GRID
+    for name in pretrained.TEXTURES:
+        held = pretrained.HELD_OUT["texture_regions"][name]
+        pictures += [picture(name, "held_out" if k == held else "train", region=(grid, k))
+                     for k in range(grid * grid)]
+    return pictures
+
+
+# ---------------------------------------------------------------- processing
+def factor(size, jpeg, max_side):
+    """The downscaling rule: f = max(ceil(longer side / max_side), 2 if JPEG else 1)."""
+    return max(math.ceil(max(size) / max_side), 2 if jpeg else 1)
+
+
+def box_downscale(image, f):
+    """Crop to multiples of f (bottom, right), then the mean of each f x f block (float64, rounded half to even)."""
+    if f == 1:
+        return image
+    h, w = image.shape[0] // f * f, image.shape[1] // f * f
+    blocks = image[:h, :w].reshape(h // f, f, w // f, f, *image.shape[2:])
+    mean = blocks.mean(axis=(1, 3), dtype=np.float64)
+    return np.clip(np.round(mean), 0, 255).astype(np.uint8)
+
+
+def region_of(image, grid, index):
+    h, w = image.shape[0] // grid, image.shape[1] // grid
+    i, j = divmod(index, grid)
+    return image[i * h:(i + 1) * h, j * w:(j + 1) * w]
+
+
+def process(picture, max_side):
+    """(gray uint8 [H, W], rgb uint8 [H, W, 3] or None, manifest record) of one picture."""
+    image = picture.load()
+    original = image.shape[:2]
+    f = factor(original, picture.jpeg, max_side)
+    small = box_downscale(image, f)
+    if picture.region is not None:
+        small = region_of(small, *picture.region)
+    if small.ndim == 3:
+        rgb, gray = small, np.asarray(Image.fromarray(small).convert("L"))
+    else:
+        rgb, gray = None, small
+    record = {"name": picture.name, "source": picture.source, "file": picture.file, "split": picture.split,
+              "subject": picture.subject or None, "original_size": list(original),
+              "region": None if picture.region is None else {"grid": picture.region[0], "index": picture.region[1]},
+              "jpeg": picture.jpeg, "factor": f, "output_size": list(gray.shape),
+              "colour": rgb is not None, "megapixels": round(gray.size / 1e6, 4),
+              "original_megapixels": round(int(np.prod(original)) / 1e6, 4)}
+    return gray, rgb, record
+
+
+def thumbnail(gray):
+    """16 x 16 z-scored thumbnail, for the duplicate check."""
+    small = np.asarray(Image.fromarray(gray).resize((16, 16), Image.BILINEAR), np.float64).ravel()
+    return (small - small.mean()) / (small.std() + 1e-9)
+
+
+def duplicates(thumbnails, threshold=0.98):
+    """Pairs of different pictures (texture regions of one texture not compared) whose thumbnails correlate."""
+    names = list(thumbnails)
+    found = []
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            if parent(names[a]) == parent(names[b]):
+                continue
+            r = float(np.dot(thumbnails[names[a]], thumbnails[names[b]]) / 256)
+            if r > threshold:
+                found.append((names[a], names[b], round(r, 3)))
+    return found
+
+
+def parent(name):
+    head, _, tail = name.rpartition("-")
+    return head if name.startswith("skimage-") and tail.isdigit() else name
+
+
+# ---------------------------------------------------------------- outputs
+OWNED = ("gray/train-*.tfrecord", "rgb/train-*.tfrecord", "gray/train/*.png", "rgb/train/*.png",
+         "gray/held_out/*.png", "rgb/held_out/*.png")
+OWNED_EVAL = ("eval/gray/*.png", "eval/rgb/*.png")
+
+
+def clear(output, patterns):
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(output, pattern)):
+            os.remove(path)
+
+
+def save_png(image, path):
+    return atomic_write_png(image, path)
+
+
+def shard_order(paths):
+    """Training files in a fixed, source-mixing order (by the SHA-256 of the file name)."""
+    return sorted(paths, key=lambda p: hashlib.sha256(os.path.basename(p).encode()).hexdigest())
+
+
+def write_and_verify_shards(output, train_files, num_shards):
+    """Write OUT/{gray,rgb}/train-*.tfrecord and read two batches of 16 x 16 patches back from each."""
+    from ride_tf.data import streaming_patches, write_tfrecords
+    import tensorflow as tf
+
+    shards = {}
+    for mode, channels in (("gray", 1), ("rgb", 3)):
+        files = shard_order(train_files[mode])
+        shards[mode] = write_tfrecords(files, os.path.join(output, mode, "train"), num_shards=min(num_shards,
+                                                                                                  len(files)))
+        records = sum(1 for path in shards[mode] for _ in tf.data.TFRecordDataset(path))
+        if records != len(files):
+            raise RuntimeError(f"{mode} shards hold {records} records, expected {len(files)}")
+        dataset = streaming_patches(shards[mode], patch_size=16, batch_size=50, num_channels=channels)
+        batches = [b.numpy() for b in dataset.take(2)]
+        shapes = {(b.shape, b.dtype.name) for b in batches}
+        expected = {((50, 16, 16, channels), "uint8")}
+        if shapes != expected:
+            raise RuntimeError(f"{mode} shards stream {shapes}, expected {expected}")
+        log(f"  {mode}: {len(files)} pictures in {len(shards[mode])} shards; streaming_patches: 2 batches "
+            f"{batches[0].shape} uint8, mean {np.mean(batches):.1f}")
+    return {mode: [os.path.relpath(p, output) for p in paths] for mode, paths in shards.items()}
+
+
+def totals(records):
+    """{source: {split: {count, megapixels, rgb_count}}}."""
+    table = {}
+    for r in records:
+        entry = table.setdefault(r["source"], {}).setdefault(r["split"], {"count": 0, "megapixels": 0.0,
+                                                                           "rgb_count": 0})
+        entry["count"] += 1
+        entry["rgb_count"] += int(r["colour"])
+        entry["megapixels"] = round(entry["megapixels"] + r["megapixels"], 4)
+    return table
+
+
+def print_totals(table):
+    for source, splits in table.items():
+        parts = ", ".join(f"{split} {t['count']} ({t['rgb_count']} rgb) {t['megapixels']:.2f} MP"
+                          for split, t in sorted(splits.items()))
+        log(f"  {source:30s} {parts}")
+
+
+# ---------------------------------------------------------------- main
+ALL_PACKAGES = {**TRAIN_PACKAGES, **EVAL_PACKAGES}
+
+
+def collect(packages, cache, split_of, dry_run):
+    """(pictures, package records, warnings) of `packages`; in a dry run, packages not unpacked are skipped."""
+    pictures, info, warnings = [], {}, []
+    for package in packages:
+        folder = os.path.join(cache, "unpacked", package)
+        if dry_run:
+            if not os.path.exists(os.path.join(folder, ".unpacked-version")):
+                spec = ALL_PACKAGES[package]
+                log(f"  {package}: not in the cache; photographs per the table: "
+                    f"{', '.join(spec.photos) or 'none'}")
+                continue
+            deb, version = deb_path(cache, package), open(os.path.join(folder, ".unpacked-version")).read()
+        else:
+            folder, deb, version = fetch(cache, package)
+        found, problems = package_pictures(package, folder, split_of)
+        pictures += found
+        warnings += problems
+        info[package] = {"version": version, "deb": os.path.basename(deb) if deb else None,
+                         "sha256": sha256_file(deb) if deb and not dry_run else None,
+                         "photographs": len(found), "excluded": dict(ALL_PACKAGES[package].excluded)}
+        log(f"  {package} {version}: {len(found)} photographs")
+    return pictures, info, warnings
+
+
+def build(pictures, output, max_side, dry_run, eval_set=False):
+    """Process and write the pictures; returns (records, {mode: [training PNG paths]}, thumbnails)."""
+    records, train_files, thumbs = [], {"gray": [], "rgb": []}, {}
+    for picture in pictures:
+        gray, rgb, record = process(picture, max_side)
+        records.append(record)
+        thumbs[picture.name] = thumbnail(gray)
+        folder = {"train": "{mode}/train", "held_out": "{mode}/held_out", "eval": "eval/{mode}"}[picture.split]
+        if not dry_run:
+            outputs = {}
+            for mode, image in (("gray", gray), ("rgb", rgb)):
+                if image is not None:
+                    path = save_png(image, os.path.join(output, folder.format(mode=mode), picture.name + ".png"))
+                    outputs[mode] = os.path.relpath(path, output)
+                    if picture.split == "train":
+                        train_files[mode].append(path)
+            record["outputs"] = outputs
+        size = "x".join(map(str, record["original_size"]))
+        log(f"  {record['split']:8s} {picture.name:32s} {size:>10s} /{record['factor']} -> "
+            f"{'x'.join(map(str, record['output_size'])):>9s} {'rgb+gray' if rgb is not None else 'gray'}")
+    return records, train_files, thumbs
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="output folder (default %(default)s)")
+    parser.add_argument("--cache", help="folder for the .deb files and their unpacked trees (default OUTPUT/debs)")
+    parser.add_argument("--eval", action="store_true", help="also build the evaluation set OUT/eval")
+    parser.add_argument("--shards", type=int, default=4, help="TFRecord shards per colour mode (default 4)")
+    parser.add_argument("--max-side", type=int, default=1024, help="bound on the output's longer side (1024)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be used; write nothing")
+    args = parser.parse_args(argv)
+    output = os.path.abspath(args.output)
+    cache = os.path.abspath(args.cache or os.path.join(output, "debs"))
+    start = time.time()
+
+    def split_of(name):
+        return "held_out" if name in HELD_OUT_PHOTOS else "train"
+
+    log("training sources" + (" (dry run: nothing is downloaded or written)" if args.dry_run else ""))
+    pictures, packages, warnings = collect(TRAIN_PACKAGES, cache, split_of, args.dry_run)
+    unknown = set(HELD_OUT_PHOTOS) - {p.name for p in pictures}
+    if unknown and not args.dry_run:
+        raise ValueError(f"HELD_OUT_PHOTOS names no photograph: {sorted(unknown)}")
+    pictures = skimage_pictures() + pictures
+    eval_pictures, eval_packages = [], {}
+    if args.eval:
+        log("evaluation sources")
+        eval_pictures, eval_packages, more = collect(EVAL_PACKAGES, cache, lambda name: "eval", args.dry_run)
+        warnings += more
+
+    if not args.dry_run:
+        clear(output, OWNED + (OWNED_EVAL if args.eval else ()))
+    log(f"pictures (size /factor -> output size){' [not written]' if args.dry_run else ''}")
+    records, train_files, thumbs = build(pictures, output, args.max_side, args.dry_run)
+    eval_records, _, eval_thumbs = build(eval_pictures, output, args.max_side, args.dry_run)
+
+    shards = None
+    if not args.dry_run:
+        log("shards")
+        shards = write_and_verify_shards(output, train_files, args.shards)
+    found = duplicates({**thumbs, **eval_thumbs})
+    warnings += [f"possible duplicates: {a} and {b} (thumbnail correlation {r})" for a, b, r in found]
+
+    manifest = {
+        "script": "examples/build_corpus.py", "command": ["examples/build_corpus.py", *sys.argv[1:]],
+        "max_side": args.max_side,
+        "rules": {"factor": "max(ceil(max(H, W) / max_side), 2 if JPEG else 1); crop bottom/right to multiples",
+                  "filter": "mean of f x f blocks in float64, rounded half to even",
+                  "gray": "Pillow 'L' (ITU-R 601) of the downscaled uint8 RGB; gray pictures are box-filtered",
+                  "sizes": "[height, width]; megapixels of the output"},
+        "packages": packages, "held_out_photos": list(HELD_OUT_PHOTOS), "images": records,
+        "totals": totals(records), "shards": shards, "warnings": warnings,
+    }
+    path = os.path.join(output, "manifest.json")
+    if args.eval:
+        manifest["eval"] = {"packages": eval_packages, "images": eval_records, "totals": totals(eval_records)}
+    elif os.path.exists(path):
+        with open(path) as stream:
+            previous = json.load(stream).get("eval")
+        if previous and glob.glob(os.path.join(output, "eval", "gray", "*.png")):
+            manifest["eval"] = previous
+    if not args.dry_run:
+        atomic_write_json(path, manifest)
+
+    log("totals (pictures, of which rgb, megapixels of the gray output)")
+    print_totals(manifest["totals"])
+    if args.eval:
+        print_totals(manifest["eval"]["totals"])
+    for warning in warnings:
+        log(f"WARNING: {warning}")
+    log(f"{'dry run' if args.dry_run else 'wrote ' + output} in {time.time() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

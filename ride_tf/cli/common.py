@@ -1,0 +1,184 @@
+"""What the subcommands of `ride-tf` share: errors, option types, models, reading and writing image files.
+
+Nothing here imports TensorFlow at module level, so that `ride-tf --help` and
+usage errors answer at once; the model stack is imported when a command needs it.
+"""
+import argparse
+import math
+import os
+
+__all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
+           "positive_float", "load_model", "shipped_model", "check_output_file", "read_exact", "read_for_model",
+           "coded_image", "CodedImage", "MODEL_HELP"]
+
+MODEL_HELP = "a .keras model file (default: the shipped model for the image's mode, gray or rgb)"
+
+
+class CommandError(Exception):
+    """A problem with the user's input: printed as one line, exit status 1."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default ("(default: ...)"); options without one say what happens
+    without them in their own words."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+# ------------------------------------------------------------ option types
+def image_size(text):
+    """"HxW" -> (H, W), both >= 1."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like HxW (e.g. 256x256), got {text!r}") from None
+    if height < 1 or width < 1:
+        raise argparse.ArgumentTypeError(f"size must be at least 1x1, got {text!r}")
+    return height, width
+
+
+def int_at_least(low):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+positive_float.__name__ = "number"
+
+
+# ------------------------------------------------------------------ models
+def load_model(path):
+    """A `RIDE` from a .keras file, or a CommandError that says why not."""
+    from ride_tf.model import load_model as load
+
+    try:
+        model = load(path)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if not model.whitening.is_adapted:
+        raise CommandError(f"{path}: the model's whitening was never fitted (an untrained model); "
+                           "train it with `ride-tf train`")
+    return model
+
+
+def shipped_model(num_channels, what):
+    """The shipped model for images of `num_channels` channels ("gray" or "rgb"), or a CommandError."""
+    from ride_tf import pretrained
+
+    name = {1: "gray", 3: "rgb"}.get(num_channels)
+    if name not in pretrained.available():
+        raise CommandError(f"{what}: no shipped model for {num_channels}-channel images comes with ride-tf; "
+                           "pass --model")
+    return pretrained.load(name)
+
+
+def check_output_file(path):
+    """Refuse an output path that cannot become a file, before any work is done."""
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise CommandError(f"{path}: is a directory; the output must name a file")
+
+
+# ------------------------------------------------------------- image files
+def _image_error(path, error):
+    if isinstance(error, FileNotFoundError):
+        return CommandError(f"{path}: no such file")
+    return CommandError(str(error).splitlines()[0])
+
+
+def read_exact(path):
+    """(pixels uint8 [H, W, C], FileMode) of an image file, exactly (`ride_tf.data.files.read_image_file`), or a
+    CommandError naming the file and the problem (e.g. its mode, when it has no exact 8-bit form)."""
+    from ride_tf.data.files import read_image_file
+
+    try:
+        return read_image_file(path)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise _image_error(path, error) from None
+
+
+def read_for_model(path, num_channels):
+    """An image file converted to the model's channels (gray luma or RGB), uint8 [H, W, C], for training and
+    sampling conditions (`ride_tf.data.files.load_image`); CommandError if unreadable."""
+    from ride_tf.data.files import load_image
+
+    if num_channels not in (1, 3):
+        raise CommandError(f"the model has {num_channels} channels; image files give 1 (gray) or 3 (rgb)")
+    try:
+        image = load_image(path, mode="rgb" if num_channels == 3 else "gray")
+    except (FileNotFoundError, ValueError, OSError) as error:
+        raise _image_error(path, error) from None
+    return image.reshape(image.shape[0], image.shape[1], -1)
+
+
+class CodedImage:
+    """An image file as a model codes it: pixels [H, W, C], their FileMode, the model, and a note for the output
+    line ("" unless the pixels were converted, e.g. "converted to gray")."""
+
+    def __init__(self, path, pixels, file_mode, model, model_name, note=""):
+        self.path, self.pixels, self.file_mode = path, pixels, file_mode
+        self.model, self.model_name, self.note = model, model_name, note
+
+
+def coded_image(path, model_path=None, mode=None, to_gray=False, models=None):
+    """Read `path` exactly and pick the model that codes it losslessly, or refuse (CommandError).
+
+    model_path: a .keras file, or None for the shipped models; mode: "gray"
+    or "rgb" to name a shipped model, or None to take the one that matches
+    the file; to_gray: a colour file may be converted to its luma for a gray
+    model (said in the note).  `models` caches loaded models by name.
+    """
+    from ride_tf.data.files import FileMode, luma
+
+    pixels, file_mode = read_exact(path)
+    channels = pixels.shape[-1]
+    models = {} if models is None else models
+    if model_path:
+        name = model_path
+        if name not in models:
+            models[name] = load_model(model_path)
+        wanted = models[name].num_channels
+    else:
+        wanted = {"gray": 1, "rgb": 3}.get(mode, channels)
+        name = {1: "shipped gray model", 3: "shipped rgb model"}.get(wanted, f"{wanted} channels")
+    note = ""
+    if wanted != channels:
+        what = f"{path} is a {'colour' if channels == 3 else 'grayscale'} image (mode {file_mode.mode})"
+        given = f"the model {model_path}" if model_path else f"--mode {mode}"
+        if channels == 3 and wanted == 1 and to_gray:
+            pixels, file_mode = luma(pixels)[..., None], FileMode("L", 1, icc_profile=file_mode.icc_profile)
+            note = "converted to gray (its luma): decompress gives the gray image, not the colours"
+        elif channels == 3 and wanted == 1:
+            raise CommandError(f"{what}, but {given} codes gray images; omit --model/--mode to use the shipped "
+                               "colour model, pass a colour model, or pass --to-gray to code its luma (the "
+                               "colours are lost)")
+        else:
+            raise CommandError(f"{what}, but {given} codes {wanted}-channel images; omit --model/--mode to use "
+                               "the shipped model for its mode, or pass a model with "
+                               f"{channels} channel(s)")
+    if name not in models:
+        models[name] = shipped_model(wanted, "--model not given")
+    return CodedImage(path, pixels, file_mode, models[name], name, note)

@@ -1,0 +1,40 @@
+"""`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
+from ride_tf.cli.common import MODEL_HELP, CommandError, check_output_file, coded_image
+from ride_tf.defaults import COLOUR_MODES
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands, formatter):
+    compress = commands.add_parser("compress", help="losslessly compress an image file", formatter_class=formatter,
+                                   description="Range-code the image's 8-bit values with the model's "
+                                   "probabilities (ride_tf.codec).  `decompress` gives back the same pixels and "
+                                   "the same image mode (gray, RGB, bilevel, palette, constant alpha); files with "
+                                   "other modes (16-bit, varying alpha, CMYK, ...) are refused.  Without --model "
+                                   "the shipped model for the image's mode is used.")
+    compress.add_argument("input", help="image file (PNG, ...)")
+    compress.add_argument("output", help="compressed file to write (.ride)")
+    compress.add_argument("--model", help=MODEL_HELP)
+    compress.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
+    compress.add_argument("--to-gray", action="store_true",
+                          help="code a colour image's luma with a gray model (not lossless: said in the output)")
+    compress.set_defaults(run=run)
+    return compress
+
+
+def run(args):
+    from ride_tf import codec
+    from ride_tf.io import atomic_write_bytes
+
+    check_output_file(args.output)
+    coded = coded_image(args.input, args.model, args.mode, args.to_gray)
+    image = coded.pixels
+    try:
+        data = codec.compress(coded.model, image, metadata=coded.file_mode.to_bytes())
+    except ValueError as error:
+        raise CommandError(f"{args.input}: {error}") from None
+    atomic_write_bytes(args.output, data)
+    note = f"; {coded.note}" if coded.note else ""
+    print(f"wrote {args.output}: {len(data)} bytes, {8 * len(data) / image.size:.4f} bit/px "
+          f"({image.shape[0]} x {image.shape[1]} x {image.shape[2]}, mode {coded.file_mode.mode}, "
+          f"{coded.model_name}{note})")

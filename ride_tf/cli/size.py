@@ -1,0 +1,49 @@
+"""`ride-tf size IMAGES... [--model M]`: the exact compressed size of image files (what `compress` writes)."""
+import json
+
+from ride_tf.cli.common import MODEL_HELP, CommandError, coded_image
+from ride_tf.defaults import COLOUR_MODES
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(commands, formatter):
+    size = commands.add_parser("size", help="exact compressed size of image files", formatter_class=formatter,
+                               description="The exact ideal code length of each image under the model: "
+                               "sum over all pixels of -log2 P(8-bit value | earlier pixels).  Without --model "
+                               "each image is measured with the shipped model for its mode (gray or rgb).")
+    size.add_argument("images", nargs="+", help="image files")
+    size.add_argument("--model", help=MODEL_HELP)
+    size.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
+    size.add_argument("--to-gray", action="store_true",
+                      help="measure colour images by their luma with a gray model (said in the output)")
+    size.add_argument("--json", action="store_true", help="print JSON")
+    size.set_defaults(run=run)
+    return size
+
+
+def run(args):
+    import numpy as np
+
+    from ride_tf.discrete import compressed_size_bits
+
+    models, rows = {}, []
+    for path in args.images:
+        coded = coded_image(path, args.model, args.mode, args.to_gray, models)
+        image = coded.pixels
+        try:
+            bits = float(compressed_size_bits(coded.model, image[np.newaxis], verbose=0 if args.json else 1)[0])
+        except ValueError as error:
+            raise CommandError(f"{path}: {error}") from None
+        rows.append(dict(path=path, height=image.shape[0], width=image.shape[1], channels=image.shape[2],
+                         mode=coded.file_mode.mode, model=coded.model_name, bits=bits, bytes=bits / 8,
+                         bits_per_pixel=bits / image.size, note=coded.note))
+    if args.json:
+        print(json.dumps(dict(model=args.model or "shipped", images=rows), indent=1))
+        return
+    width = max(len(r["path"]) for r in rows)
+    print(f"{'image':{width}s}  {'exact size [bytes]':>18s}  {'bit/px':>7s}  model   (ideal code length; "
+          "bit/px per channel for colour; smaller is better)")
+    for r in rows:
+        note = f"  ({r['note']})" if r["note"] else ""
+        print(f"{r['path']:{width}s}  {r['bytes']:18.1f}  {r['bits_per_pixel']:7.4f}  {r['model']}{note}")

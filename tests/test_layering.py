@@ -1,0 +1,141 @@
+"""The package's layering (docs/architecture.md): imports run one way, and no module reads another's private names.
+
+Every module of `ride_tf` has a layer; a module may import only modules of
+lower layers.  Compatibility modules (old import paths of moved code) sit
+on top and nothing in the package imports them.  Private names (a single
+leading underscore) are read only through `self` / `cls` / `super()`: never
+`module._name` or `other_object._name`.
+"""
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(ROOT, "ride_tf")
+
+# Bottom to top; the same list is the table of docs/architecture.md.
+LAYERS = [
+    ["checks", "defaults", "lazy_imports", "runtime"],
+    ["io"],
+    ["data", "data.files", "data.leaves", "data.synthetic"],
+    ["data.bsds", "data.van_hateren"],
+    ["quantization", "geometry"],
+    ["data.streaming", "neighbourhoods", "preprocessing"],
+    ["nn", "nn.distributions", "nn.whitening", "nn.spatial_lstm"],
+    ["nn.mcgsm"],
+    ["evaluation"],
+    ["wavefront", "discrete"],
+    ["wavefront.sampling", "training", "training.finetune", "training.patches", "training.schedule"],
+    ["wavefront.inpainting", "training.checkpoint", "codec.format", "codec.coding", "codec.rans"],
+    ["model"],
+    ["ensemble", "training.callbacks", "pretrained"],
+    ["training.recipe", "codec", "export"],
+    ["cli.common"],
+    ["cli.train", "cli.evaluate", "cli.sample", "cli.inpaint", "cli.size", "cli.compress", "cli.decompress",
+     "cli.export"],
+    ["cli", ""],
+    ["__main__"],
+]
+# Old import paths of moved code, kept so that user code keeps working.
+COMPATIBILITY = ["datasets", "whitening", "spatial_lstm", "mcgsm", "distributions", "finetune", "checkpoint",
+                 "sampling", "inpainting"]
+# Deliberate exceptions, each with its reason.
+ALLOWED = {
+    ("io", "model"): "the deprecated alias ride_tf.io.load_ride_model, imported only when it is used",
+}
+
+
+def module_names():
+    names = {}
+    for folder, _, files in os.walk(PACKAGE):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                dotted = os.path.relpath(path, PACKAGE)[:-3].replace(os.sep, ".")
+                dotted = dotted[:-len(".__init__")] if dotted.endswith(".__init__") else dotted
+                names["" if dotted == "__init__" else dotted] = path
+    return names
+
+
+def imported_modules(path, known):
+    """The ride_tf modules (names relative to the package) that `path` imports, anywhere in the file."""
+    found = set()
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from A import B`: the module A.B if there is one, else the module A.
+            submodules = [f"{node.module}.{alias.name}" for alias in node.names]
+            known_submodules = [t for t in submodules if t[len("ride_tf."):] in known]
+            targets = known_submodules + ([node.module] if len(known_submodules) < len(submodules) else [])
+        else:
+            continue
+        for target in targets:
+            if target == "ride_tf" or target.startswith("ride_tf."):
+                relative = target[len("ride_tf."):] if target != "ride_tf" else ""
+                if relative in known:
+                    found.add(relative)
+    return found
+
+
+def test_every_module_has_a_layer():
+    placed = [name for layer in LAYERS for name in layer] + COMPATIBILITY
+    assert sorted(placed) == sorted(module_names()), "update LAYERS (and docs/architecture.md)"
+    assert len(placed) == len(set(placed))
+
+
+def test_imports_run_downward_only():
+    names = module_names()
+    layer_of = {name: k for k, layer in enumerate(LAYERS) for name in layer}
+    upward = []
+    for name, path in names.items():
+        for target in imported_modules(path, names):
+            if name in COMPATIBILITY:
+                continue
+            if target in COMPATIBILITY:
+                upward.append(f"{name} imports the compatibility module {target}")
+            elif target != name and not name.startswith(target + ".") and layer_of[target] >= layer_of[name] \
+                    and (name, target) not in ALLOWED:
+                upward.append(f"{name} (layer {layer_of[name]}) imports {target} (layer {layer_of[target]})")
+    assert upward == []
+
+
+def test_the_layer_table_has_no_stale_entries():
+    names = module_names()
+    layer_of = {name: k for k, layer in enumerate(LAYERS) for name in layer}
+    for (source, target), reason in ALLOWED.items():
+        assert target in imported_modules(names[source], names), (source, target, reason)
+        assert layer_of[target] > layer_of[source]
+
+
+def private_reads(path):
+    """`x._name` where x is not self / cls / super(): reads of another object's or module's private names."""
+    found = []
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            value = node.value
+            if isinstance(value, ast.Name) and value.id in ("self", "cls"):
+                continue
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super":
+                continue
+            found.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+@pytest.mark.parametrize("folder", ["ride_tf", "examples", "benchmarks", "export"])
+def test_no_module_reads_another_modules_private_names(folder):
+    offenders = []
+    for base, _, files in os.walk(os.path.join(ROOT, folder)):
+        for name in files:
+            if name.endswith(".py"):
+                offenders += private_reads(os.path.join(base, name))
+    assert offenders == []
+
+
+def test_the_checker_finds_what_it_looks_for(tmp_path):
+    """The two checks fail on the patterns they forbid (an independent example file)."""
+    source = tmp_path / "bad.py"
+    source.write_text("from ride_tf import model\nimport ride_tf.cli\nx = model._graph\ny = self._fine\n")
+    assert private_reads(str(source)) == [f"{os.path.relpath(str(source), ROOT)}:3: model._graph"]
+    assert imported_modules(str(source), module_names()) == {"model", "cli"}
