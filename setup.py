@@ -26,7 +26,7 @@ setup(
     description="Generative image modelling with spatial LSTMs (RIDE) in TensorFlow/Keras",
     packages=find_packages(include=["ride_tf", "ride_tf.*"]),
     # The pretrained models (ride_tf.pretrained) and their JSON records, a few hundred kB.
-    package_data={"ride_tf.pretrained": ["*.keras", "*.json"]},
+    package_data={"ride_tf.pretrained": ["*.keras", "*.json"], "ride_tf.codec": ["lookup_tables.npz"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES},

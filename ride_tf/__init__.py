@@ -41,9 +41,9 @@ _EXPORTS = {
     "ensemble_log_likelihood_rate": "ride_tf.ensemble",
     "ensemble_log_prob": "ride_tf.ensemble",
     "export_saved_model": "ride_tf.export",
-    "compress": "ride_tf.codec",
-    "decompress": "ride_tf.codec",
-    "CodecError": "ride_tf.codec",
+    "compress": "ride_tf.codec.api",
+    "decompress": "ride_tf.codec.api",
+    "CodecError": "ride_tf.codec.format",
     "compressed_size_bits": "ride_tf.discrete",
     **{name: f"ride_tf.{name}" for name in (
         "checks", "codec", "data", "datasets", "defaults", "discrete", "ensemble", "evaluation", "export",

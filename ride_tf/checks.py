@@ -100,7 +100,10 @@ def check_images(images, num_channels, nb_size=None, name="images"):
     """
     if hasattr(images, "numpy") and callable(images.numpy):
         images = images.numpy()
-    images = np.asarray(images)
+    try:
+        images = np.asarray(images)
+    except ValueError:           # a list of images of different sizes
+        images = np.empty(0, object)
     if images.dtype == object:
         raise ValueError(f"{name}: expected a numeric array, got an object array "
                          "(images of different sizes must be passed one batch per size).")

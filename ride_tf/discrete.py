@@ -41,19 +41,21 @@ Shapes: M pixels, K = num_components * num_scales experts, C channels.
 """
 import math
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from ride_tf import evaluation, geometry
 from ride_tf.checks import check_choice, check_images, check_verbose
+from ride_tf.codec.coding import code_length_bits, coder_for_model
 from ride_tf.defaults import REGIONS
 from ride_tf.nn.mcgsm import IntensityMixture
 from ride_tf.quantization import LN2, NUM_BINS, bin_centres
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
            "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
-           "compressed_size_bits", "bin_centres"]
+           "compressed_size_bits", "float_code_length_bits", "bin_centres"]
 
 
 def _bin_edges(values, dtype):
@@ -286,12 +288,35 @@ def pixel_log_mass(model, images, region="full", verbose=0):
     return evaluation.crop(model, log_masses, region)
 
 
-def compressed_size_bits(model, images, verbose=0):
-    """The exact ideal code length of each whole uint8 image in bits, float64 [N].
+def float_code_length_bits(model, images, verbose=0):
+    """The ideal code length of each uint8 image under the float model's masses, in bits, float64 [N].
 
-    sum over every pixel (borders included) of -log2 P(k_ij | k_<ij); a range
-    coder on the same masses (`ride_tf.codec.compress`) comes within a
-    fraction of a percent of it, plus its header.  Divide by H * W * C for
-    bit per pixel and channel.
-    """
+    sum over every pixel of -log2 P(k_ij | k_<ij) of `pixel_log_mass`: what
+    training for the code length optimises.  The codec's tables are the
+    integer model's (`compressed_size_bits`), within a fraction of a percent
+    of these."""
     return -pixel_log_mass(model, images, verbose=verbose).sum(axis=(1, 2)) / LN2
+
+
+def compressed_size_bits(model, images, verbose=0):
+    """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what
+    `ride_tf.compress` writes.
+
+    The sum over every pixel (borders included) of log2(TOTAL / f_ij), f_ij
+    the frequency of the pixel's value in the integer model's table
+    (`ride_tf.codec.integer`, the tables the codec codes with, the same on
+    every machine).  A file holds this many bits rounded up to 32-bit words,
+    plus at most 96 bits per rANS lane and the header.  Divide by H * W * C
+    for bit per pixel and channel.  verbose=1 shows a progress bar over the
+    images.
+    """
+    images = _check_uint8(images, model, "images")
+    check_verbose("compressed_size_bits", verbose)
+    model.whitening.require_adapted("compressed size")
+    coder = coder_for_model(model)
+    bar = keras.utils.Progbar(len(images), verbose=verbose if len(images) > 1 else 0, unit_name="image")
+    bits = []
+    for k, image in enumerate(images):
+        bits.append(code_length_bits(coder, image))
+        bar.update(k + 1)
+    return np.array(bits, np.float64)

@@ -23,9 +23,10 @@ with uniform noise, so the same request always gets the same answer: `rate`
 equals `model.log_likelihood_rate(images, noise=False)`, `rate_valid` the same
 with `region="valid"` (rows r..H-1, columns r..W-1-r, r = nb_size // 2),
 `log_prob` and `pixel_log_prob` likewise.  Sums and means run in float64, as
-in the Python API.  `compressed_size` needs no dequantization: it sums
--log2 P(k_ij | k_<ij), the mass of each pixel's 8-bit bin given the earlier
-pixels (`ride_tf.discrete`), and equals `ride_tf.discrete.compressed_size_bits`.
+in the Python API.  `compressed_size` needs no dequantization: it sums the
+code lengths of the integer model's tables (`ride_tf.codec.integer`), and
+equals `ride_tf.discrete.compressed_size_bits`, the size of what
+`ride_tf.compress` writes.
 
 Sampling.  `sample` runs the wavefront sampler (`ride_tf.sampling`) with the
 stateless draws of `ride_tf.sampling.draws`, so the images equal
@@ -56,8 +57,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ride_tf import discrete, geometry
+from ride_tf import geometry
 from ride_tf.checks import check_integer
+from ride_tf.codec.integer import integer_model
 from ride_tf.io import atomic_directory
 from ride_tf.model import RIDE, load_model
 from ride_tf.quantization import LN2, dequantize, quantize
@@ -138,6 +140,7 @@ class _Endpoints:
         self.max_sample_pixels = max_sample_pixels
         self.channels = model.num_channels
         self.r = model.radius
+        self.integer = integer_model(model)
 
     def image_spec(self):
         return tf.TensorSpec([None, None, None, self.channels], tf.uint8, name="images")
@@ -171,13 +174,15 @@ class _Endpoints:
     def compressed_size(self, images):
         """images uint8 [N, H, W, C] -> bits: float64 [N], the exact ideal code length of each image.
 
-        sum over every pixel of -log2 P(k_ij | k_<ij), the mass of the pixel's
-        8-bit bin (`ride_tf.discrete`), as `ride_tf.discrete.compressed_size_bits`.
+        sum over every pixel of log2(TOTAL / f), f the frequency of the
+        pixel's value in the integer model's table (`ride_tf.codec.integer`,
+        its integers constants of this graph), as
+        `ride_tf.discrete.compressed_size_bits`: the size of what
+        `ride_tf.compress` writes, on any machine.
         """
         images = _check_images(images, self.channels, "compressed_size")
-        log_masses = _finite(tf.cast(discrete.log_mass_map(self.model, images), tf.float64), "compressed_size",
-                             self.model.cell, "log-masses")
-        return {"bits": -tf.reduce_sum(log_masses, axis=[1, 2]) / LN2}
+        bits = _finite(self.integer.code_length_bits(images), "compressed_size", self.model.cell, "code lengths")
+        return {"bits": tf.reduce_sum(bits, axis=[1, 2])}
 
     def sample(self, num_samples, height, width, seed):
         """int32 scalars -> images: uint8 [num_samples, height, width, C], as `RIDE.sample` with that seed."""

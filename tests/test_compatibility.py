@@ -34,7 +34,7 @@ def test_the_top_level_names_are_the_package_objects():
     from ride_tf.model import RIDE, load_model
 
     assert ride_tf.RIDE is RIDE and ride_tf.load_model is load_model
-    assert callable(ride_tf.pretrained) and ride_tf.compress.__module__ == "ride_tf.codec"
+    assert callable(ride_tf.pretrained) and ride_tf.compress.__module__ == "ride_tf.codec.api"
     assert set(ride_tf.__all__) <= set(dir(ride_tf))
 
 

@@ -1,110 +1,270 @@
-"""The coding graph: the model's probability tables of every pixel, in wavefront order, for the range coder."""
-import threading
+"""The coder: an integer model's tables (`ride_tf.codec.integer`) driving the interleaved rANS coder.
+
+Order: the pixels are coded front by front in the wavefront order of the
+sampler (front t = (r + 1) i + j, `ride_tf.geometry`), within a front
+channel by channel, and within a channel in rounds of at most `lanes`
+pixels, pixel (i, j) on rANS lane i mod lanes (`steps`): the rows of a
+front are consecutive, so the pixels of a round have distinct lanes.
+
+Encoding is one batched pass over the known image (teacher forcing): the
+integer model's cumulative tables at every pixel's value and the next bin
+give its (start, frequency), band by band of rows (`IntegerCoder.code_band`,
+the spatial LSTM states passed from band to band), and the rANS coder codes
+them in the order above.
+
+Decoding keeps the wavefront order.  For each front, `IntegerCoder.front`
+gathers nothing itself: the caller passes the front's causal windows (from
+the image decoded so far) and the LSTM states of the two earlier fronts that
+hold the pixels' left and upper neighbours, and gets the front's states and
+its mixtures; then, per channel, `window` gives each pixel's cumulative
+table on `WINDOW` bins around its mixture's mean, the rANS slots are looked
+up there, and the rare pixels whose slot lies outside their window get their
+full 257-entry table (`full`).  Both sides compute the same integers, so the
+decoder reproduces the encoder's tables exactly; `tests/test_coding.py` checks
+it table for table.
+"""
+import math
 
 import numpy as np
 import tensorflow as tf
 
-from ride_tf import discrete
-from ride_tf.evaluation import traced
-from ride_tf.wavefront import Wavefront
+from ride_tf import geometry
+from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
+from ride_tf.codec.rans import RansDecoder, RansEncoder
 
-__all__ = ["WINDOW", "run_coder"]
+__all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
+           "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND"]
 
-# Bins of the window coded first around each pixel's mixture mean (see `coding_graph`).
-WINDOW = 16
-
-
-class _Coder:
-    """The entropy coder the traced graph calls back (set for the length of one compress/decompress)."""
-
-    def __init__(self):
-        self.code = None
-        self.lock = threading.Lock()
-
-    def __call__(self, channel, table, known):
-        if len(table) == 0:
-            return np.zeros(0, np.int32)
-        return np.asarray(self.code(int(channel), table.astype(np.float64), known), np.int32)
+MAX_LANES = 32
+# Pixels per band of the encoder's batched pass (bounds its memory).
+PIXELS_PER_BAND = 1 << 16
 
 
-def _coding_graph(model):
-    """The codec's traced graph for `model`: (known uint8 [H, W, C]) -> the coded image uint8 [H, W, C].
+def num_lanes(height, width, channels):
+    """The rANS lanes of an image: one per 8192 values, at most 32 and at most one per row (each lane costs 8
+    bytes of final state, about 0.008 bit per value)."""
+    return int(max(1, min(MAX_LANES, height, (height * width * channels) // 8192)))
 
-    One `tf.while_loop` over the wavefronts; for each front and channel the
-    256-bin tables of the front's pixels go to the coder (`tf.numpy_function`),
-    which returns the channel's values (the known ones when encoding, the
-    decoded ones when decoding); they enter the canvas at their bin centres.
-    """
-    channels = model.num_channels
-    dtype = model.compute_dtype
-    coder = _Coder()
 
-    def code_channel(c, log_weights, mean, std, known):
-        """Code one channel of the front's pixels: a window of WINDOW bins with two escapes, then the
-        escaped pixels with their full tables restricted to the escaped tail; returns the values [n]."""
-        start = discrete.window_start(log_weights, mean, WINDOW)
-        table = discrete.window_table(log_weights, mean, std, start, WINDOW, tf.float32)     # [n, W + 2]
-        known_symbol = tf.clip_by_value(known - start + 1, 0, WINDOW + 1)
-        symbol = tf.ensure_shape(tf.numpy_function(coder, [c, table, known_symbol], tf.int32, stateful=True),
-                                 [None])
-        value = start + symbol - 1
-        escape = (symbol == 0) | (symbol == WINDOW + 1)
-
-        def code_escaped():
-            escaped = tf.where(escape)[:, 0]
-            full = discrete.bin_table(tf.gather(log_weights, escaped), tf.gather(mean, escaped), std, tf.float32)
-            bins = tf.range(discrete.NUM_BINS)[None, :]
-            start_escaped = tf.gather(start, escaped)[:, None]
-            tail = tf.where(tf.gather(symbol, escaped)[:, None] == 0, bins < start_escaped,
-                            bins >= start_escaped + WINDOW)
-            tail_value = tf.ensure_shape(tf.numpy_function(
-                coder, [c, tf.where(tail, full, tf.zeros_like(full)), tf.gather(known, escaped)], tf.int32,
-                stateful=True), [None])
-            return tf.tensor_scatter_nd_update(value, escaped[:, None], tail_value)
-
-        return tf.cond(tf.reduce_any(escape), code_escaped, lambda: value)
-
-    def run(known):
-        front = Wavefront(model)
-        constants = discrete.mixture_constants(model, tf.float32)
-
-        def body(t, pixels, h, x_hat):
-            mixture = discrete.intensity_mixture(model, h, x_hat, constants, tf.float32)
-            known_front = tf.cast(tf.gather_nd(known, pixels), tf.int32)                  # [n, C]
-            log_weights = mixture.log_weights
-            values, previous = [], tf.zeros_like(mixture.means[:, 0, :])
-            for c in range(channels):
-                mean, std = discrete.channel_moments(mixture, c, previous)
-                value = code_channel(c, log_weights, mean, std, known_front[:, c])
-                values.append(value)
-                if c + 1 < channels:
-                    log_weights += discrete.channel_log_mass(mixture, c, value, previous)
-                    previous = tf.tensor_scatter_nd_update(
-                        tf.transpose(previous), [[c]], discrete.bin_centres(value)[None])
-                    previous = tf.transpose(previous)
-            centres = discrete.bin_centres(tf.stack(values, axis=1))
-            return tf.cast(centres, dtype)[:, None, :]
-
-        canvas = tf.zeros(tf.concat([[1], tf.shape(known)], 0), dtype)
-        image = front.run(canvas, body)[0]
-        return tf.cast(tf.floor(image * discrete.NUM_BINS), tf.uint8)
-
-    return traced(model, "codec", run, [tf.TensorSpec([None, None, channels], tf.uint8)]), coder
+def steps(height, width, channels, nb_size, lanes):
+    """The coding order: (order, boundaries), `order` the flat indices (i * W + j) * C + channel of every value
+    in coding order, `boundaries` the starts of the rANS steps in it (and its length at the end)."""
+    r = geometry.radius(nb_size)
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    t = (r + 1) * i + j
+    first_row = np.maximum(0, -((width - 1 - t) // (r + 1)))             # i_lo of the pixel's front
+    rounds = (i - first_row) // lanes
+    t, rounds, flat = (np.repeat(a.reshape(-1, 1), channels, axis=1) for a in (t, rounds, i * width + j))
+    channel = np.broadcast_to(np.arange(channels), t.shape)
+    values = flat * channels + channel
+    order = np.lexsort((values.reshape(-1), rounds.reshape(-1), channel.reshape(-1), t.reshape(-1)))
+    key = np.stack([t.reshape(-1)[order], channel.reshape(-1)[order], rounds.reshape(-1)[order]])
+    change = np.nonzero(np.any(key[:, 1:] != key[:, :-1], axis=0))[0] + 1
+    return values.reshape(-1)[order], np.concatenate([[0], change, [len(order)]])
 
 
 _CODERS = {}
 
 
-def run_coder(model, known, code):
-    """Run the codec's graph with `code(channel, table [n, 256] float64, known [n]) -> values [n]`."""
-    if model not in _CODERS:
-        _CODERS[model] = _coding_graph(model)
-    graph, coder = _CODERS[model]
-    with coder.lock:
-        coder.code = code
-        try:
-            return graph(known).numpy()
-        finally:
-            coder.code = None
+def coder_for_model(model):
+    """The `IntegerCoder` of `model`'s current weights (its integer model derived, its band function traced, once)."""
+    integer = integer_model(model)
+    if _CODERS.get(id(model), (None,))[0] is not integer:
+        _CODERS[id(model)] = (integer, IntegerCoder(integer))
+    return _CODERS[id(model)][1]
 
 
+class IntegerCoder:
+    """An integer model with the traced band function of the encoder (the decoder runs the model in NumPy)."""
+
+    def __init__(self, integer):
+        self.integer = model = integer
+        self.channels, self.r, self.units = model.num_channels, model.radius, model.units
+        self.num_layers = model.num_layers
+        band = [tf.TensorSpec([None, None, model.num_channels], tf.uint8), tf.TensorSpec([], tf.int32),
+                tf.TensorSpec([], tf.int32)] + [tf.TensorSpec([None, model.units], tf.float64)] * (2 * model.num_layers)
+        self.band = tf.function(self._band, input_signature=band)
+
+    def _band(self, window, row0, width, *top):
+        """(start, freq [h, W, C], per layer the band's last row h, c [W, U]) of rows row0 .. of an image.
+
+        window: uint8 [h + r, W + 2r, C], the band's rows and the r rows above, padded as `pad_images`.
+        top: per layer the states h, c [W, U] of the row above the band (zeros for the first band)."""
+        from ride_tf.neighbourhoods import extract_neighbourhoods
+
+        model, ops = self.integer, TENSORFLOW
+        values = tf.cast(window[None], tf.float64)
+        windows, pixels = extract_neighbourhoods(values, model.nb_size)
+        shape = tf.shape(pixels)
+        outside = geometry.outside_indicators(row0 + tf.range(shape[1]), tf.range(shape[2]), width, model.nb_size,
+                                              tf.float64)
+        u = model.centred_inputs(windows, outside[None], ops)
+        h, last = u, []
+        for layer in range(self.num_layers):
+            step = lambda x, hl, cl, hu, cu, layer=layer: model.cell_step(layer, x, hl, cl, hu, cu, ops)
+            h, c = _scan(h, model.units, step, top[2 * layer][None], top[2 * layer + 1][None])
+            last += [h[0, -1], c[0, -1]]
+        v = model.mcgsm_inputs(h, u, ops)
+        weights, means = model.mixture(tf.reshape(v, [-1, v.shape[-1]]), tf.reshape(u, [-1, u.shape[-1]]), ops)
+        start, freq = model.intervals(weights, means, tf.reshape(pixels, [-1, self.channels]), ops)
+        out = tf.concat([shape[1:3], [self.channels]], 0)
+        return (tf.reshape(start, out), tf.reshape(freq, out)) + tuple(last)
+
+    def intervals(self, image):
+        """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], band by band."""
+        height, width, channels = image.shape
+        r = self.r
+        padded = np.pad(image, [(r, 0), (r, r), (0, 0)])
+        band_rows = max(1, PIXELS_PER_BAND // width)
+        top = [np.zeros((width, self.units))] * (2 * self.num_layers)
+        start = np.empty((height, width, channels), np.int64)
+        freq = np.empty_like(start)
+        for row0 in range(0, height, band_rows):
+            rows = min(band_rows, height - row0)
+            out = self.band(padded[row0:row0 + rows + r], np.int32(row0), np.int32(width), *top)
+            start[row0:row0 + rows] = out[0].numpy()
+            freq[row0:row0 + rows] = out[1].numpy()
+            top = [t.numpy() for t in out[2:]]
+        return start, freq
+
+
+def _scan(u, units, step, h_top, c_top):
+    """diagonal_scan of one band with the states of the row above it (the left column is the image border)."""
+    from ride_tf.nn.spatial_lstm import diagonal_scan
+
+    return diagonal_scan(u, units, step, return_cells=True, boundary=(h_top, c_top, None, None))
+
+
+def encode(coder, image):
+    """The rANS stream (bytes) of a uint8 image [H, W, C] under `coder`'s integer model."""
+    height, width, channels = image.shape
+    start, freq = coder.intervals(image)
+    lanes = num_lanes(height, width, channels)
+    order, boundaries = steps(height, width, channels, coder.integer.nb_size, lanes)
+    lane = (order // channels // width) % lanes
+    start, freq = start.reshape(-1)[order], freq.reshape(-1)[order]
+    encoder = RansEncoder(lanes, TOTAL)
+    for a, b in zip(boundaries[:-1], boundaries[1:]):
+        encoder.step(lane[a:b], start[a:b], freq[a:b])
+    return encoder.finish()
+
+
+def code_length_bits(coder, image):
+    """The ideal code length in bits of a uint8 image [H, W, C]: sum of log2(TOTAL / freq) (float64)."""
+    _, freq = coder.intervals(image)
+    return float(np.sum(math.log2(TOTAL) - np.log2(freq.astype(np.float64))))
+
+
+def wavefront_pass(coder, height, width, choose):
+    """The decoder's pass, front by front in NumPy; `choose` picks each round's values from their tables.
+
+    For every front, channel and round of distinct lanes:
+    choose(lanes, start, table, tables_of) -> (values, low, high), where
+    start [m] and table [m, WINDOW + 1] are the pixels' window (first bin and
+    cumulative table F at its edges) and tables_of(indices) gives the full
+    tables F [len(indices), 257] of some of them; values are the round's
+    values, [low, high) their intervals.  Returns the image uint8 [H, W, C].
+    The decoder chooses by the rANS slots; `front_intervals` by the known image.
+    """
+    model, ops = coder.integer, NUMPY
+    channels, r, units = model.num_channels, model.radius, model.units
+    lanes = num_lanes(height, width, channels)
+    offsets = np.array(geometry.causal_offsets(model.nb_size))
+    canvas = np.zeros((height + r, width + 2 * r, channels), np.float64)
+    up_lag, left_lag = geometry.front_index(1, 0, model.nb_size), geometry.front_index(0, 1, model.nb_size)
+    zeros = lambda: [np.zeros((height + 1, units)) for _ in range(2 * model.num_layers)]
+    history = [zeros() for _ in range(up_lag)]            # states of the last fronts, newest last, rows + 1
+    full_bins = np.arange(257, dtype=np.float64)[None, :]
+    window_bins = np.arange(WINDOW + 1, dtype=np.float64)[None, :]
+    for t in range(geometry.num_fronts(height, width, model.nb_size)):
+        i_lo, i_hi = geometry.front_rows(t, height, width, model.nb_size)
+        rows = np.arange(i_lo, i_hi + 1)
+        cols = t - (r + 1) * rows
+        n = len(rows)
+        windows = canvas[rows[:, None] + r + offsets[:, 0], cols[:, None] + r + offsets[:, 1]].reshape(n, -1)
+        outside = ((rows[:, None] + offsets[:, 0] < 0) | (cols[:, None] + offsets[:, 1] < 0)
+                   | (cols[:, None] + offsets[:, 1] >= width)).astype(np.float64)
+        u = model.centred_inputs(windows, outside, ops)
+        left, up, new = history[-left_lag], history[-up_lag], zeros()
+        h = u
+        for layer in range(model.num_layers):
+            h, c = model.cell_step(layer, h, left[2 * layer][rows + 1], left[2 * layer + 1][rows + 1],
+                                   up[2 * layer][rows], up[2 * layer + 1][rows], ops)
+            new[2 * layer][rows + 1], new[2 * layer + 1][rows + 1] = h, c
+        history = history[1:] + [new]
+        weights, means = model.mixture(model.mcgsm_inputs(h, u, ops), u, ops)
+        values = np.zeros((n, channels))
+        lane = rows % lanes
+        for channel in range(channels):
+            channel_weights, mean = model.channel_mixture(weights, means, values, channel, ops)
+            start = model.window_start(channel_weights, mean, ops)
+            table = model.cumulative(channel_weights, mean, channel, start[:, None] + window_bins, ops)
+            for a in range(0, n, lanes):
+                part = slice(a, min(n, a + lanes))
+
+                def tables_of(indices, a=a):
+                    indices = np.asarray(indices) + a
+                    return model.cumulative(channel_weights[indices], mean[indices], channel,
+                                            np.repeat(full_bins, len(indices), 0), ops)
+
+                values[part, channel] = choose(lane[part], start[part], table[part], tables_of, (rows[part],
+                                                                                                   cols[part], channel))
+        canvas[rows + r, cols + r] = values
+    return canvas[r:, r:r + width].astype(np.uint8)
+
+
+def decode(coder, data, height, width):
+    """The uint8 image [H, W, C] whose rANS stream `encode` wrote (`RansError` if the stream does not decode).
+
+    Front by front in NumPy (`wavefront_pass`: the integer model's `NUMPY`
+    arithmetic, the same integers as the encoder's TensorFlow graph); each
+    round's values are the symbols whose intervals hold their lanes' rANS
+    slots: looked up in the window tables, and in the full table where a
+    slot falls outside its window.
+    """
+    decoder = RansDecoder(data, num_lanes(height, width, coder.integer.num_channels), TOTAL)
+
+    def choose(lanes, start, table, tables_of, where):
+        slots = decoder.slots(lanes)
+        inside = (slots >= table[:, 0]) & (slots < table[:, -1])
+        offset = np.minimum((table[:, 1:] <= slots[:, None]).sum(axis=1), WINDOW - 1)
+        value = start + offset
+        here = np.arange(len(offset))
+        low, high = table[here, offset], table[here, offset + 1]
+        if not inside.all():
+            escaped = np.nonzero(~inside)[0]
+            full = tables_of(escaped)
+            bins = np.minimum((full[:, 1:] <= slots[escaped][:, None]).sum(axis=1), 255)
+            value[escaped] = bins
+            low[escaped] = full[np.arange(len(bins)), bins]
+            high[escaped] = full[np.arange(len(bins)), bins + 1]
+        decoder.advance(lanes, low.astype(np.int64), (high - low).astype(np.int64))
+        return value
+
+    image = wavefront_pass(coder, height, width, choose)
+    decoder.check_finished()
+    return image
+
+
+def front_intervals(coder, image):
+    """(start, freq) int64 [H, W, C] of a known uint8 image [H, W, C] by the decoder's own pass and tables (the
+    full table of every pixel): what `IntegerCoder.intervals` computes in one batched pass, for checking."""
+    height, width, channels = image.shape
+    start = np.zeros((height, width, channels), np.int64)
+    freq = np.zeros_like(start)
+
+    def choose(lanes, window_start, table, tables_of, where):
+        rows, cols, channel = where
+        value = image[rows, cols, channel].astype(np.int64)
+        full = tables_of(np.arange(len(rows)))
+        here = np.arange(len(rows))
+        start[rows, cols, channel] = full[here, value]
+        freq[rows, cols, channel] = full[here, value + 1] - full[here, value]
+        inside = (value >= window_start) & (value < window_start + WINDOW)
+        offset = np.clip(value - window_start, 0, WINDOW - 1).astype(np.int64)
+        if not (table[here, offset][inside] == full[here, value][inside]).all():
+            raise AssertionError("front_intervals: a window table differs from the full table")
+        return value
+
+    wavefront_pass(coder, height, width, choose)
+    return start, freq

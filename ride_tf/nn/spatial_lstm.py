@@ -74,7 +74,8 @@ import tensorflow as tf
 from ride_tf.checks import check_bool, check_choice, check_integer, check_number
 from ride_tf.defaults import CELLS
 
-__all__ = ["SpatialLSTM", "SpatialLSTMCell", "CELLS", "DEFAULT_FORGET_BIAS", "LEGACY_CELL", "GATES"]
+__all__ = ["SpatialLSTM", "SpatialLSTMCell", "diagonal_scan", "CELLS", "DEFAULT_FORGET_BIAS", "LEGACY_CELL",
+           "GATES"]
 
 GATES = ("g", "o", "i", "f_left", "f_up")
 # Initial forget-gate biases (added to `bias_initializer`'s values of f_left and f_up) per cell.
@@ -355,176 +356,185 @@ class SpatialLSTM(keras.layers.Layer):
         return max(n, 1)
 
     def _run(self, inputs, h_top, c_top, h_left, c_left, return_cells):
-        x = inputs
-        dtype = x.dtype
-        units = self.units
-        depth = self.input_dim
-        shape = tf.shape(x)
-        batch, height, width = shape[0], shape[1], shape[2]
-        n_diag = height + width - 1
-        n_pix = height * width
+        weights = self.gate_weights(inputs.dtype)
 
-        # Diagonal geometry: on diagonal d the rows are i_min..i_max.
-        diag = tf.range(n_diag)
-        i_min = tf.maximum(0, diag - width + 1)
-        i_max = tf.minimum(diag, height - 1)
-        lengths = i_max - i_min + 1
-        offsets = tf.cumsum(lengths, exclusive=True)
-        # pos[i * W + j]: index of pixel (i, j) in diagonal order.
-        rows = tf.range(height)[:, None]
-        cols = tf.range(width)[None, :]
-        dd = rows + cols
-        pos = tf.reshape(tf.gather(offsets, dd) + rows - tf.gather(i_min, dd), [-1])
-        order = tf.math.invert_permutation(pos)  # raster index of each diag slot
+        def step(x, h_left, c_left, h_up, c_up):
+            return self.step(x, h_left, c_left, h_up, c_up, weights=weights)
 
-        # [B, H, W, D] -> [H*W, B, D] in diagonal order.
-        xt = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [n_pix, batch, depth])
-        xd = tf.gather(xt, order)
-
-        with_boundary = any(t is not None for t in (h_top, c_top, h_left, c_left))
         boundary = None
-        if with_boundary:
-            boundary = self._boundary_arrays(
-                h_top, c_top, h_left, c_left, batch, height, width, n_diag, dtype
-            )
+        if any(t is not None for t in (h_top, c_top, h_left, c_left)):
+            boundary = (h_top, c_top, h_left, c_left)
+        return diagonal_scan(inputs, self.units, step, return_cells=return_cells, boundary=boundary,
+                             num_loops=self._num_loops(inputs.shape[0]))
 
-        n_loops = self._num_loops(x.shape[0])
-        weights = self.gate_weights(dtype)
-        if n_loops == 1:
-            parts = [xd]
-            bparts = [boundary]
+
+def diagonal_scan(x, units, step, return_cells=False, boundary=None, num_loops=1):
+    """Run a spatial LSTM cell over the anti-diagonals of an image: the driver of `SpatialLSTM`.
+
+    Args:
+      x: [batch, H, W, D] inputs (any dtype that `step` works in).
+      units: U, the size of the states.
+      step: step(x [M, D], h_left, c_left, h_up, c_up [M, U]) -> (h, c) [M, U], one cell for M pixels.
+      return_cells: also return the memory states c.
+      boundary: None (zero states around the image) or (h_top, c_top [batch, W, U], h_left, c_left
+        [batch, H, U]), the states of the row above and the column left of the region (None entries: zeros).
+      num_loops: independent while loops the batch is split into (run concurrently by TensorFlow's
+        inter-op threads on CPU); results do not depend on it.
+
+    Returns:
+      (h, c) [batch, H, W, U] (c None without return_cells).
+    """
+    dtype = x.dtype
+    depth = x.shape[-1]
+    shape = tf.shape(x)
+    batch, height, width = shape[0], shape[1], shape[2]
+    n_diag = height + width - 1
+    n_pix = height * width
+
+    # Diagonal geometry: on diagonal d the rows are i_min..i_max.
+    diag = tf.range(n_diag)
+    i_min = tf.maximum(0, diag - width + 1)
+    i_max = tf.minimum(diag, height - 1)
+    lengths = i_max - i_min + 1
+    offsets = tf.cumsum(lengths, exclusive=True)
+    # pos[i * W + j]: index of pixel (i, j) in diagonal order.
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    dd = rows + cols
+    pos = tf.reshape(tf.gather(offsets, dd) + rows - tf.gather(i_min, dd), [-1])
+    order = tf.math.invert_permutation(pos)  # raster index of each diag slot
+
+    # [B, H, W, D] -> [H*W, B, D] in diagonal order.
+    xt = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [n_pix, batch, depth])
+    xd = tf.gather(xt, order)
+    if boundary is not None:
+        boundary = _boundary_arrays(*boundary, units, batch, height, width, n_diag, dtype)
+
+    if num_loops == 1:
+        parts = [xd]
+        bparts = [boundary]
+    else:
+        base = batch // num_loops
+        rem = batch - base * num_loops
+        sizes = base + tf.cast(tf.range(num_loops) < rem, tf.int32)
+        parts = tf.split(xd, sizes, axis=1, num=num_loops)
+        if boundary is None:
+            bparts = [None] * num_loops
         else:
-            base = batch // n_loops
-            rem = batch - base * n_loops
-            sizes = base + tf.cast(tf.range(n_loops) < rem, tf.int32)
-            parts = tf.split(xd, sizes, axis=1, num=n_loops)
-            if boundary is None:
-                bparts = [None] * n_loops
-            else:
-                split_b = [tf.split(b, sizes, axis=1, num=n_loops) for b in boundary]
-                bparts = [tuple(s[k] for s in split_b) for k in range(n_loops)]
+            split_b = [tf.split(b, sizes, axis=1, num=num_loops) for b in boundary]
+            bparts = [tuple(s[k] for s in split_b) for k in range(num_loops)]
 
-        hs, cs = [], []
-        for xpart, bpart in zip(parts, bparts):
-            h_d, c_d = self._loop(
-                xpart, bpart, weights, lengths, height, width, n_diag, dtype,
-                return_cells,
-            )
-            hs.append(h_d)
-            cs.append(c_d)
+    hs, cs = [], []
+    for xpart, bpart in zip(parts, bparts):
+        h_d, c_d = _diagonal_loop(xpart, bpart, step, units, lengths, height, width, n_diag, dtype, return_cells)
+        hs.append(h_d)
+        cs.append(c_d)
 
-        def to_image(t_list):
-            t = t_list[0] if len(t_list) == 1 else tf.concat(t_list, axis=1)
-            t = tf.gather(t, pos)  # back to raster order, [H*W, B, U]
-            t = tf.reshape(t, [height, width, batch, units])
-            return tf.transpose(t, [2, 0, 1, 3])
+    def to_image(t_list):
+        t = t_list[0] if len(t_list) == 1 else tf.concat(t_list, axis=1)
+        t = tf.gather(t, pos)  # back to raster order, [H*W, B, U]
+        t = tf.reshape(t, [height, width, batch, units])
+        return tf.transpose(t, [2, 0, 1, 3])
 
-        h = to_image(hs)
-        c = to_image(cs) if return_cells else None
-        return h, c
+    return to_image(hs), (to_image(cs) if return_cells else None)
 
-    def _boundary_arrays(self, h_top, c_top, h_left, c_left, batch, height,
-                         width, n_diag, dtype):
-        """Boundary states as [n_diag + 1, B, U] arrays indexed by diagonal:
-        top[d] is the upper neighbour of pixel (0, d), left[d] the left
-        neighbour of pixel (d, 0); zeros where no such pixel exists."""
-        units = self.units
 
-        def prep(t, length):
-            if t is None:
-                return tf.zeros([n_diag + 1, batch, units], dtype)
-            t = tf.cast(tf.convert_to_tensor(t), dtype)
-            t = tf.transpose(t, [1, 0, 2])  # [length, B, U]
-            return tf.pad(t, [[0, n_diag + 1 - length], [0, 0], [0, 0]])
+def _boundary_arrays(h_top, c_top, h_left, c_left, units, batch, height, width, n_diag, dtype):
+    """Boundary states as [n_diag + 1, B, U] arrays indexed by diagonal:
+    top[d] is the upper neighbour of pixel (0, d), left[d] the left
+    neighbour of pixel (d, 0); zeros where no such pixel exists."""
+    def prep(t, length):
+        if t is None:
+            return tf.zeros([n_diag + 1, batch, units], dtype)
+        t = tf.cast(tf.convert_to_tensor(t), dtype)
+        t = tf.transpose(t, [1, 0, 2])  # [length, B, U]
+        return tf.pad(t, [[0, n_diag + 1 - length], [0, 0], [0, 0]])
 
-        return (prep(h_top, width), prep(c_top, width),
-                prep(h_left, height), prep(c_left, height))
+    return (prep(h_top, width), prep(c_top, width), prep(h_left, height), prep(c_left, height))
 
-    def _loop(self, xd, boundary, weights, lengths, height, width, n_diag,
-              dtype, return_cells):
-        """One wavefront loop over all diagonals for a part of the batch.
 
-        xd: [H*W, b, D] inputs in diagonal order.  Returns h (and c) in
-        diagonal order, [H*W, b, U]."""
-        units = self.units
-        depth = self.input_dim
-        b = tf.shape(xd)[1]
-        x_ta = tf.TensorArray(
-            dtype, size=n_diag, infer_shape=False,
-            element_shape=tf.TensorShape([None, None, depth]),
-        ).split(xd, lengths)
-        h_ta = tf.TensorArray(
-            dtype, size=n_diag, infer_shape=False,
-            element_shape=tf.TensorShape([None, None, units]),
+def _diagonal_loop(xd, boundary, step, units, lengths, height, width, n_diag, dtype, return_cells):
+    """One wavefront loop over all diagonals for a part of the batch.
+
+    xd: [H*W, b, D] inputs in diagonal order.  Returns h (and c) in
+    diagonal order, [H*W, b, U]."""
+    depth = xd.shape[-1]
+    b = tf.shape(xd)[1]
+    x_ta = tf.TensorArray(
+        dtype, size=n_diag, infer_shape=False,
+        element_shape=tf.TensorShape([None, None, depth]),
+    ).split(xd, lengths)
+    h_ta = tf.TensorArray(
+        dtype, size=n_diag, infer_shape=False,
+        element_shape=tf.TensorShape([None, None, units]),
+    )
+    c_ta = tf.TensorArray(
+        dtype, size=n_diag if return_cells else 0, infer_shape=False,
+        element_shape=tf.TensorShape([None, None, units]),
+    )
+    if boundary is not None:
+        bound_tas = tuple(
+            tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape(
+                [None, units])).unstack(t)
+            for t in boundary
         )
-        c_ta = tf.TensorArray(
-            dtype, size=n_diag if return_cells else 0, infer_shape=False,
-            element_shape=tf.TensorShape([None, None, units]),
+    else:
+        bound_tas = ()
+    pad = [[1, 1], [0, 0], [0, 0]]
+    state_shape = tf.TensorShape([None, None, units])
+
+    def body(d, h_prev, c_prev, h_ta, c_ta):
+        # h_prev, c_prev: diagonal d-1 padded by one row at each end.
+        i_lo = tf.maximum(0, d - width + 1)
+        i_hi = tf.minimum(d, height - 1)
+        n = i_hi - i_lo + 1
+        up = i_lo - tf.maximum(0, d - width)
+        h_up = tf.slice(h_prev, [up, 0, 0], [n, -1, -1])
+        c_up = tf.slice(c_prev, [up, 0, 0], [n, -1, -1])
+        h_left = tf.slice(h_prev, [up + 1, 0, 0], [n, -1, -1])
+        c_left = tf.slice(c_prev, [up + 1, 0, 0], [n, -1, -1])
+        x_d = x_ta.read(d)
+        h, c = step(
+            tf.reshape(x_d, [-1, depth]),
+            tf.reshape(h_left, [-1, units]),
+            tf.reshape(c_left, [-1, units]),
+            tf.reshape(h_up, [-1, units]),
+            tf.reshape(c_up, [-1, units]),
         )
-        if boundary is not None:
-            bound_tas = tuple(
-                tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape(
-                    [None, units])).unstack(t)
-                for t in boundary
-            )
-        else:
-            bound_tas = ()
-        pad = [[1, 1], [0, 0], [0, 0]]
-        state_shape = tf.TensorShape([None, None, units])
-
-        def body(d, h_prev, c_prev, h_ta, c_ta):
-            # h_prev, c_prev: diagonal d-1 padded by one row at each end.
-            i_lo = tf.maximum(0, d - width + 1)
-            i_hi = tf.minimum(d, height - 1)
-            n = i_hi - i_lo + 1
-            up = i_lo - tf.maximum(0, d - width)
-            h_up = tf.slice(h_prev, [up, 0, 0], [n, -1, -1])
-            c_up = tf.slice(c_prev, [up, 0, 0], [n, -1, -1])
-            h_left = tf.slice(h_prev, [up + 1, 0, 0], [n, -1, -1])
-            c_left = tf.slice(c_prev, [up + 1, 0, 0], [n, -1, -1])
-            x_d = x_ta.read(d)
-            h, c = self.step(
-                tf.reshape(x_d, [-1, depth]),
-                tf.reshape(h_left, [-1, units]),
-                tf.reshape(c_left, [-1, units]),
-                tf.reshape(h_up, [-1, units]),
-                tf.reshape(c_up, [-1, units]),
-                weights=weights,
-            )
-            h = tf.reshape(h, [n, -1, units])
-            c = tf.reshape(c, [n, -1, units])
-            h_ta = h_ta.write(d, h)
-            if return_cells:
-                c_ta = c_ta.write(d, c)
-            if bound_tas:
-                ht, ct, hl, cl = (ta.read(d + 1)[None] for ta in bound_tas)
-                # Front pad: upper neighbour of (0, d+1); back pad: left
-                # neighbour of (d+1, 0).  Unused (zero) where none exists.
-                h_next = tf.concat([ht, h, hl], axis=0)
-                c_next = tf.concat([ct, c, cl], axis=0)
-            else:
-                h_next = tf.pad(h, pad)
-                c_next = tf.pad(c, pad)
-            return d + 1, h_next, c_next, h_ta, c_ta
-
+        h = tf.reshape(h, [n, -1, units])
+        c = tf.reshape(c, [n, -1, units])
+        h_ta = h_ta.write(d, h)
+        if return_cells:
+            c_ta = c_ta.write(d, c)
         if bound_tas:
-            # Diagonal "-1": front = upper neighbour of (0, 0), back = left
-            # neighbour of (0, 0).
-            h0 = tf.stack([bound_tas[0].read(0), bound_tas[2].read(0)])
-            c0 = tf.stack([bound_tas[1].read(0), bound_tas[3].read(0)])
+            ht, ct, hl, cl = (ta.read(d + 1)[None] for ta in bound_tas)
+            # Front pad: upper neighbour of (0, d+1); back pad: left
+            # neighbour of (d+1, 0).  Unused (zero) where none exists.
+            h_next = tf.concat([ht, h, hl], axis=0)
+            c_next = tf.concat([ct, c, cl], axis=0)
         else:
-            h0 = c0 = tf.zeros([2, b, units], dtype)
+            h_next = tf.pad(h, pad)
+            c_next = tf.pad(c, pad)
+        return d + 1, h_next, c_next, h_ta, c_ta
 
-        _, _, _, h_ta, c_ta = tf.while_loop(
-            lambda d, *_: d < n_diag,
-            body,
-            (tf.constant(0), h0, c0, h_ta, c_ta),
-            shape_invariants=(
-                tf.TensorShape([]), state_shape, state_shape,
-                tf.TensorShape(None), tf.TensorShape(None),
-            ),
-            maximum_iterations=n_diag,
-        )
-        h_out = h_ta.concat()
-        c_out = c_ta.concat() if return_cells else None
-        return h_out, c_out
+    if bound_tas:
+        # Diagonal "-1": front = upper neighbour of (0, 0), back = left
+        # neighbour of (0, 0).
+        h0 = tf.stack([bound_tas[0].read(0), bound_tas[2].read(0)])
+        c0 = tf.stack([bound_tas[1].read(0), bound_tas[3].read(0)])
+    else:
+        h0 = c0 = tf.zeros([2, b, units], dtype)
+
+    _, _, _, h_ta, c_ta = tf.while_loop(
+        lambda d, *_: d < n_diag,
+        body,
+        (tf.constant(0), h0, c0, h_ta, c_ta),
+        shape_invariants=(
+            tf.TensorShape([]), state_shape, state_shape,
+            tf.TensorShape(None), tf.TensorShape(None),
+        ),
+        maximum_iterations=n_diag,
+    )
+    h_out = h_ta.concat()
+    c_out = c_ta.concat() if return_cells else None
+    return h_out, c_out

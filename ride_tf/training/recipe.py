@@ -130,7 +130,7 @@ def validation_scores(model, images, objective="density", seed=0):
     if objective == "discrete":
         def per_pixel(im):
             im = check_images(im, model.num_channels)
-            return discrete.compressed_size_bits(model, im) / (im.shape[1] * im.shape[2] * im.shape[3])
+            return discrete.float_code_length_bits(model, im) / (im.shape[1] * im.shape[2] * im.shape[3])
         code_length = _mean_over(images, per_pixel)
     return rate, code_length
 

@@ -1,0 +1,83 @@
+"""`compress` and `decompress`: a RIDE's lossless codec, exact on every machine.
+
+    data = compress(model, image)          # bytes
+    image = decompress(model, data)        # uint8 [H, W, C], bit for bit
+
+The tables come from the model's integer model (`ride_tf.codec.integer`,
+derived from the float weights once per set of weights, the same on every
+machine), the symbols are coded by interleaved rANS in the sampler's
+wavefront order (`ride_tf.codec.coding`), and the file is the container of
+`ride_tf.codec.format`, whose header holds the integer model's fingerprint.
+The payload is within a few bytes per lane of
+`ride_tf.discrete.compressed_size_bits` (the same tables' ideal code length).
+A file decodes with the same model file on any machine: another CPU kernel
+(oneDNN on or off, AVX2 or AVX-512), any thread count, a GPU.
+"""
+import numpy as np
+
+from ride_tf.checks import check_images
+from ride_tf.codec.coding import coder_for_model, decode, encode
+from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
+from ride_tf.codec.integer import integer_model
+from ride_tf.codec.rans import RansError
+
+__all__ = ["compress", "decompress", "model_fingerprint"]
+
+
+def model_fingerprint(model):
+    """16 bytes identifying the tables `model` codes with: the fingerprint of its integer model."""
+    return integer_model(model).fingerprint
+
+
+def _check_image(model, image):
+    array = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"compress: image must be uint8 (8-bit values), got dtype {array.dtype}.")
+    if array.ndim == 2 and model.num_channels == 1:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"compress: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
+                         f"got shape {array.shape}.")
+    check_images(array[None], model.num_channels, name="compress: image")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise ValueError(f"compress: images of more than {MAX_PIXELS} pixels are not supported, got "
+                         f"{array.shape[0]} x {array.shape[1]}.")
+    return np.ascontiguousarray(array)
+
+
+def compress(model, image, metadata=b""):
+    """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with `model`; returns bytes.
+
+    `metadata`: opaque bytes stored in the header (e.g. the image file's mode;
+    `read_header(data).metadata` gives them back).
+    """
+    image = _check_image(model, image)
+    if not isinstance(metadata, (bytes, bytearray)):
+        raise TypeError(f"compress: metadata must be bytes, got {type(metadata).__name__}.")
+    model.whitening.require_adapted("compress")
+    coder = coder_for_model(model)
+    return write_container(image, coder.integer.fingerprint, encode(coder, image), bytes(metadata))
+
+
+def decompress(model, data):
+    """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit.
+
+    Raises `CodecError` for data that are not a ride-tf file, truncated or
+    corrupted files, and files written with another model.
+    """
+    header, payload = read_container(data)
+    if header.channels != model.num_channels:
+        raise CodecError(f"the file holds a {header.channels}-channel image but the model has "
+                         f"{model.num_channels} channel(s).")
+    coder = coder_for_model(model)
+    if header.fingerprint != coder.integer.fingerprint:
+        raise CodecError("the file was compressed with another model (model fingerprints differ); decode it "
+                         "with the model that compressed it.")
+    try:
+        image = decode(coder, payload, header.height, header.width)
+    except RansError as error:
+        raise CodecError(f"corrupted file: the range decoder failed ({error}).") from None
+    if image_checksum(image) != header.image_crc:
+        raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
+    return image
+

@@ -1,0 +1,119 @@
+"""Tests of the coder (`ride_tf.codec.coding`): the coding order, encoder tables equal to the decoder's, and files
+that decode in processes running other TensorFlow kernels."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ride_tf import codec, datasets, pretrained
+from ride_tf.codec import coding
+from test_discrete import colour_dead_leaves, small_ride
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_coding_order_visits_every_value_once_in_fronts_with_distinct_lanes():
+    height, width, channels, nb_size = 9, 11, 3, 5
+    lanes = 2
+    order, boundaries = coding.steps(height, width, channels, nb_size, lanes)
+    assert sorted(order) == list(range(height * width * channels))
+    pixel, channel = order // channels, order % channels
+    rows, cols = pixel // width, pixel % width
+    fronts = 3 * rows + cols
+    assert (np.diff(fronts) >= 0).all()                                   # front by front
+    for a, b in zip(boundaries[:-1], boundaries[1:]):
+        assert len(np.unique(rows[a:b] % lanes)) == b - a <= lanes        # distinct lanes in a step
+        assert len(set(fronts[a:b])) == 1 and len(set(channel[a:b])) == 1
+
+
+@pytest.mark.parametrize("channels, layers", [(1, 2), (3, 1), (1, 0)])
+def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, layers):
+    """(start, freq) of every value: the encoder's one batched TensorFlow pass (bands of rows, LSTM states passed
+    on) equals the decoder's front-by-front NumPy pass, integer for integer."""
+    model = small_ride(num_channels=channels, num_layers=layers)
+    image = colour_dead_leaves(1, 23)[0, :, :19] if channels == 3 else datasets.dead_leaves(1, size=(23, 19),
+                                                                                           seed=9)[0][..., None]
+    coder = coding.coder_for_model(model)
+    old = coding.PIXELS_PER_BAND
+    try:
+        coding.PIXELS_PER_BAND = 19 * 5          # bands of 5 rows: the states cross four band borders
+        start, freq = coder.intervals(image)
+    finally:
+        coding.PIXELS_PER_BAND = old
+    front_start, front_freq = coding.front_intervals(coder, image)
+    np.testing.assert_array_equal(start, front_start)
+    np.testing.assert_array_equal(freq, front_freq)
+    assert freq.min() >= 1
+
+
+MATRIX_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import ride_tf
+    import tensorflow as tf
+    if sys.argv[1] == "1":
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    from ride_tf import codec, pretrained
+    arrays = dict(np.load(sys.argv[2]))
+    out = {}
+    for name, image in arrays.items():
+        if name.endswith(":file"):
+            continue
+        model = pretrained("rgb" if image.shape[-1] == 3 else "gray")
+        if sys.argv[3] == "encode":
+            out[name] = np.frombuffer(codec.compress(model, image), np.uint8)
+        else:
+            out[name] = codec.decompress(model, arrays[name + ":file"].tobytes())
+    np.savez(sys.argv[4], **out)
+""")
+
+
+
+def matrix_images():
+    rng = np.random.default_rng(4)
+    photo = pretrained.load_photo("coffee", 3, crop=False)[100:140, 200:251]
+    gray = pretrained.load_photo("camera", 1, crop=False)[200:248, 100:147]
+    return {"gray photo": gray, "gray noise": rng.integers(0, 256, (13, 17, 1), dtype=np.uint8),
+            "gray constant": np.full((9, 31, 1), 77, np.uint8), "gray 1 x 1": np.array([[[200]]], np.uint8),
+            "colour photo": photo, "colour noise": rng.integers(0, 256, (7, 19, 3), dtype=np.uint8),
+            "colour constant": np.full((11, 5, 3), (10, 250, 128), np.uint8)}
+
+
+ENVIRONMENTS = {"defaults": {}, "oneDNN off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
+                "AVX2 kernels": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "one thread": {"ONE_THREAD": "1"}}
+
+
+def run_matrix_process(environment, tmp_path, action, images, tag):
+    source = tmp_path / f"{tag}-in.npz"
+    target = tmp_path / f"{tag}-out.npz"
+    np.savez(source, **images)
+    env = dict(os.environ, PYTHONPATH=ROOT, **{k: v for k, v in environment.items() if k != "ONE_THREAD"})
+    script = tmp_path / "matrix.py"
+    script.write_text(MATRIX_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), "1" if "ONE_THREAD" in environment else "0", str(source),
+                             action, str(target)], capture_output=True, text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(np.load(target))
+
+
+def test_files_decode_bit_exactly_across_tensorflow_kernels_and_thread_counts(tmp_path):
+    """Encode under the defaults and decode under oneDNN off, AVX2 kernels and one thread; encode under each
+    of those and decode under the defaults: every file gives back its image (gray and colour; a photo, noise,
+    a constant image and odd sizes)."""
+    images = matrix_images()
+    files = {name: run_matrix_process(env, tmp_path, "encode", images, f"enc-{k}")
+             for k, (name, env) in enumerate(ENVIRONMENTS.items())}
+    encoded_here = {name: np.frombuffer(codec.compress(pretrained("rgb" if im.shape[-1] == 3 else "gray"), im),
+                                        np.uint8) for name, im in images.items()}
+    for environment, encoded in files.items():
+        for name in images:               # the same bytes whatever kernels encoded them
+            np.testing.assert_array_equal(encoded[name], encoded_here[name], err_msg=f"{environment}: {name}")
+    payload = dict(images, **{f"{name}:file": data for name, data in encoded_here.items()})
+    for k, (name, env) in enumerate(ENVIRONMENTS.items()):
+        decoded = run_matrix_process(env, tmp_path, "decode", payload, f"dec-{k}")
+        for image_name, image in images.items():
+            np.testing.assert_array_equal(decoded[image_name], image, err_msg=f"{name}: {image_name}")

@@ -1,0 +1,95 @@
+"""Tests of the integer model (`ride_tf.codec.integer`): exact arithmetic, deterministic derivation, tables that
+are distributions, and sizes within 0.5% of the float model's."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import ride_tf
+from ride_tf import discrete, pretrained
+from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, IntegerModel, integer_model, quantize_linear
+from test_discrete import colour_dead_leaves, small_ride
+
+
+def test_quantized_linear_maps_are_close_and_every_sum_is_exact():
+    """Worst-case accumulations stay below 2^52, and the outputs round the float map's to the output grid."""
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 3, (40, 7)) * np.logspace(-3, 2, 40)[:, None]
+    bias = rng.normal(0, 1, 7)
+    exponents = np.array([12] * 20 + [0] * 5 + [15] * 15)
+    bounds = np.array([2 ** 12] * 20 + [1] * 5 + [2 ** 15] * 15)
+    layer = quantize_linear(weights, bias, exponents, bounds, 10, 1 << 30)
+    worst = (np.abs(layer.weights) * bounds[:, None]).sum(0) + np.abs(layer.bias)
+    assert worst.max() < 2.0 ** 52
+    x = np.stack([rng.integers(-b, b + 1, 200) for b in bounds], axis=1).astype(np.float64)
+    y = layer(x, NUMPY)
+    exact = (x * np.ldexp(1.0, -exponents)) @ weights + bias
+    assert np.abs(y / 1024 - exact).max() < 2 / 1024          # one output step (floor) plus rounding
+    np.testing.assert_array_equal(layer(tf.constant(x), TENSORFLOW).numpy(), y)
+
+
+def test_the_derivation_is_deterministic_and_the_fingerprint_follows_the_weights():
+    model = small_ride(num_layers=1)
+    first, second = IntegerModel(model), IntegerModel(model)
+    assert first.fingerprint == second.fingerprint
+    assert all(np.array_equal(a, b) for a, b in zip(first.arrays(), second.arrays()))
+    assert integer_model(model) is integer_model(model)
+    model.mcgsm.priors.assign(model.mcgsm.priors.numpy() + 1e-3)
+    assert integer_model(model).fingerprint != first.fingerprint
+
+
+@pytest.mark.parametrize("channels, layers, cell", [(1, 1, "stable"), (1, 0, "stable"), (3, 1, "stable"),
+                                                    (1, 2, "paper")])
+def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cell):
+    """F(0) = 0, F(256) = TOTAL and every value has frequency >= 1, for random models and pixels, in both
+    arithmetics (TensorFlow and NumPy give the same integers)."""
+    import keras
+
+    from ride_tf import RIDE
+
+    keras.utils.set_random_seed(1)
+    model = RIDE(num_channels=channels, num_hiddens=5, num_layers=layers, num_components=3, num_scales=2,
+                 num_features=4, cell=cell)
+    model.adapt(colour_dead_leaves(4, 20) if channels == 3 else ride_tf.datasets.dead_leaves(4, size=20, seed=2))
+    integer = IntegerModel(model)
+    rng = np.random.default_rng(2)
+    m = 50
+    u = integer.centred_inputs(rng.integers(0, 256, (m, integer.num_inputs)).astype(np.float64),
+                               (rng.random((m, integer.num_offsets)) < 0.2).astype(np.float64), NUMPY)
+    h = u
+    for layer in range(layers):
+        states = [rng.integers(-2 ** 15, 2 ** 15, (m, integer.units)).astype(np.float64) for _ in range(4)]
+        h_tf, c_tf = integer.cell_step(layer, tf.constant(h), *map(tf.constant, states), TENSORFLOW)
+        h, c = integer.cell_step(layer, h, *states, NUMPY)
+        np.testing.assert_array_equal(h_tf.numpy(), h)
+        np.testing.assert_array_equal(c_tf.numpy(), c)
+        assert np.abs(h).max() <= 2 ** 15 and np.abs(c).max() <= 2 ** 15 * (64 if cell == "paper" else 1)
+    v = integer.mcgsm_inputs(h, u, NUMPY)
+    weights, means = integer.mixture(v, u, NUMPY)
+    weights_tf, means_tf = integer.mixture(tf.constant(v), tf.constant(u), TENSORFLOW)
+    np.testing.assert_array_equal(weights_tf.numpy(), weights)
+    np.testing.assert_array_equal(means_tf.numpy(), means)
+    assert (weights.sum(axis=1) == 2 ** 20).all() and weights.min() >= 0
+    previous = rng.integers(0, 256, (m, channels)).astype(np.float64)
+    bins = np.repeat(np.arange(257, dtype=np.float64)[None], m, 0)
+    for channel in range(channels):
+        channel_weights, mean = integer.channel_mixture(weights, means, previous, channel, NUMPY)
+        table = integer.cumulative(channel_weights, mean, channel, bins, NUMPY)
+        assert (table[:, 0] == 0).all() and (table[:, -1] == TOTAL).all()
+        assert (np.diff(table, axis=1) >= 1).all()
+        table_tf = integer.cumulative(tf.constant(channel_weights), tf.constant(mean), channel, tf.constant(bins),
+                                      TENSORFLOW)
+        np.testing.assert_array_equal(table_tf.numpy(), table)
+
+
+@pytest.mark.parametrize("name, photo, crop", [("gray", "camera", 96), ("gray", "coffee", 96),
+                                               ("rgb", "coffee", 64)])
+def test_the_integer_model_costs_at_most_half_a_percent_against_the_float_model(name, photo, crop):
+    """The exact size under the integer model's tables is within 0.5% of the float model's (shipped models,
+    held-out photos)."""
+    model = pretrained(name)
+    image = pretrained.load_photo(photo, 3 if name == "rgb" else 1, crop=False)
+    top, left = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
+    image = image[top:top + crop, left:left + crop][None]
+    integer_bits = discrete.compressed_size_bits(model, image)[0]
+    float_bits = discrete.float_code_length_bits(model, image)[0]
+    assert abs(integer_bits / float_bits - 1) <= 0.005, (integer_bits, float_bits)
