@@ -1,4 +1,12 @@
-"""The RIDE codec against the standard lossless codecs: bit/px and speed, side by side in one run.
+"""The RIDE codec against the standard lossless codecs: speed and bit/px, side by side in one run.
+
+Speed (first): the shipped gray model on the whole held-out photo camera
+(512 x 512) and the rgb model on coffee (400 x 600), one image at a time:
+pixels per second of the float forward pass (`pixel_log_prob(noise=False)`),
+`compressed_size_bits`, `compress` (encode), `decompress` (decode, checked bit
+for bit) and JPEG-XL lossless at effort 7 and 9 (encode and decode), with the
+ratios encode / forward and decode / forward (targets 0.5 and 0.3).  Each
+figure is the median of --repeats timed runs after an untimed one.
 
 For each data set, on the same images:
   * RIDE: the size of the files `ride_tf.compress` writes (header included),
@@ -93,6 +101,66 @@ def ride_figures(model, images):
     return rows
 
 
+def timed(call, repeats):
+    """(median seconds of `repeats` calls, the last result), after one untimed call (traces, kernels per shape)."""
+    result = call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
+
+
+def speed_row(model, image, repeats):
+    """Pixels per second of the float forward pass, the exact size, encode, decode and JPEG-XL on one image."""
+    import imagecodecs
+
+    pixels = image.shape[0] * image.shape[1]
+    batch = image[np.newaxis]
+    row = {}
+    row["forward"], _ = timed(lambda: model.pixel_log_prob(batch, noise=False), repeats)
+    row["compressed_size_bits"], bits = timed(lambda: discrete.compressed_size_bits(model, batch)[0], repeats)
+    row["encode"], data = timed(lambda: codec.compress(model, image), repeats)
+    row["decode"], decoded = timed(lambda: codec.decompress(model, data), repeats)
+    if not np.array_equal(decoded.reshape(image.shape), image):
+        raise AssertionError("the RIDE codec did not reproduce the image")
+    plain = image[..., 0] if image.shape[-1] == 1 else image
+    for effort in (7, 9):
+        row[f"JPEG-XL e{effort} encode"], jxl = timed(
+            lambda: imagecodecs.jpegxl_encode(plain, lossless=True, effort=effort), repeats)
+        row[f"JPEG-XL e{effort} decode"], back = timed(lambda: imagecodecs.jpegxl_decode(jxl), repeats)
+        if not np.array_equal(np.asarray(back).reshape(image.shape), image):
+            raise AssertionError("JPEG-XL is not lossless on this image")
+        row[f"JPEG-XL e{effort} bit/px"] = 8 * len(jxl) / image.size
+    speeds = {name: pixels / seconds for name, seconds in row.items() if "bit/px" not in name}
+    speeds.update({name: value for name, value in row.items() if "bit/px" in name})
+    speeds["RIDE file bit/px"] = 8 * len(data) / image.size
+    speeds["RIDE exact bit/px"] = bits / image.size
+    speeds["encode / forward"] = speeds["encode"] / speeds["forward"]
+    speeds["decode / forward"] = speeds["decode"] / speeds["forward"]
+    return speeds
+
+
+def speed_table(photos, repeats):
+    """{name: speed_row} for the shipped models on whole photos (gray: camera; colour: coffee)."""
+    table = {}
+    for name, channels in photos:
+        image = pretrained.load_photo(name, channels, crop=False)
+        model = ride_tf.pretrained("rgb" if channels == 3 else "gray")
+        label = f"{name} {image.shape[0]} x {image.shape[1]} ({'rgb' if channels == 3 else 'gray'} model)"
+        print(f"speed: {label}", flush=True)
+        table[label] = speed_row(model, image, repeats)
+    columns = ["forward", "compressed_size_bits", "encode", "decode", "JPEG-XL e7 encode", "JPEG-XL e7 decode",
+               "JPEG-XL e9 encode", "JPEG-XL e9 decode"]
+    print("\npixels per second, one whole photo at a time (median of the timed runs)")
+    print(f"{'':38s}" + "".join(f"{c:>21s}" for c in columns) + f"{'encode/fwd':>11s}{'decode/fwd':>11s}")
+    for label, row in table.items():
+        print(f"{label:38s}" + "".join(f"{row[c]:21,.0f}" for c in columns)
+              + f"{row['encode / forward']:11.2f}{row['decode / forward']:11.2f}")
+    return table
+
+
 def data_sets(args):
     sets = {}
     if args.dead_leaves_model:
@@ -117,8 +185,15 @@ def main():
     parser.add_argument("--dead-leaves-images", type=int, default=4, help="test images used (256 x 256 each)")
     parser.add_argument("--json", help="write the table as JSON here")
     parser.add_argument("--figure", help="write a bar chart (PNG) here")
+    parser.add_argument("--speed-only", action="store_true", help="only the speed table")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per speed figure")
     args = parser.parse_args()
 
+    speed = speed_table([("camera", 1), ("coffee", 3)], args.repeats)
+    if args.speed_only:
+        if args.json:
+            atomic_write_json(args.json, dict(command=" ".join(sys.argv), speed=speed))
+        return
     table = {}
     for name, (model, images) in data_sets(args).items():
         print(f"{name}: {len(images)} images, {sum(im.size for im in images)} values", flush=True)
@@ -153,7 +228,7 @@ def main():
               f"{row[best]:.3f}: {'smaller' if gain > 0 else 'larger'} by {abs(gain):.3f} bit/px "
               f"({100 * abs(gain) / row[best]:.1f}%)")
     if args.json:
-        atomic_write_json(args.json, dict(command=" ".join(sys.argv), table=table))
+        atomic_write_json(args.json, dict(command=" ".join(sys.argv), table=table, speed=speed))
     if args.figure:
         import matplotlib
 

@@ -48,14 +48,14 @@ import tensorflow_probability as tfp
 
 from ride_tf import evaluation, geometry
 from ride_tf.checks import check_choice, check_images, check_verbose
-from ride_tf.codec.coding import code_length_bits, coder_for_model
+from ride_tf.codec.coding import coder_for_model, pixel_code_length_bits
 from ride_tf.defaults import REGIONS
 from ride_tf.nn.mcgsm import IntensityMixture
 from ride_tf.quantization import LN2, NUM_BINS, bin_centres
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
            "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
-           "compressed_size_bits", "float_code_length_bits", "bin_centres"]
+           "compressed_size_bits", "pixel_code_lengths", "float_code_length_bits", "bin_centres"]
 
 
 def _bin_edges(values, dtype):
@@ -298,6 +298,21 @@ def float_code_length_bits(model, images, verbose=0):
     return -pixel_log_mass(model, images, verbose=verbose).sum(axis=(1, 2)) / LN2
 
 
+def pixel_code_lengths(model, images, verbose=0):
+    """The code length of every pixel of uint8 images in bits under the codec's tables, float64 [N, H, W] (the
+    sum over a pixel's channels); `compressed_size_bits` is its sum over each image."""
+    images = _check_uint8(images, model, "images")
+    check_verbose("pixel_code_lengths", verbose)
+    model.whitening.require_adapted("compressed size")
+    coder = coder_for_model(model)
+    bar = keras.utils.Progbar(len(images), verbose=verbose if len(images) > 1 else 0, unit_name="image")
+    out = np.empty(images.shape[:3], np.float64)
+    for k, image in enumerate(images):
+        out[k] = pixel_code_length_bits(coder, image)
+        bar.update(k + 1)
+    return out
+
+
 def compressed_size_bits(model, images, verbose=0):
     """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what
     `ride_tf.compress` writes.
@@ -310,13 +325,5 @@ def compressed_size_bits(model, images, verbose=0):
     for bit per pixel and channel.  verbose=1 shows a progress bar over the
     images.
     """
-    images = _check_uint8(images, model, "images")
     check_verbose("compressed_size_bits", verbose)
-    model.whitening.require_adapted("compressed size")
-    coder = coder_for_model(model)
-    bar = keras.utils.Progbar(len(images), verbose=verbose if len(images) > 1 else 0, unit_name="image")
-    bits = []
-    for k, image in enumerate(images):
-        bits.append(code_length_bits(coder, image))
-        bar.update(k + 1)
-    return np.array(bits, np.float64)
+    return pixel_code_lengths(model, images, verbose).sum(axis=(1, 2))

@@ -167,13 +167,17 @@ class RIDE(keras.Model):
                     "unbounded where f_left + f_up > 1; the 'stable' cell cannot overflow)")
         return "the weights are finite; an expert's scale or weight overflowed float32"
 
-    def fit(self, *args, callbacks=None, initial_epoch=0, **kwargs):
+    def fit(self, x=None, *args, callbacks=None, initial_epoch=0, **kwargs):
         """Keras `Model.fit`; a callback with `restore_for_fit` (`ride_tf.training.checkpoint.FitCheckpoint`)
-        first restores its checkpoint, and fit continues after the epochs it had finished."""
+        first restores its checkpoint, and fit continues after the epochs it had finished.  A tf.data
+        dataset is taken as it is (shuffle=False by default: Keras ignores the argument for datasets and
+        says so in a warning)."""
         for callback in callbacks or []:
             if hasattr(callback, "restore_for_fit"):
                 initial_epoch = max(initial_epoch, callback.restore_for_fit(self))
-        return super().fit(*args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs)
+        if isinstance(x, tf.data.Dataset):
+            kwargs.setdefault("shuffle", False)
+        return super().fit(x, *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs)
 
     def save(self, filepath, *args, **kwargs):
         """Keras `Model.save`, refusing a model whose weights are not finite (a saved model is never NaN)."""

@@ -59,8 +59,13 @@ def _quiet_exec(loader, module):
         os.dup2(saved, 2)
         os.close(saved)
         capture.seek(0)
-        kept = [line for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
-                if not is_startup_line(line, has_gpu)]
+        kept, previous = [], ""
+        for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True):
+            # cpu_feature_guard's message continues on a line of its own.
+            continued = "cpu_feature_guard" in previous and line.startswith("To enable the following instructions")
+            if not (is_startup_line(line, has_gpu) or continued):
+                kept.append(line)
+            previous = line
         capture.close()
         if kept:
             sys.stderr.write("".join(kept))

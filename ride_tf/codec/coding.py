@@ -33,7 +33,7 @@ from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_mode
 from ride_tf.codec.rans import RansDecoder, RansEncoder
 
 __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
-           "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND"]
+           "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND"]
 
 MAX_LANES = 32
 # Pixels per band of the encoder's batched pass (bounds its memory).
@@ -149,10 +149,16 @@ def encode(coder, image):
     return encoder.finish()
 
 
+def pixel_code_length_bits(coder, image):
+    """The ideal code length of every pixel of a uint8 image [H, W, C] in bits, float64 [H, W]: the sum over
+    its channels of log2(TOTAL / freq)."""
+    _, freq = coder.intervals(image)
+    return np.sum(math.log2(TOTAL) - np.log2(freq.astype(np.float64)), axis=-1)
+
+
 def code_length_bits(coder, image):
     """The ideal code length in bits of a uint8 image [H, W, C]: sum of log2(TOTAL / freq) (float64)."""
-    _, freq = coder.intervals(image)
-    return float(np.sum(math.log2(TOTAL) - np.log2(freq.astype(np.float64))))
+    return float(pixel_code_length_bits(coder, image).sum())
 
 
 def wavefront_pass(coder, height, width, choose):
@@ -181,6 +187,9 @@ def wavefront_pass(coder, height, width, choose):
         rows = np.arange(i_lo, i_hi + 1)
         cols = t - (r + 1) * rows
         n = len(rows)
+        if n == 0:            # images narrower than r + 1 columns have fronts without pixels
+            history = history[1:] + [zeros()]
+            continue
         windows = canvas[rows[:, None] + r + offsets[:, 0], cols[:, None] + r + offsets[:, 1]].reshape(n, -1)
         outside = ((rows[:, None] + offsets[:, 0] < 0) | (cols[:, None] + offsets[:, 1] < 0)
                    | (cols[:, None] + offsets[:, 1] >= width)).astype(np.float64)

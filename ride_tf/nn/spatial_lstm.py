@@ -356,16 +356,15 @@ class SpatialLSTM(keras.layers.Layer):
         return max(n, 1)
 
     def _run(self, inputs, h_top, c_top, h_left, c_left, return_cells):
-        weights = self.gate_weights(inputs.dtype)
-
-        def step(x, h_left, c_left, h_up, c_up):
-            return self.step(x, h_left, c_left, h_up, c_up, weights=weights)
-
         boundary = None
         if any(t is not None for t in (h_top, c_top, h_left, c_left)):
             boundary = (h_top, c_top, h_left, c_left)
-        return diagonal_scan(inputs, self.units, step, return_cells=return_cells, boundary=boundary,
-                             num_loops=self._num_loops(inputs.shape[0]))
+        dtype = inputs.dtype
+        kernel = tf.cast(tf.convert_to_tensor(self.kernel), dtype)
+        bias = tf.cast(tf.convert_to_tensor(self.bias), dtype)
+        return _float_scan(inputs, kernel, bias, self.units, cell=self.cell, extended=self.extended,
+                           return_cells=return_cells, boundary=boundary,
+                           num_loops=self._num_loops(inputs.shape[0]))
 
 
 def diagonal_scan(x, units, step, return_cells=False, boundary=None, num_loops=1):
@@ -538,3 +537,318 @@ def _diagonal_loop(xd, boundary, step, units, lengths, height, width, n_diag, dt
     h_out = h_ta.concat()
     c_out = c_ta.concat() if return_cells else None
     return h_out, c_out
+
+
+# ----------------------------------------------------------------------------------------------------
+# The float cell's own driver (`SpatialLSTM`): the input projection outside the loop and a
+# hand-written backward pass.
+# ----------------------------------------------------------------------------------------------------
+_FORWARD = "project"      # experiment switch: "project" (x @ W_x before the loop) or "fused" (per gate)
+
+
+def _geometry(height, width):
+    """Diagonal geometry: (lengths [n_diag], pos [H*W]: index of pixel (i, j) in diagonal order)."""
+    n_diag = height + width - 1
+    diag = tf.range(n_diag)
+    i_min = tf.maximum(0, diag - width + 1)
+    i_max = tf.minimum(diag, height - 1)
+    lengths = i_max - i_min + 1
+    offsets = tf.cumsum(lengths, exclusive=True)
+    rows = tf.range(height)[:, None]
+    cols = tf.range(width)[None, :]
+    dd = rows + cols
+    pos = tf.reshape(tf.gather(offsets, dd) + rows - tf.gather(i_min, dd), [-1])
+    return lengths, pos
+
+
+def _diag_rows(d, height, width):
+    """(n, up) of diagonal d: its length, and the index of the upper neighbour of its first pixel in
+    diagonal d - 1 padded by one row at each end."""
+    i_lo = tf.maximum(0, d - width + 1)
+    n = tf.minimum(d, height - 1) - i_lo + 1
+    return n, i_lo - tf.maximum(0, d - width)
+
+
+def _rows(t, off, n):
+    """Rows off .. off + n - 1 of t (a view: no copy), with t's static trailing dimensions."""
+    r = tf.slice(t, tf.stack([off] + [0] * (t.shape.rank - 1)), tf.stack([n] + [-1] * (t.shape.rank - 1)))
+    r.set_shape([None] + t.shape[1:].as_list())
+    return r
+
+
+def _clip(c):
+    return tf.raw_ops.ClipByValue(t=c, clip_value_min=tf.constant(-1, c.dtype),
+                                  clip_value_max=tf.constant(1, c.dtype))
+
+
+def _cell_forward(a_g, a_o, a_i, a_l, a_u, c_left, c_up, cell):
+    """Memory (before the stable cell's clip) and the gates from the pre-activations [M, U] each.
+
+    Returns (c, g, o, (i, f_left, f_up) or None, denominators): for the stable cell the products with
+    the softmax are formed from the shifted exponentials and divided once."""
+    g, o = tf.tanh(a_g), tf.sigmoid(a_o)
+    if cell == "paper":
+        i, f_l, f_u = tf.sigmoid(a_i), tf.sigmoid(a_l), tf.sigmoid(a_u)
+        return tf.math.add_n([g * i, c_left * f_l, c_up * f_u]), g, o, (i, f_l, f_u)
+    # softmax over (a_i, a_l, a_u, 0), shifted by its maximum so that it cannot overflow.
+    shift = tf.maximum(tf.maximum(a_i, a_l), tf.maximum(a_u, 0))
+    e_i, e_l, e_u = tf.exp(a_i - shift), tf.exp(a_l - shift), tf.exp(a_u - shift)
+    inv = tf.math.reciprocal(tf.math.add_n([e_i, e_l, e_u, tf.math.reciprocal(tf.exp(shift))]))
+    i, f_l, f_u = e_i * inv, e_l * inv, e_u * inv
+    return tf.math.add_n([g * i, c_left * f_l, c_up * f_u]), g, o, (i, f_l, f_u)
+
+
+def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_diag, boundary):
+    """The diagonals of one part of the batch, in order.
+
+    "project": xw [H*W, b, 5U] = x @ W_x + bias in diagonal order, kernel = the recurrent rows.
+    "fused": x [H*W, b, D] and the whole kernel, bias (one fused MatMul + BiasAdd (+ activation) per
+    gate).  Returns h, c [H*W, b, U] in diagonal order."""
+    src = xw if xw is not None else x
+    dtype = src.dtype
+    b = tf.shape(src)[1]
+    ks = tf.split(kernel, 5, axis=1)
+    bs = tf.split(bias, 5) if bias is not None else None
+    ta = lambda: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
+                                element_shape=tf.TensorShape([None, None, units]))
+    if boundary is not None:
+        bound_tas = tuple(tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape([None, units]))
+                          .unstack(t) for t in boundary)
+        h0 = tf.stack([bound_tas[0].read(0), bound_tas[2].read(0)])
+        c0 = tf.stack([bound_tas[1].read(0), bound_tas[3].read(0)])
+    else:
+        bound_tas = ()
+        h0 = c0 = tf.zeros([2, b, units], dtype)
+    pad = [[1, 1], [0, 0], [0, 0]]
+
+    def body(d, off, h_prev, c_prev, h_ta, c_ta):
+        n, up = _diag_rows(d, height, width)
+        h_up = _rows(h_prev, up, n)
+        h_left = _rows(h_prev, up + 1, n)
+        c_up = tf.reshape(_rows(c_prev, up, n), [-1, units])
+        c_left = tf.reshape(_rows(c_prev, up + 1, n), [-1, units])
+        parts = [h_left, h_up] if xw is not None else [_rows(x, off, n), h_left, h_up]
+        z = tf.reshape(tf.concat(parts, axis=-1), [-1, kernel.shape[0] - (2 * units if extended else 0)])
+        if extended:
+            z = tf.concat([z, c_left, c_up], axis=-1)
+        if xw is not None:
+            a = tf.split(tf.matmul(z, kernel) + tf.reshape(_rows(xw, off, n), [-1, 5 * units]), 5, axis=-1)
+        else:
+            a = [tf.nn.bias_add(tf.matmul(z, k_), b_) for k_, b_ in zip(ks, bs)]
+        c, _, o, _ = _cell_forward(*a, c_left, c_up, cell)
+        if cell != "paper":
+            c = _clip(c)
+        h = tf.reshape(tf.tanh(c * o), [n, -1, units])
+        c = tf.reshape(c, [n, -1, units])
+        h_ta = h_ta.write(d, h)
+        c_ta = c_ta.write(d, c)
+        if bound_tas:
+            ht, ct, hl, cl = (t.read(d + 1)[None] for t in bound_tas)
+            h_next = tf.concat([ht, h, hl], axis=0)
+            c_next = tf.concat([ct, c, cl], axis=0)
+        else:
+            h_next = tf.pad(h, pad)
+            c_next = tf.pad(c, pad)
+        return d + 1, off + n, h_next, c_next, h_ta, c_ta
+
+    state = tf.TensorShape([None, None, units])
+    out = tf.while_loop(
+        lambda d, *_: d < n_diag, body, (tf.constant(0), tf.constant(0), h0, c0, ta(), ta()),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state, tf.TensorShape(None),
+                          tf.TensorShape(None)),
+        maximum_iterations=n_diag)
+    return out[4].concat(), out[5].concat()
+
+
+def _backward_loop(k_all, k1, f_lu, dh_out, dc_out, w_hT, units, extended, height, width, n_diag, keep_dc):
+    """The diagonals of one part of the batch in reverse: the gradients of the pre-activations.
+
+    All per-pixel inputs are in diagonal order [H*W, b, .]: k_all [.., 5U] with
+    d(pre-activations) = k_all * [dc, dh, dc, dc, dc] (gate blocks g, o, i, f_left, f_up), k1 [.., U]
+    = dh/dc through h = tanh(c o), f_lu [.., 2U] = (dc_left, dc_up) / dc (zero where the clip cut),
+    dh_out, dc_out (or None) the gradients of the outputs; w_hT [5U, 2U (4U)] the transpose of the
+    kernel's recurrent rows.  Returns d(pre-activations) [H*W, b, 5U] (and dc [H*W, b, U] if keep_dc)."""
+    dtype = k_all.dtype
+    b = tf.shape(k_all)[1]
+    n_pix = tf.shape(k_all)[0]
+    top, bottom = [[1, 0], [0, 0], [0, 0]], [[0, 1], [0, 0], [0, 0]]
+    ta = lambda w: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
+                                  element_shape=tf.TensorShape([None, None, w]))
+    n_split = 4 if extended else 2
+
+    def body(d, end, carry_h, carry_c, da_ta, dc_ta):
+        n, up = _diag_rows(d, height, width)
+        off = end - n
+        dh = _rows(dh_out, off, n) + carry_h
+        dc = carry_c + dh * _rows(k1, off, n)
+        if dc_out is not None:
+            dc = dc + _rows(dc_out, off, n)
+        da = _rows(k_all, off, n) * tf.concat([dc, dh, dc, dc, dc], axis=-1)
+        da_ta = da_ta.write(d, da)
+        if keep_dc:
+            dc_ta = dc_ta.write(d, dc)
+        dz = tf.split(tf.reshape(tf.matmul(tf.reshape(da, [-1, 5 * units]), w_hT), [n, -1, n_split * units]),
+                      n_split, axis=-1)
+        dc_l, dc_u = tf.split(tf.concat([dc, dc], axis=-1) * _rows(f_lu, off, n), 2, axis=-1)
+        if extended:
+            dc_l, dc_u = dc_l + dz[2], dc_u + dz[3]
+        n_prev = _diag_rows(d - 1, height, width)[0]
+        # Diagonal d - 1 padded by one row at each end: pixel k of d has its left neighbour at k + up + 1
+        # and its upper neighbour at k + up; keep the rows of d - 1's own pixels.
+        carry_h = _rows(tf.pad(dz[0], top) + tf.pad(dz[1], bottom), 1 - up, n_prev)
+        carry_c = _rows(tf.pad(dc_l, top) + tf.pad(dc_u, bottom), 1 - up, n_prev)
+        return d - 1, off, carry_h, carry_c, da_ta, dc_ta
+
+    zero = tf.zeros([1, b, units], dtype)         # the last diagonal has one pixel
+    state = tf.TensorShape([None, None, units])
+    out = tf.while_loop(
+        lambda d, *_: d >= 0, body, (n_diag - 1, n_pix, zero, zero, ta(5 * units), ta(units)),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state, tf.TensorShape(None),
+                          tf.TensorShape(None)),
+        maximum_iterations=n_diag)
+    return out[4].concat(), (out[5].concat() if keep_dc else None)
+
+
+def _neighbour_slots(pos, height, width, n_pix, boundary):
+    """For every slot of the diagonal order, the slots of the pixel's left and upper neighbours in
+    [states (H*W), top boundary (W), left boundary (H)] (boundary) or [states, one zero row]."""
+    order = tf.math.invert_permutation(pos)
+    i, j = order // width, order % width
+    if boundary:
+        left_out, up_out = n_pix + width + i, n_pix + j
+    else:
+        left_out = up_out = tf.fill(tf.shape(order), n_pix)
+    left = tf.where(j > 0, tf.gather(pos, tf.maximum(order - 1, 0)), left_out)
+    up = tf.where(i > 0, tf.gather(pos, tf.maximum(order - width, 0)), up_out)
+    return left, up
+
+
+def _float_scan(x, kernel, bias, units, cell="stable", extended=False, return_cells=False, boundary=None,
+                num_loops=1):
+    """`diagonal_scan` of `SpatialLSTMCell`'s float cell, given its kernel [D + 2U (4U), 5U] and bias [5U].
+
+    Forward: the input part of the pre-activations, x @ W_x + bias, is one matrix product over all
+    pixels before the loop; each diagonal then needs one product [h_left, h_up] @ W_h for the five gates.
+    Backward (`tf.custom_gradient`): the gates of all pixels are recomputed at once from the stored
+    states (one product); the loop over the diagonals in reverse carries only the gradients of the
+    states (one product [., 5U] @ W_h^T per diagonal); the gradients of the weights and inputs are one
+    product each over all pixels after it."""
+    dtype = x.dtype
+    depth = x.shape[-1]
+    shape = tf.shape(x)
+    batch, height, width = shape[0], shape[1], shape[2]
+    n_diag = height + width - 1
+    n_pix = height * width
+    _, pos = _geometry(height, width)
+    order = tf.math.invert_permutation(pos)
+    if num_loops == 1:
+        split = lambda t: [t]
+    else:
+        base = batch // num_loops
+        sizes = base + tf.cast(tf.range(num_loops) < batch - base * num_loops, tf.int32)
+        split = lambda t: tf.split(t, sizes, axis=1, num=num_loops)
+    join = lambda parts: parts[0] if len(parts) == 1 else tf.concat(parts, axis=1)
+
+    def to_diag(t):      # [B, H, W, F] -> [H*W, B, F] in diagonal order
+        return tf.gather(tf.reshape(tf.transpose(t, [1, 2, 0, 3]), [n_pix, batch, t.shape[-1]]), order)
+
+    def to_image(t):     # the inverse
+        return tf.transpose(tf.reshape(tf.gather(t, pos), [height, width, batch, t.shape[-1]]), [2, 0, 1, 3])
+
+    def edge(t, length):  # boundary states [B, L, U] (None: zeros) -> [L, B, U]
+        if t is None:
+            return tf.zeros([length, batch, units], dtype)
+        return tf.transpose(tf.cast(tf.convert_to_tensor(t), dtype), [1, 0, 2])
+
+    has_boundary = boundary is not None
+    if has_boundary:
+        h_top, c_top, h_left, c_left = boundary
+        edges = [edge(h_top, width), edge(c_top, width), edge(h_left, height), edge(c_left, height)]
+    else:
+        edges = []
+
+    @tf.custom_gradient
+    def run(x, kernel, bias, *edges):
+        xd_parts = split(to_diag(x))
+        if has_boundary:
+            pad_to = lambda t: tf.pad(t, [[0, n_diag + 1 - tf.shape(t)[0]], [0, 0], [0, 0]])
+            bnd_parts = list(zip(*[split(pad_to(t)) for t in edges]))
+        else:
+            bnd_parts = [None] * num_loops
+        hs, cs = [], []
+        for xp, bp in zip(xd_parts, bnd_parts):
+            if _FORWARD == "project":
+                xw = tf.reshape(tf.nn.bias_add(tf.matmul(tf.reshape(xp, [-1, depth]), kernel[:depth]), bias),
+                                [n_pix, -1, 5 * units])
+                h, c = _forward_loop(xw, None, kernel[depth:], None, units, cell, extended, height, width,
+                                     n_diag, bp)
+            else:
+                h, c = _forward_loop(None, xp, kernel, bias, units, cell, extended, height, width, n_diag, bp)
+            hs.append(h)
+            cs.append(c)
+        h_img = to_image(join(hs))
+        outputs = (h_img, to_image(join(cs))) if return_cells else h_img
+
+        def grad(*dys):
+            dh = dys[0] if dys[0] is not None else tf.zeros_like(h_img)
+            dc = dys[1] if return_cells and len(dys) > 1 else None
+            dh_parts = split(to_diag(dh))
+            dc_parts = split(to_diag(dc)) if dc is not None else [None] * num_loops
+            left_slot, up_slot = _neighbour_slots(pos, height, width, n_pix, has_boundary)
+            w_hT = tf.transpose(kernel[depth:])
+            edge_parts = [split(t) for t in edges]
+            d_kernel, d_bias, d_x, d_edges = [], [], [], [[] for _ in edges]
+            for k in range(num_loops):
+                h, c = hs[k], cs[k]
+                b_k = tf.shape(h)[1]
+                if has_boundary:
+                    ht, ct, hl, cl = (e[k] for e in edge_parts)
+                    h_ext, c_ext = tf.concat([h, ht, hl], 0), tf.concat([c, ct, cl], 0)
+                else:
+                    zero = tf.zeros_like(h[:1])
+                    h_ext, c_ext = tf.concat([h, zero], 0), tf.concat([c, zero], 0)
+                h_l, h_u = tf.gather(h_ext, left_slot), tf.gather(h_ext, up_slot)
+                c_l, c_u = tf.gather(c_ext, left_slot), tf.gather(c_ext, up_slot)
+                xz = [xd_parts[k], h_l, h_u] + ([c_l, c_u] if extended else [])
+                xz = tf.reshape(tf.concat(xz, axis=-1), [-1, kernel.shape[0]])
+                flat = lambda t: tf.reshape(t, [-1, units])
+                c_l, c_u, hf, cf = flat(c_l), flat(c_u), flat(h), flat(c)
+                a = tf.split(tf.nn.bias_add(tf.matmul(xz, kernel), bias), 5, axis=-1)
+                c_raw, g, o, (i, f_l, f_u) = _cell_forward(*a, c_l, c_u, cell)
+                t = 1 - hf * hf
+                k1 = o * t
+                k_o = cf * t * o * (1 - o)
+                if cell == "paper":
+                    k_c = [i * (1 - g * g), g * i * (1 - i), c_l * f_l * (1 - f_l), c_u * f_u * (1 - f_u)]
+                else:
+                    # d c_raw / d a_k = p_k (V_k - c_raw) for the softmax's p = (i, f_left, f_up) and
+                    # V = (g, c_left, c_up); the clip passes the gradient where |c_raw| <= 1.
+                    mask = tf.cast(tf.abs(c_raw) <= 1, dtype)
+                    i, f_l, f_u = mask * i, mask * f_l, mask * f_u
+                    k_c = [i * (1 - g * g), i * (g - c_raw), f_l * (c_l - c_raw), f_u * (c_u - c_raw)]
+                pix = lambda t: tf.reshape(t, [n_pix, b_k, -1])
+                k_all = pix(tf.concat([k_c[0], k_o] + k_c[1:], axis=-1))
+                f_lu = pix(tf.concat([f_l, f_u], axis=-1))
+                da, dcs = _backward_loop(k_all, pix(k1), f_lu, dh_parts[k], dc_parts[k], w_hT, units, extended,
+                                         height, width, n_diag, keep_dc=has_boundary)
+                da2 = tf.reshape(da, [-1, 5 * units])
+                d_kernel.append(tf.matmul(xz, da2, transpose_a=True))
+                d_bias.append(tf.reduce_sum(da2, axis=0))
+                d_x.append(tf.reshape(tf.matmul(da2, kernel[:depth], transpose_b=True), [n_pix, b_k, depth]))
+                if has_boundary:
+                    # The boundary states are the upper neighbours of pixels (0, j) and the left
+                    # neighbours of pixels (i, 0).
+                    for slots, side, outs in ((pos[:width], 1, d_edges[:2]), (pos[::width], 0, d_edges[2:])):
+                        dz = tf.matmul(tf.gather(da, slots), w_hT)
+                        d_c = tf.gather(dcs, slots) * tf.gather(f_lu, slots)[..., side * units:(side + 1) * units]
+                        if extended:
+                            d_c += dz[..., (2 + side) * units:(3 + side) * units]
+                        outs[0].append(dz[..., side * units:(side + 1) * units])
+                        outs[1].append(d_c)
+            d_edges = [tf.transpose(join(t), [1, 0, 2]) for t in d_edges]
+            return [to_image(join(d_x)), tf.math.add_n(d_kernel), tf.math.add_n(d_bias)] + d_edges
+
+        return outputs, grad
+
+    out = run(x, kernel, bias, *edges)
+    return (out[0], out[1]) if return_cells else (out, None)

@@ -78,7 +78,6 @@ def wavefront_sample(model, known, mask, uniform, normal):
     front = Wavefront(model)
     known = tf.cast(known, dtype)
     batch = tf.shape(known)[0]
-    mask_t = tf.transpose(mask, [1, 2, 0])                                               # [H, W, N]
     known_t = tf.transpose(known, [1, 2, 0, 3])
     uniform_t = tf.transpose(tf.cast(uniform, dtype), [1, 2, 0])
     normal_t = tf.transpose(tf.cast(normal, dtype), [1, 2, 0, 3])
@@ -93,7 +92,12 @@ def wavefront_sample(model, known, mask, uniform, normal):
         # Back to intensities, kept pixels restored.
         y = model.whitening.unwhiten_outputs(x_hat, y_hat, inverse=w_inv)
         y = tf.clip_by_value(tf.reshape(y, [n, batch, channels]), 0.0, ONE_MINUS)
-        return tf.where(tf.gather_nd(mask_t, pixels)[..., None], y, tf.gather_nd(known_t, pixels))
+        # The mask is gathered as it is, not transposed: oneDNN's transpose has no bool kernel (it logs an
+        # error before falling back), and grappler would move a cast to numbers after the transpose.
+        shape = [n, batch]
+        index = tf.stack([tf.broadcast_to(tf.range(batch)[None, :], shape),
+                          tf.broadcast_to(pixels[:, None, 0], shape), tf.broadcast_to(pixels[:, None, 1], shape)], -1)
+        return tf.where(tf.gather_nd(mask, index)[..., None], y, tf.gather_nd(known_t, pixels))
 
     return front.run(known, draw)
 
