@@ -27,7 +27,7 @@ COLOUR_MODES = ("gray", "rgb")           # how image files are read for a model:
 # ------------------------------------------------------------- the model
 # The constructor defaults of `ride_tf.RIDE`.
 MODEL = dict(num_channels=1, num_hiddens=64, num_layers=1, num_components=32, num_scales=4, num_features=32,
-             nb_size=5, extended=False, cell="stable", skip_inputs=True, objective="density")
+             nb_size=5, extended=False, cell="stable", skip_inputs=True, objective="density", coding_order=None)
 
 # --------------------------------------------------------- the training
 # The paper's curricula of patch sizes (section 3).

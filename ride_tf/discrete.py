@@ -55,7 +55,7 @@ from ride_tf.quantization import LN2, NUM_BINS, bin_centres
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
            "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
-           "compressed_size_bits", "pixel_code_lengths", "float_code_length_bits", "bin_centres"]
+           "compressed_size_bits", "pixel_code_lengths", "float_code_length_bits", "bin_centres", "coding_values"]
 
 
 def _bin_edges(values, dtype):
@@ -106,7 +106,7 @@ def mixture_constants(model, dtype=tf.float64):
     Compute it once (e.g. before a loop over wavefronts) and pass it to `intensity_mixture`.
     """
     w_inv = model.whitening.output_unwhitening(tf.float64)
-    return (tf.cast(w_inv, dtype),) + model.mcgsm.intensity_constants(w_inv, dtype)
+    return (tf.cast(w_inv, dtype),) + model.mcgsm.intensity_constants(w_inv, dtype, model.coding_order)
 
 
 def intensity_mixture(model, h, x_hat, constants=None, dtype=tf.float64):
@@ -122,7 +122,12 @@ def intensity_mixture(model, h, x_hat, constants=None, dtype=tf.float64):
     """
     w_inv, regressions, stddevs = mixture_constants(model, dtype) if constants is None else constants
     return model.mcgsm.intensity_mixture(h, model.whitening.prediction(x_hat), w_inv, (regressions, stddevs),
-                                         dtype)
+                                         dtype, model.coding_order)
+
+
+def coding_values(model, values):
+    """Values [..., C] in the model's coding order (`RIDE.coding_order`): what `log_mass` takes."""
+    return tf.gather(values, list(model.coding_order), axis=-1)
 
 
 def channel_moments(mixture, channel, previous=None):
@@ -250,7 +255,7 @@ def log_mass_head(model, dtype=tf.float64):
         x_hat = tf.reshape(u[..., :num_inputs], [-1, num_inputs])
         values = tf.cast(tf.floor(tf.reshape(tf.cast(y, tf.float64), [-1, channels]) * NUM_BINS), tf.int32)
         mixture = intensity_mixture(model, tf.reshape(h, [-1, h.shape[-1]]), x_hat, dtype=dtype)
-        return tf.reshape(log_mass(mixture, values), shape[:3])
+        return tf.reshape(log_mass(mixture, coding_values(model, values)), shape[:3])
     return head
 
 

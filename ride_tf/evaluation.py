@@ -35,7 +35,7 @@ from ride_tf.neighbourhoods import neighbourhoods_at
 from ride_tf.preprocessing import check_images, prepare_images
 from ride_tf.quantization import NUM_BINS, bin_centres, to_bits_per_pixel
 
-__all__ = ["traced", "prepare", "batches", "pixel_map", "tiled_map", "crop", "rate", "pixel_log_prob",
+__all__ = ["traced", "forget_traced", "prepare", "batches", "pixel_map", "tiled_map", "crop", "rate", "pixel_log_prob",
            "log_prob", "log_likelihood_rate", "gaussian_log_likelihood_rate", "sample_rows", "adapt",
            "sample_features", "sample_discrete_features", "TILE_WIDTH"]
 
@@ -58,6 +58,11 @@ def traced(model, name, fn, signature=None):
             signature = [tf.TensorSpec([None, None, None, model.num_channels], tf.float32)]
         functions[name] = tf.function(fn, input_signature=signature, reduce_retracing=True)
     return functions[name]
+
+
+def forget_traced(model):
+    """Drop the model's traced functions (after a change that they captured, e.g. `RIDE.coding_order`)."""
+    _TRACED.pop(model, None)
 
 
 def prepare(model, images, noise=True, seed=None, region="full", adapted=True, verbose=0):

@@ -86,7 +86,7 @@ class RIDE(keras.Model):
                  num_layers=MODEL["num_layers"], num_components=MODEL["num_components"],
                  num_scales=MODEL["num_scales"], num_features=MODEL["num_features"], nb_size=MODEL["nb_size"],
                  extended=MODEL["extended"], cell=MODEL["cell"], skip_inputs=MODEL["skip_inputs"],
-                 objective=MODEL["objective"], **kwargs):
+                 objective=MODEL["objective"], coding_order=MODEL["coding_order"], **kwargs):
         super().__init__(**kwargs)
         for name, value, low in [("num_channels", num_channels, 1), ("num_hiddens", num_hiddens, 1),
                                  ("num_layers", num_layers, 0), ("num_components", num_components, 1),
@@ -110,6 +110,7 @@ class RIDE(keras.Model):
         self.cell = cell
         self.skip_inputs = bool(skip_inputs)
         self.objective = objective
+        self.coding_order = coding_order
 
         policy = self.dtype_policy          # e.g. RIDE(dtype="float64"): every layer computes in it
         self.whitening = ConditionalWhitening(name="whitening", dtype=policy)
@@ -141,6 +142,8 @@ class RIDE(keras.Model):
                       num_scales=self.num_scales, num_features=self.num_features,
                       nb_size=self.nb_size, extended=self.extended, cell=self.cell,
                       skip_inputs=self.skip_inputs, objective=self.objective)
+        if self.coding_order != tuple(range(self.num_channels)):    # only when set: older versions read the rest
+            config["coding_order"] = list(self.coding_order)
         return config
 
     def non_finite_weights(self):
@@ -204,6 +207,31 @@ class RIDE(keras.Model):
             # the traced Keras step functions hold the old loss
             self.train_function = self.test_function = self.predict_function = None
         self._objective = value
+
+    @property
+    def coding_order(self):
+        """The order in which a pixel's channels are coded (exact sizes, the codec): a tuple of channel indices.
+
+        The density does not depend on it (the MCGSM models a pixel's channels
+        jointly); the discrete likelihood and the codec code channel
+        coding_order[0] first, then coding_order[1] given it, and so on.
+        Default: 0, 1, ..., C - 1.  Settable on a built model."""
+        return self._coding_order
+
+    @coding_order.setter
+    def coding_order(self, value):
+        identity = tuple(range(self.num_channels))
+        order = identity if value is None else value
+        if (isinstance(order, (str, bytes)) or not hasattr(order, "__iter__")
+                or sorted(int(c) if isinstance(c, (int, np.integer)) and not isinstance(c, bool) else -1
+                          for c in order) != list(identity)):
+            raise ValueError(f"RIDE: coding_order must be a permutation of {identity}, got {value!r}.")
+        order = tuple(int(c) for c in order)
+        if order != getattr(self, "_coding_order", order):
+            # traced graphs of the discrete likelihood (and the Keras steps of objective="discrete") hold the old order
+            evaluation.forget_traced(self)
+            self.train_function = self.test_function = self.predict_function = None
+        self._coding_order = order
 
     @property
     def mcgsm_reads_inputs(self):

@@ -423,3 +423,15 @@ def test_stable_cell_gives_finite_likelihoods_on_1024_images_where_eq6_overflows
     with pytest.raises(FloatingPointError, match="the weights are finite, so the spatial LSTM's memory cells "
                                                   "overflowed"):
         paper.pixel_log_prob(image[:, :256, :256], noise=False)
+
+
+def test_the_coding_order_is_checked_saved_and_loaded(tmp_path):
+    model = small_ride(num_layers=1, num_channels=3)
+    assert model.coding_order == (0, 1, 2) and "coding_order" not in model.get_config()
+    for bad in [(0, 1), (0, 0, 1), "012", (0, 1, 3), (0.0, 1, 2)]:
+        with pytest.raises(ValueError, match="coding_order must be a permutation"):
+            model.coding_order = bad
+    model.coding_order = [1, 0, 2]
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    assert keras.models.load_model(path).coding_order == (1, 0, 2)

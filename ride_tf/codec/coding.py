@@ -106,12 +106,14 @@ class IntegerCoder:
             last += [h[0, -1], c[0, -1]]
         v = model.mcgsm_inputs(h, u, ops)
         weights, means = model.mixture(tf.reshape(v, [-1, v.shape[-1]]), tf.reshape(u, [-1, u.shape[-1]]), ops)
-        start, freq = model.intervals(weights, means, tf.reshape(pixels, [-1, self.channels]), ops)
+        known = tf.gather(tf.reshape(pixels, [-1, self.channels]), list(model.order), axis=-1)
+        start, freq = model.intervals(weights, means, known, ops)
         out = tf.concat([shape[1:3], [self.channels]], 0)
         return (tf.reshape(start, out), tf.reshape(freq, out)) + tuple(last)
 
     def intervals(self, image):
-        """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], band by band."""
+        """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], band by band; the channels in
+        coding order (the c-th is channel `integer.order[c]`)."""
         height, width, channels = image.shape
         r = self.r
         padded = np.pad(image, [(r, 0), (r, r), (0, 0)])
@@ -218,7 +220,7 @@ def wavefront_pass(coder, height, width, choose):
 
                 values[part, channel] = choose(lane[part], start[part], table[part], tables_of, (rows[part],
                                                                                                    cols[part], channel))
-        canvas[rows + r, cols + r] = values
+        canvas[rows[:, None] + r, cols[:, None] + r, np.array(model.order)[None, :]] = values    # natural order
     return canvas[r:, r:r + width].astype(np.uint8)
 
 
@@ -264,7 +266,7 @@ def front_intervals(coder, image):
 
     def choose(lanes, window_start, table, tables_of, where):
         rows, cols, channel = where
-        value = image[rows, cols, channel].astype(np.int64)
+        value = image[rows, cols, coder.integer.order[channel]].astype(np.int64)
         full = tables_of(np.arange(len(rows)))
         here = np.arange(len(rows))
         start[rows, cols, channel] = full[here, value]

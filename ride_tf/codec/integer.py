@@ -187,16 +187,17 @@ def _to_decimal(value):
     return _DECIMAL.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator))
 
 
-def _conditionals(output_whitening, cholesky):
+def _conditionals(output_whitening, cholesky, order):
     """Exact per-component colour conditionals: (regressions [C, C] as Fractions, variances [C] as Fractions).
 
     Expert (c, s) is Gaussian in intensities with covariance e^-alpha_cs B B^T,
     B = W^-1 L_c^-T (W the output whitening, L_c the lower Cholesky factor of
-    the component's precision).  Channel ch given the channels before it has
+    the component's precision), its channels taken in `order`.  Channel ch given the channels before it has
     the regression coefficients reg[ch, :ch] (independent of alpha) and the
     variance e^-alpha v[ch].
     """
     w_inv = _inverse(_fraction_matrix(output_whitening))
+    w_inv = [w_inv[c] for c in order]                        # Sigma's rows and columns in the coding order
     lower = _fraction_matrix(np.tril(cholesky))
     b = _matmul(w_inv, _transpose(_inverse(lower)))
     sigma = _matmul(b, _transpose(b))
@@ -256,6 +257,7 @@ class IntegerModel:
         model.whitening.require_adapted("IntegerModel")
         model.require_finite_weights("IntegerModel")
         self.num_channels = channels = model.num_channels
+        self.order = tuple(model.coding_order)              # the c-th coded channel is channel order[c]
         self.nb_size, self.radius = model.nb_size, model.radius
         self.num_layers, self.units = model.num_layers, model.num_hiddens
         self.cell, self.extended = model.cell, model.extended
@@ -354,6 +356,8 @@ class IntegerModel:
                 on_v = fold_inputs(on_v.T, fold_offset).T
             columns.append(np.concatenate([on_v, prediction], axis=1).T)           # [dim_in + P C, ch]
             biases.append(_dot(w_inv, means[component][:, None])[:, 0] + f64(whitening.output_mean))
+        columns = [column[:, list(self.order)] for column in columns]                # channels in coding order
+        biases = [bias[list(self.order)] for bias in biases]
         mean_weights = np.concatenate(columns, axis=1)                              # [dim_in + P C, C * ch]
         self.means = quantize_linear(mean_weights, np.concatenate(biases), v_exponents + [INPUT_BITS] * num_inputs,
                                      v_bounds + [2 ** INPUT_BITS] * num_inputs, MEAN_BITS, 8 << MEAN_BITS)
@@ -362,7 +366,7 @@ class IntegerModel:
         cholesky = f64(mcgsm.cholesky_factors)
         inverse_widths, width_shifts, regressions = [], [], []
         for component in range(self.num_components):
-            reg, variances = _conditionals(f64(whitening.output_whitening), cholesky[component])
+            reg, variances = _conditionals(f64(whitening.output_whitening), cholesky[component], self.order)
             regressions.append([[round(r * (1 << MEAN_BITS)) for r in row] for row in reg])
             for s in range(self.num_scales):
                 alpha = scales[component * self.num_scales + s]
@@ -390,7 +394,7 @@ class IntegerModel:
     def _fingerprint(self):
         digest = hashlib.sha256(FORMAT.encode())
         config = (self.num_channels, self.nb_size, self.num_layers, self.units, self.cell, self.extended,
-                  self.reads_inputs, self.num_components, self.num_scales)
+                  self.reads_inputs, self.num_components, self.num_scales, self.order)
         digest.update(repr(config).encode())
         digest.update(lookup.SHA256.encode())
         for array in self.arrays():
@@ -400,9 +404,8 @@ class IntegerModel:
     # -------------------------------------------------------------- lookups
     def lookup(self, name, index, ops):
         """The table `name` at integer arguments `index` (float64 integers), clipped to the table's range."""
-        _, low, high, _ = lookup.TABLES[name]
-        index = ops.clip(index, float(low << ARG), float(high << ARG))
-        return ops.gather(self.tables64[name], index - (low << ARG))
+        _, low, _, _ = lookup.TABLES[name]
+        return ops.clipped_gather(self.tables64[name], index - float(low << ARG))
 
     # ------------------------------------------------------------- the LSTM
     def centred_inputs(self, values, outside, ops):
@@ -494,7 +497,7 @@ class IntegerModel:
     def cumulative(self, weights, mean, channel, bins, ops):
         """F(b) = Q(b) + b at bins b [M, E] (float64 integers 0..256): the cumulative table, total `TOTAL`."""
         phi = self.expert_cdf(mean, channel, bins, ops)
-        mixed = ops.sum(weights[:, None, :] * phi, -1)[..., 0]                           # < 2^44: exact
+        mixed = ops.mix(phi, weights)                                                    # < 2^44: exact
         return ops.floor(mixed * 2.0 ** -CDF_BITS) + bins
 
     def window_start(self, weights, mean, ops):
@@ -503,7 +506,8 @@ class IntegerModel:
         return ops.clip(centre - WINDOW // 2, 0.0, float(_NUM_BINS - WINDOW))
 
     def intervals(self, weights, means, known, ops):
-        """(start, freq) [M, C] of known values [M, C] (teacher forcing: each channel given the known earlier ones)."""
+        """(start, freq) [M, C] of known values [M, C], both in coding order (teacher forcing: each channel given
+        the known earlier ones)."""
         starts, freqs = [], []
         for channel in range(self.num_channels):
             channel_weights, mean = self.channel_mixture(weights, means, known, channel, ops)
@@ -515,7 +519,8 @@ class IntegerModel:
 
     # ------------------------------------------------------------- images
     def code_images(self, values):
-        """(start, freq) [N, H, W, C] float64 of uint8 images [N, H, W, C] (TensorFlow; the whole images at once)."""
+        """(start, freq) [N, H, W, C] float64 of uint8 images [N, H, W, C], channels in coding order (TensorFlow; the
+        whole images at once)."""
         from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
 
         ops = TENSORFLOW
@@ -531,7 +536,8 @@ class IntegerModel:
             h, _ = diagonal_scan(h, self.units, step)
         v = self.mcgsm_inputs(h, u, ops)
         weights, means = self.mixture(tf.reshape(v, [-1, v.shape[-1]]), tf.reshape(u, [-1, u.shape[-1]]), ops)
-        start, freq = self.intervals(weights, means, tf.reshape(images, [-1, self.num_channels]), ops)
+        known = tf.gather(tf.reshape(images, [-1, self.num_channels]), list(self.order), axis=-1)
+        start, freq = self.intervals(weights, means, known, ops)
         out_shape = tf.concat([shape[:3], [self.num_channels]], 0)
         return tf.reshape(start, out_shape), tf.reshape(freq, out_shape)
 
@@ -559,8 +565,15 @@ class _TensorFlowOps:
     sum = staticmethod(lambda x, axis: tf.reduce_sum(x, axis=axis, keepdims=True))
 
     @staticmethod
-    def gather(table, index):
+    def clipped_gather(table, index):
+        """table[clip(index, 0, len - 1)] for float64 integer indices."""
+        index = tf.clip_by_value(index, 0.0, float(len(table) - 1))
         return tf.gather(tf.constant(table), tf.cast(index, tf.int32))
+
+    @staticmethod
+    def mix(phi, weights):
+        """sum_k weights[m, k] phi[m, e, k] -> [m, e] (integer sums below 2^53: exact in any order)."""
+        return tf.reduce_sum(weights[:, None, :] * phi, axis=-1)
 
     @staticmethod
     def floordiv(a, b):
@@ -595,8 +608,12 @@ class _NumpyOps:
     sum = staticmethod(lambda x, axis: np.sum(x, axis=axis, keepdims=True))
 
     @staticmethod
-    def gather(table, index):
-        return table[index.astype(np.int64)]
+    def clipped_gather(table, index):
+        return np.take(table, index.astype(np.intp), mode="clip")
+
+    @staticmethod
+    def mix(phi, weights):
+        return np.matmul(phi, weights[:, :, None])[..., 0]
 
     @staticmethod
     def floordiv(a, b):
@@ -617,7 +634,7 @@ _MODELS = {}
 
 def integer_model(model):
     """The `IntegerModel` of `model`, derived once per set of weights (cached by the float weights' digest)."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(model.coding_order).encode())
     for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
     key = (id(model), digest.hexdigest())

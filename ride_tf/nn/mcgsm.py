@@ -218,7 +218,7 @@ class MCGSM(keras.layers.Layer):
             getattr(self, name).assign(values)
         return self
 
-    def intensity_constants(self, output_unwhitening, dtype=tf.float64):
+    def intensity_constants(self, output_unwhitening, dtype=tf.float64, order=None):
         """What the intensity mixtures of all pixels share: (regressions [K, C, C], stddevs [K, C]).
 
         With y^ = W (y - m(x)) (`ride_tf.nn.whitening`, W^-1 = `output_unwhitening`
@@ -226,10 +226,14 @@ class MCGSM(keras.layers.Layer):
         Sigma_k = W^-1 Lambda_k^-1 W^-T (Lambda_k = P_k P_k^T its precision): the
         same for every pixel.  Its channel c given the earlier channels has
         the regression coefficients and standard deviation returned here.
-        Computed in float64, returned in `dtype`.
+        `order` (a permutation of the channels, default the identity) is the
+        order in which the channels are taken: the c-th entry is channel
+        order[c].  Computed in float64, returned in `dtype`.
         """
         f64 = tf.float64
         w_inv = tf.cast(output_unwhitening, f64)
+        if order is not None:
+            w_inv = tf.gather(w_inv, list(order), axis=0)      # rows of Sigma in the coding order
         _, _, precision_cholesky = self.distribution_parameters(tf.zeros([1, self.dim_in], self.compute_dtype))
         chol = tf.linalg.band_part(tf.cast(precision_cholesky, f64), -1, 0)                 # [K, C, C]
         eye = tf.eye(self.dim_out, dtype=f64)
@@ -238,15 +242,16 @@ class MCGSM(keras.layers.Layer):
         covariance = tf.matmul(a, a, transpose_b=True)                                       # [K, C, C]
         return tuple(tf.cast(t, dtype) for t in _conditionals(covariance, self.dim_out))
 
-    def intensity_mixture(self, x, prediction, output_unwhitening, constants=None, dtype=tf.float64):
+    def intensity_mixture(self, x, prediction, output_unwhitening, constants=None, dtype=tf.float64, order=None):
         """Each pixel's distribution of intensities y as a mixture of Gaussians, `IntensityMixture` in `dtype`.
 
         x: [M, dim_in] this MCGSM's inputs; prediction: m(x) [M, C], the
         whitening's linear prediction of y; output_unwhitening: W^-1 [C, C].
         Expert k has mean m(x) + W^-1 loc_k(x) and the covariance of
         `intensity_constants` (pass them as `constants` to compute them once).
+        With `order`, channel c of the mixture is channel order[c] of y.
         """
-        regressions, stddevs = (self.intensity_constants(output_unwhitening, dtype) if constants is None
+        regressions, stddevs = (self.intensity_constants(output_unwhitening, dtype, order) if constants is None
                                 else constants)
         w_inv = tf.cast(output_unwhitening, dtype)
         gate_logits, loc, _ = self.distribution_parameters(x)
@@ -256,6 +261,8 @@ class MCGSM(keras.layers.Layer):
         else:
             means = prediction[:, None, :] + tf.linalg.matvec(w_inv, tf.cast(loc, dtype))     # [M, K, C]
         log_weights = tf.nn.log_softmax(tf.cast(gate_logits, dtype), axis=-1)
+        if order is not None:
+            means = tf.gather(means, list(order), axis=-1)
         return IntensityMixture(log_weights, means, regressions, stddevs)
 
     def get_config(self):

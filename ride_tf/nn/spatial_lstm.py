@@ -543,7 +543,8 @@ def _diagonal_loop(xd, boundary, step, units, lengths, height, width, n_diag, dt
 # The float cell's own driver (`SpatialLSTM`): the input projection outside the loop and a
 # hand-written backward pass.
 # ----------------------------------------------------------------------------------------------------
-_FORWARD = "project"      # experiment switch: "project" (x @ W_x before the loop) or "fused" (per gate)
+import os as _os
+_FORWARD = _os.environ.get("RIDE_FWD", "project")  # experiment switch
 
 
 def _geometry(height, width):
@@ -582,35 +583,38 @@ def _clip(c):
 
 
 def _cell_forward(a_g, a_o, a_i, a_l, a_u, c_left, c_up, cell):
-    """Memory (before the stable cell's clip) and the gates from the pre-activations [M, U] each.
-
-    Returns (c, g, o, (i, f_left, f_up) or None, denominators): for the stable cell the products with
-    the softmax are formed from the shifted exponentials and divided once."""
+    """The cell on the pre-activations of M pixels ([M, U] each): (c before the stable cell's clip,
+    g, o, (i, f_left, f_up))."""
     g, o = tf.tanh(a_g), tf.sigmoid(a_o)
     if cell == "paper":
         i, f_l, f_u = tf.sigmoid(a_i), tf.sigmoid(a_l), tf.sigmoid(a_u)
-        return tf.math.add_n([g * i, c_left * f_l, c_up * f_u]), g, o, (i, f_l, f_u)
-    # softmax over (a_i, a_l, a_u, 0), shifted by its maximum so that it cannot overflow.
-    shift = tf.maximum(tf.maximum(a_i, a_l), tf.maximum(a_u, 0))
-    e_i, e_l, e_u = tf.exp(a_i - shift), tf.exp(a_l - shift), tf.exp(a_u - shift)
-    inv = tf.math.reciprocal(tf.math.add_n([e_i, e_l, e_u, tf.math.reciprocal(tf.exp(shift))]))
-    i, f_l, f_u = e_i * inv, e_l * inv, e_u * inv
+    else:
+        # softmax over (a_i, a_l, a_u, 0), shifted by its maximum so that it cannot overflow.
+        shift = tf.maximum(tf.maximum(a_i, a_l), tf.maximum(a_u, 0))
+        e_i, e_l, e_u = tf.exp(a_i - shift), tf.exp(a_l - shift), tf.exp(a_u - shift)
+        e_0 = tf.exp(-1 * shift)          # (not Neg: grappler would fuse Neg + Exp into a slow op)
+        inv = tf.math.reciprocal(tf.math.add_n([e_i, e_l, e_u, e_0]))
+        i, f_l, f_u = e_i * inv, e_l * inv, e_u * inv
     return tf.math.add_n([g * i, c_left * f_l, c_up * f_u]), g, o, (i, f_l, f_u)
 
 
-def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_diag, boundary):
+def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_diag, boundary, store):
     """The diagonals of one part of the batch, in order.
 
-    "project": xw [H*W, b, 5U] = x @ W_x + bias in diagonal order, kernel = the recurrent rows.
-    "fused": x [H*W, b, D] and the whole kernel, bias (one fused MatMul + BiasAdd (+ activation) per
-    gate).  Returns h, c [H*W, b, U] in diagonal order."""
+    xw [H*W, b, 5U] = x @ W_x + bias in diagonal order and kernel = its recurrent rows (_FORWARD
+    "project"), or x [H*W, b, D] and the whole kernel and bias (one MatMul + BiasAdd per gate).
+    Returns h, c [H*W, b, U] in diagonal order, and if `store` what the backward pass needs, per pixel
+    in diagonal order: the rows z the kernel multiplied ([x,] h_left, h_up[, c_left, c_up]), k_all
+    [.., 5U] with d(pre-activations) = k_all * [dc, dh, dc, dc, dc], k1 [.., U] = dh/dc, and f_left,
+    f_up [.., U] = dc_left/dc, dc_up/dc (zero where the clip cut; dc: the gradient of the memory)."""
     src = xw if xw is not None else x
     dtype = src.dtype
     b = tf.shape(src)[1]
-    ks = tf.split(kernel, 5, axis=1)
-    bs = tf.split(bias, 5) if bias is not None else None
-    ta = lambda: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
-                                element_shape=tf.TensorShape([None, None, units]))
+    if xw is None:
+        ks, bs = tf.split(kernel, 5, axis=1), tf.split(bias, 5)
+    n_z = kernel.shape[0]
+    ta = lambda w: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
+                                  element_shape=tf.TensorShape([None, None, w]))
     if boundary is not None:
         bound_tas = tuple(tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape([None, units]))
                           .unstack(t) for t in boundary)
@@ -620,28 +624,46 @@ def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_d
         bound_tas = ()
         h0 = c0 = tf.zeros([2, b, units], dtype)
     pad = [[1, 1], [0, 0], [0, 0]]
+    n_store = 5 if store else 0
+    store_widths = [n_z, 5 * units, units, units, units][:n_store]
 
-    def body(d, off, h_prev, c_prev, h_ta, c_ta):
+    def body(d, off, h_prev, c_prev, h_ta, c_ta, *store_tas):
         n, up = _diag_rows(d, height, width)
         h_up = _rows(h_prev, up, n)
         h_left = _rows(h_prev, up + 1, n)
-        c_up = tf.reshape(_rows(c_prev, up, n), [-1, units])
-        c_left = tf.reshape(_rows(c_prev, up + 1, n), [-1, units])
-        parts = [h_left, h_up] if xw is not None else [_rows(x, off, n), h_left, h_up]
-        z = tf.reshape(tf.concat(parts, axis=-1), [-1, kernel.shape[0] - (2 * units if extended else 0)])
+        c_up = _rows(c_prev, up, n)
+        c_left = _rows(c_prev, up + 1, n)
+        parts = ([] if xw is not None else [_rows(x, off, n)]) + [h_left, h_up]
         if extended:
-            z = tf.concat([z, c_left, c_up], axis=-1)
+            parts += [c_left, c_up]
+        z = tf.concat(parts, axis=-1)
+        z2 = tf.reshape(z, [-1, n_z])
+        c_left, c_up = tf.reshape(c_left, [-1, units]), tf.reshape(c_up, [-1, units])
         if xw is not None:
-            a = tf.split(tf.matmul(z, kernel) + tf.reshape(_rows(xw, off, n), [-1, 5 * units]), 5, axis=-1)
+            a = tf.split(tf.matmul(z2, kernel) + tf.reshape(_rows(xw, off, n), [-1, 5 * units]), 5, axis=-1)
         else:
-            a = [tf.nn.bias_add(tf.matmul(z, k_), b_) for k_, b_ in zip(ks, bs)]
-        c, _, o, _ = _cell_forward(*a, c_left, c_up, cell)
-        if cell != "paper":
-            c = _clip(c)
-        h = tf.reshape(tf.tanh(c * o), [n, -1, units])
-        c = tf.reshape(c, [n, -1, units])
-        h_ta = h_ta.write(d, h)
-        c_ta = c_ta.write(d, c)
+            a = [tf.nn.bias_add(tf.matmul(z2, k_), b_) for k_, b_ in zip(ks, bs)]
+        c_raw, g, o, (i, f_l, f_u) = _cell_forward(*a, c_left, c_up, cell)
+        c = c_raw if cell == "paper" else _clip(c_raw)
+        h = tf.tanh(c * o)
+        shaped = lambda t: tf.reshape(t, [n, -1, t.shape[-1]])
+        h_ta = h_ta.write(d, shaped(h))
+        c_ta = c_ta.write(d, shaped(c))
+        if store:
+            t = 1 - h * h
+            k1 = o * t
+            k_o = k1 * c * (1 - o)
+            if cell == "paper":
+                k_c = [i * (1 - g * g), g * i * (1 - i), c_left * f_l * (1 - f_l), c_up * f_u * (1 - f_u)]
+            else:
+                # d c_raw / d a_k = p_k (V_k - c_raw) for the softmax p = (i, f_left, f_up) and
+                # V = (g, c_left, c_up); the clip passes the gradient where it did not cut.
+                keep = tf.cast(tf.equal(c, c_raw), dtype)
+                i, f_l, f_u = i * keep, f_l * keep, f_u * keep
+                k_c = [i * (1 - g * g), i * (g - c_raw), f_l * (c_left - c_raw), f_u * (c_up - c_raw)]
+            values = [z, tf.concat([k_c[0], k_o] + k_c[1:], axis=-1), k1, f_l, f_u]
+            store_tas = [s.write(d, shaped(v)) for s, v in zip(store_tas, values)]
+        h, c = shaped(h), shaped(c)
         if bound_tas:
             ht, ct, hl, cl = (t.read(d + 1)[None] for t in bound_tas)
             h_next = tf.concat([ht, h, hl], axis=0)
@@ -649,28 +671,28 @@ def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_d
         else:
             h_next = tf.pad(h, pad)
             c_next = tf.pad(c, pad)
-        return d + 1, off + n, h_next, c_next, h_ta, c_ta
+        return (d + 1, off + n, h_next, c_next, h_ta, c_ta) + tuple(store_tas)
 
     state = tf.TensorShape([None, None, units])
     out = tf.while_loop(
-        lambda d, *_: d < n_diag, body, (tf.constant(0), tf.constant(0), h0, c0, ta(), ta()),
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state, tf.TensorShape(None),
-                          tf.TensorShape(None)),
+        lambda d, *_: d < n_diag, body,
+        (tf.constant(0), tf.constant(0), h0, c0, ta(units), ta(units)) + tuple(ta(w) for w in store_widths),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state)
+        + (tf.TensorShape(None),) * (2 + n_store),
         maximum_iterations=n_diag)
-    return out[4].concat(), out[5].concat()
+    return [out[4].concat(), out[5].concat()] + list(out[6:])
 
 
-def _backward_loop(k_all, k1, f_lu, dh_out, dc_out, w_hT, units, extended, height, width, n_diag, keep_dc):
+def _backward_loop(k_all, k1, f_l, f_u, dh_out, dc_out, w_hT, units, extended, height, width, n_diag,
+                   keep_dc):
     """The diagonals of one part of the batch in reverse: the gradients of the pre-activations.
 
-    All per-pixel inputs are in diagonal order [H*W, b, .]: k_all [.., 5U] with
-    d(pre-activations) = k_all * [dc, dh, dc, dc, dc] (gate blocks g, o, i, f_left, f_up), k1 [.., U]
-    = dh/dc through h = tanh(c o), f_lu [.., 2U] = (dc_left, dc_up) / dc (zero where the clip cut),
-    dh_out, dc_out (or None) the gradients of the outputs; w_hT [5U, 2U (4U)] the transpose of the
-    kernel's recurrent rows.  Returns d(pre-activations) [H*W, b, 5U] (and dc [H*W, b, U] if keep_dc)."""
-    dtype = k_all.dtype
-    b = tf.shape(k_all)[1]
-    n_pix = tf.shape(k_all)[0]
+    k_all, k1, f_l, f_u: from `_forward_loop(store=True)`; dh_out, dc_out (or None): the gradients of
+    the outputs, in diagonal order; w_hT [5U, 2U (4U)]: the transpose of the kernel's recurrent rows.
+    Returns d(pre-activations) [H*W, b, 5U] (and dc [H*W, b, U] if keep_dc)."""
+    dtype = dh_out.dtype
+    b = tf.shape(dh_out)[1]
+    n_pix = tf.shape(dh_out)[0]
     top, bottom = [[1, 0], [0, 0], [0, 0]], [[0, 1], [0, 0], [0, 0]]
     ta = lambda w: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
                                   element_shape=tf.TensorShape([None, None, w]))
@@ -680,16 +702,16 @@ def _backward_loop(k_all, k1, f_lu, dh_out, dc_out, w_hT, units, extended, heigh
         n, up = _diag_rows(d, height, width)
         off = end - n
         dh = _rows(dh_out, off, n) + carry_h
-        dc = carry_c + dh * _rows(k1, off, n)
+        dc = carry_c + dh * k1.read(d)
         if dc_out is not None:
             dc = dc + _rows(dc_out, off, n)
-        da = _rows(k_all, off, n) * tf.concat([dc, dh, dc, dc, dc], axis=-1)
+        da = k_all.read(d) * tf.concat([dc, dh, dc, dc, dc], axis=-1)
         da_ta = da_ta.write(d, da)
         if keep_dc:
             dc_ta = dc_ta.write(d, dc)
         dz = tf.split(tf.reshape(tf.matmul(tf.reshape(da, [-1, 5 * units]), w_hT), [n, -1, n_split * units]),
                       n_split, axis=-1)
-        dc_l, dc_u = tf.split(tf.concat([dc, dc], axis=-1) * _rows(f_lu, off, n), 2, axis=-1)
+        dc_l, dc_u = dc * f_l.read(d), dc * f_u.read(d)
         if extended:
             dc_l, dc_u = dc_l + dz[2], dc_u + dz[3]
         n_prev = _diag_rows(d - 1, height, width)[0]
@@ -723,16 +745,26 @@ def _neighbour_slots(pos, height, width, n_pix, boundary):
     return left, up
 
 
+def _tape_watches(tensors):
+    """Whether a gradient tape records operations on any of `tensors` (then the forward pass keeps what
+    the backward pass needs; otherwise the backward pass, if it is asked for by `tf.gradients`, first
+    runs the forward loop again)."""
+    try:
+        from tensorflow.python.eager import record
+        return bool(record.should_record_backprop(tensors))
+    except Exception:  # pragma: no cover - private API moved: always keep
+        return True
+
+
 def _float_scan(x, kernel, bias, units, cell="stable", extended=False, return_cells=False, boundary=None,
                 num_loops=1):
     """`diagonal_scan` of `SpatialLSTMCell`'s float cell, given its kernel [D + 2U (4U), 5U] and bias [5U].
 
-    Forward: the input part of the pre-activations, x @ W_x + bias, is one matrix product over all
-    pixels before the loop; each diagonal then needs one product [h_left, h_up] @ W_h for the five gates.
-    Backward (`tf.custom_gradient`): the gates of all pixels are recomputed at once from the stored
-    states (one product); the loop over the diagonals in reverse carries only the gradients of the
-    states (one product [., 5U] @ W_h^T per diagonal); the gradients of the weights and inputs are one
-    product each over all pixels after it."""
+    Forward: a loop over the diagonals.  Backward (`tf.custom_gradient`): the forward loop has kept,
+    per pixel, the rows of the kernel's products and the derivatives of the cell (computed where they
+    are in cache); the loop over the diagonals in reverse carries the gradients of the states, one
+    product [., 5U] @ W_h^T per diagonal; the gradients of the weights and inputs are one product each
+    over all pixels after it."""
     dtype = x.dtype
     depth = x.shape[-1]
     shape = tf.shape(x)
@@ -766,6 +798,7 @@ def _float_scan(x, kernel, bias, units, cell="stable", extended=False, return_ce
         edges = [edge(h_top, width), edge(c_top, width), edge(h_left, height), edge(c_left, height)]
     else:
         edges = []
+    training = _tape_watches([x, kernel, bias] + edges)
 
     @tf.custom_gradient
     def run(x, kernel, bias, *edges):
@@ -775,72 +808,51 @@ def _float_scan(x, kernel, bias, units, cell="stable", extended=False, return_ce
             bnd_parts = list(zip(*[split(pad_to(t)) for t in edges]))
         else:
             bnd_parts = [None] * num_loops
-        hs, cs = [], []
-        for xp, bp in zip(xd_parts, bnd_parts):
+
+        def forward(k, store):
+            xp, bp = xd_parts[k], bnd_parts[k]
             if _FORWARD == "project":
                 xw = tf.reshape(tf.nn.bias_add(tf.matmul(tf.reshape(xp, [-1, depth]), kernel[:depth]), bias),
                                 [n_pix, -1, 5 * units])
-                h, c = _forward_loop(xw, None, kernel[depth:], None, units, cell, extended, height, width,
-                                     n_diag, bp)
-            else:
-                h, c = _forward_loop(None, xp, kernel, bias, units, cell, extended, height, width, n_diag, bp)
-            hs.append(h)
-            cs.append(c)
-        h_img = to_image(join(hs))
-        outputs = (h_img, to_image(join(cs))) if return_cells else h_img
+                return _forward_loop(xw, None, kernel[depth:], None, units, cell, extended, height, width,
+                                     n_diag, bp, store)
+            return _forward_loop(None, xp, kernel, bias, units, cell, extended, height, width, n_diag, bp, store)
+
+        results = [forward(k, training) for k in range(num_loops)]
+        h_img = to_image(join([r[0] for r in results]))
+        outputs = (h_img, to_image(join([r[1] for r in results]))) if return_cells else h_img
 
         def grad(*dys):
             dh = dys[0] if dys[0] is not None else tf.zeros_like(h_img)
             dc = dys[1] if return_cells and len(dys) > 1 else None
             dh_parts = split(to_diag(dh))
             dc_parts = split(to_diag(dc)) if dc is not None else [None] * num_loops
-            left_slot, up_slot = _neighbour_slots(pos, height, width, n_pix, has_boundary)
-            w_hT = tf.transpose(kernel[depth:])
-            edge_parts = [split(t) for t in edges]
+            w_hT = tf.transpose(kernel[-(4 if extended else 2) * units:])
             d_kernel, d_bias, d_x, d_edges = [], [], [], [[] for _ in edges]
             for k in range(num_loops):
-                h, c = hs[k], cs[k]
-                b_k = tf.shape(h)[1]
-                if has_boundary:
-                    ht, ct, hl, cl = (e[k] for e in edge_parts)
-                    h_ext, c_ext = tf.concat([h, ht, hl], 0), tf.concat([c, ct, cl], 0)
-                else:
-                    zero = tf.zeros_like(h[:1])
-                    h_ext, c_ext = tf.concat([h, zero], 0), tf.concat([c, zero], 0)
-                h_l, h_u = tf.gather(h_ext, left_slot), tf.gather(h_ext, up_slot)
-                c_l, c_u = tf.gather(c_ext, left_slot), tf.gather(c_ext, up_slot)
-                xz = [xd_parts[k], h_l, h_u] + ([c_l, c_u] if extended else [])
-                xz = tf.reshape(tf.concat(xz, axis=-1), [-1, kernel.shape[0]])
-                flat = lambda t: tf.reshape(t, [-1, units])
-                c_l, c_u, hf, cf = flat(c_l), flat(c_u), flat(h), flat(c)
-                a = tf.split(tf.nn.bias_add(tf.matmul(xz, kernel), bias), 5, axis=-1)
-                c_raw, g, o, (i, f_l, f_u) = _cell_forward(*a, c_l, c_u, cell)
-                t = 1 - hf * hf
-                k1 = o * t
-                k_o = cf * t * o * (1 - o)
-                if cell == "paper":
-                    k_c = [i * (1 - g * g), g * i * (1 - i), c_l * f_l * (1 - f_l), c_u * f_u * (1 - f_u)]
-                else:
-                    # d c_raw / d a_k = p_k (V_k - c_raw) for the softmax's p = (i, f_left, f_up) and
-                    # V = (g, c_left, c_up); the clip passes the gradient where |c_raw| <= 1.
-                    mask = tf.cast(tf.abs(c_raw) <= 1, dtype)
-                    i, f_l, f_u = mask * i, mask * f_l, mask * f_u
-                    k_c = [i * (1 - g * g), i * (g - c_raw), f_l * (c_l - c_raw), f_u * (c_u - c_raw)]
-                pix = lambda t: tf.reshape(t, [n_pix, b_k, -1])
-                k_all = pix(tf.concat([k_c[0], k_o] + k_c[1:], axis=-1))
-                f_lu = pix(tf.concat([f_l, f_u], axis=-1))
-                da, dcs = _backward_loop(k_all, pix(k1), f_lu, dh_parts[k], dc_parts[k], w_hT, units, extended,
+                stored = results[k] if training else forward(k, True)
+                z, k_all, k1, f_l, f_u = stored[2:]
+                z = z.concat()
+                b_k = tf.shape(z)[1]
+                da, dcs = _backward_loop(k_all, k1, f_l, f_u, dh_parts[k], dc_parts[k], w_hT, units, extended,
                                          height, width, n_diag, keep_dc=has_boundary)
                 da2 = tf.reshape(da, [-1, 5 * units])
-                d_kernel.append(tf.matmul(xz, da2, transpose_a=True))
+                z2 = tf.reshape(z, [-1, z.shape[-1]])
+                if _FORWARD == "project":
+                    xp2 = tf.reshape(xd_parts[k], [-1, depth])
+                    d_kernel.append(tf.concat([tf.matmul(xp2, da2, transpose_a=True),
+                                               tf.matmul(z2, da2, transpose_a=True)], axis=0))
+                else:
+                    d_kernel.append(tf.matmul(z2, da2, transpose_a=True))
                 d_bias.append(tf.reduce_sum(da2, axis=0))
                 d_x.append(tf.reshape(tf.matmul(da2, kernel[:depth], transpose_b=True), [n_pix, b_k, depth]))
                 if has_boundary:
                     # The boundary states are the upper neighbours of pixels (0, j) and the left
                     # neighbours of pixels (i, 0).
-                    for slots, side, outs in ((pos[:width], 1, d_edges[:2]), (pos[::width], 0, d_edges[2:])):
+                    for slots, side, f, outs in ((pos[:width], 1, f_u, d_edges[:2]),
+                                                 (pos[::width], 0, f_l, d_edges[2:])):
                         dz = tf.matmul(tf.gather(da, slots), w_hT)
-                        d_c = tf.gather(dcs, slots) * tf.gather(f_lu, slots)[..., side * units:(side + 1) * units]
+                        d_c = tf.gather(dcs, slots) * tf.gather(f.concat(), slots)
                         if extended:
                             d_c += dz[..., (2 + side) * units:(3 + side) * units]
                         outs[0].append(dz[..., side * units:(side + 1) * units])
