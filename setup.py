@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
     "constriction==0.5.0",   # the range coder of `ride_tf.compress`
     "imagecodecs==2026.3.6",  # PNG, JPEG-LS, WebP and JPEG-XL lossless, for comparisons
+    "threadpoolctl==3.6.0",  # one BLAS thread for the decoder's small matrix products
 ]
 TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).

@@ -27,9 +27,12 @@ import math
 
 import numpy as np
 import tensorflow as tf
+import threadpoolctl
 
 from ride_tf import geometry
 from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
+
+_NUM_BINS = 256
 from ride_tf.codec.rans import RansDecoder, RansEncoder
 
 __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
@@ -163,16 +166,23 @@ def code_length_bits(coder, image):
     return float(pixel_code_length_bits(coder, image).sum())
 
 
-def wavefront_pass(coder, height, width, choose):
-    """The decoder's pass, front by front in NumPy; `choose` picks each round's values from their tables.
+# The decoder's first table: F at every STEP-th edge of a window of WINDOW bins around each pixel's mean.
+STEP = 4
 
-    For every front, channel and round of distinct lanes:
-    choose(lanes, start, table, tables_of) -> (values, low, high), where
-    start [m] and table [m, WINDOW + 1] are the pixels' window (first bin and
-    cumulative table F at its edges) and tables_of(indices) gives the full
-    tables F [len(indices), 257] of some of them; values are the round's
-    values, [low, high) their intervals.  Returns the image uint8 [H, W, C].
-    The decoder chooses by the rANS slots; `front_intervals` by the known image.
+
+def wavefront_pass(coder, height, width, choose):
+    """The decoder's pass, front by front in NumPy; `choose` picks the values of each round of pixels.
+
+    For every front, channel and round of pixels on distinct lanes:
+    choose(lanes, table, start, coarse, where) -> values [m] (float64), where
+    table(bins [m, E], index=slice(None)) gives the round's cumulative tables
+    F (of the pixels `index`) at bins b (0..256: F(0) = 0, F(256) = TOTAL),
+    start [m] is the first bin of each pixel's
+    window (WINDOW bins around the mixture's mean), coarse [m, WINDOW / STEP
+    + 1] its table at every STEP-th edge of the window (computed for the
+    whole front at once), and where = (rows, columns, coded channel) of the
+    pixels.  Returns the image uint8 [H, W, C].  The decoder chooses by the
+    rANS slots (`decode`); `front_intervals` by the known image.
     """
     model, ops = coder.integer, NUMPY
     channels, r, units = model.num_channels, model.radius, model.units
@@ -182,8 +192,8 @@ def wavefront_pass(coder, height, width, choose):
     up_lag, left_lag = geometry.front_index(1, 0, model.nb_size), geometry.front_index(0, 1, model.nb_size)
     zeros = lambda: [np.zeros((height + 1, units)) for _ in range(2 * model.num_layers)]
     history = [zeros() for _ in range(up_lag)]            # states of the last fronts, newest last, rows + 1
-    full_bins = np.arange(257, dtype=np.float64)[None, :]
-    window_bins = np.arange(WINDOW + 1, dtype=np.float64)[None, :]
+    coarse_bins = np.arange(0, WINDOW + 1, STEP, dtype=np.int64)[None, :]
+    natural = np.array(model.order)[None, :]
     for t in range(geometry.num_fronts(height, width, model.nb_size)):
         i_lo, i_hi = geometry.front_rows(t, height, width, model.nb_size)
         rows = np.arange(i_lo, i_hi + 1)
@@ -208,19 +218,16 @@ def wavefront_pass(coder, height, width, choose):
         lane = rows % lanes
         for channel in range(channels):
             channel_weights, mean = model.channel_mixture(weights, means, values, channel, ops)
-            start = model.window_start(channel_weights, mean, ops)
-            table = model.cumulative(channel_weights, mean, channel, start[:, None] + window_bins, ops)
+            start = model.window_start(channel_weights, mean, ops).astype(np.int64)
+            coarse = model.cumulative_numpy(channel_weights, mean, channel, start[:, None] + coarse_bins)
             for a in range(0, n, lanes):
                 part = slice(a, min(n, a + lanes))
-
-                def tables_of(indices, a=a):
-                    indices = np.asarray(indices) + a
-                    return model.cumulative(channel_weights[indices], mean[indices], channel,
-                                            np.repeat(full_bins, len(indices), 0), ops)
-
-                values[part, channel] = choose(lane[part], start[part], table[part], tables_of, (rows[part],
-                                                                                                   cols[part], channel))
-        canvas[rows[:, None] + r, cols[:, None] + r, np.array(model.order)[None, :]] = values    # natural order
+                w, m = channel_weights[part], mean[part]
+                table = lambda bins, index=slice(None), w=w, m=m: model.cumulative_numpy(w[index], m[index], channel,
+                                                                                         bins)
+                values[part, channel] = choose(lane[part], table, start[part], coarse[part],
+                                               (rows[part], cols[part], channel))
+        canvas[rows[:, None] + r, cols[:, None] + r, natural] = values           # back in the natural order
     return canvas[r:, r:r + width].astype(np.uint8)
 
 
@@ -228,53 +235,73 @@ def decode(coder, data, height, width):
     """The uint8 image [H, W, C] whose rANS stream `encode` wrote (`RansError` if the stream does not decode).
 
     Front by front in NumPy (`wavefront_pass`: the integer model's `NUMPY`
-    arithmetic, the same integers as the encoder's TensorFlow graph); each
-    round's values are the symbols whose intervals hold their lanes' rANS
-    slots: looked up in the window tables, and in the full table where a
-    slot falls outside its window.
+    arithmetic, the same integers as the encoder's TensorFlow graph).  A
+    pixel's value is the bin b with F(b) <= slot < F(b + 1), slot its lane's
+    rANS slot: the coarse table of its window (every STEP-th edge) gives the
+    block, one more evaluation of the STEP - 1 edges inside it gives the bin
+    (STEP + WINDOW / STEP edges of the table in all); a slot outside the
+    window is found by halving the rest of the range.
     """
     decoder = RansDecoder(data, num_lanes(height, width, coder.integer.num_channels), TOTAL)
+    inner = np.arange(1, STEP, dtype=np.int64)[None, :]
 
-    def choose(lanes, start, table, tables_of, where):
+    def choose(lanes, table, start, coarse, where):
         slots = decoder.slots(lanes)
-        inside = (slots >= table[:, 0]) & (slots < table[:, -1])
-        offset = np.minimum((table[:, 1:] <= slots[:, None]).sum(axis=1), WINDOW - 1)
-        value = start + offset
-        here = np.arange(len(offset))
-        low, high = table[here, offset], table[here, offset + 1]
-        if not inside.all():
-            escaped = np.nonzero(~inside)[0]
-            full = tables_of(escaped)
-            bins = np.minimum((full[:, 1:] <= slots[escaped][:, None]).sum(axis=1), 255)
-            value[escaped] = bins
-            low[escaped] = full[np.arange(len(bins)), bins]
-            high[escaped] = full[np.arange(len(bins)), bins + 1]
+        m = len(slots)
+        here = np.arange(m)
+        block = np.minimum((coarse[:, 1:] <= slots[:, None]).sum(axis=1), WINDOW // STEP - 1)
+        first = start + STEP * block
+        fine = np.concatenate([coarse[here, block][:, None], table(first[:, None] + inner),
+                               coarse[here, block + 1][:, None]], axis=1)              # F at first .. first + STEP
+        offset = np.minimum((fine[:, 1:] <= slots[:, None]).sum(axis=1), STEP - 1)
+        value, low, high = first + offset, fine[here, offset], fine[here, offset + 1]
+        outside = (slots < coarse[:, 0]) | (slots >= coarse[:, -1])
+        if outside.any():
+            escaped = np.nonzero(outside)[0]
+            value[escaped], low[escaped], high[escaped] = _bisect(lambda bins: table(bins, escaped), slots[escaped],
+                                                                  start[escaped], coarse[escaped])
         decoder.advance(lanes, low.astype(np.int64), (high - low).astype(np.int64))
         return value
 
-    image = wavefront_pass(coder, height, width, choose)
+    # The front's matrix products are small: BLAS threads only cost (tens of times more on a busy machine).
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        image = wavefront_pass(coder, height, width, choose)
     decoder.check_finished()
     return image
 
 
+def _bisect(table, slots, start, coarse):
+    """(bin, F(bin), F(bin + 1)) holding each slot outside its window, by halving the range below or above it."""
+    below = slots < coarse[:, 0]
+    low_bin = np.where(below, 0, start + WINDOW)
+    high_bin = np.where(below, start, _NUM_BINS)
+    low = np.where(below, 0.0, coarse[:, -1])
+    high = np.where(below, coarse[:, 0], float(TOTAL))
+    while (high_bin - low_bin > 1).any():
+        middle = (low_bin + high_bin) // 2
+        at_middle = table(middle[:, None])[:, 0]
+        up = slots >= at_middle
+        low_bin, low = np.where(up, middle, low_bin), np.where(up, at_middle, low)
+        high_bin, high = np.where(up, high_bin, middle), np.where(up, high, at_middle)
+    return low_bin, low, high
+
+
 def front_intervals(coder, image):
-    """(start, freq) int64 [H, W, C] of a known uint8 image [H, W, C] by the decoder's own pass and tables (the
-    full table of every pixel): what `IntegerCoder.intervals` computes in one batched pass, for checking."""
+    """(start, freq) int64 [H, W, C] of a known uint8 image [H, W, C] by the decoder's own pass and arithmetic
+    (channels in coding order): what `IntegerCoder.intervals` computes in one batched pass, for checking."""
     height, width, channels = image.shape
     start = np.zeros((height, width, channels), np.int64)
     freq = np.zeros_like(start)
 
-    def choose(lanes, window_start, table, tables_of, where):
+    def choose(lanes, table, window_start, coarse, where):
         rows, cols, channel = where
         value = image[rows, cols, coder.integer.order[channel]].astype(np.int64)
-        full = tables_of(np.arange(len(rows)))
-        here = np.arange(len(rows))
-        start[rows, cols, channel] = full[here, value]
-        freq[rows, cols, channel] = full[here, value + 1] - full[here, value]
-        inside = (value >= window_start) & (value < window_start + WINDOW)
-        offset = np.clip(value - window_start, 0, WINDOW - 1).astype(np.int64)
-        if not (table[here, offset][inside] == full[here, value][inside]).all():
-            raise AssertionError("front_intervals: a window table differs from the full table")
+        edges = table(np.stack([value, value + 1], axis=1))
+        start[rows, cols, channel] = edges[:, 0]
+        freq[rows, cols, channel] = edges[:, 1] - edges[:, 0]
+        grid = table(window_start[:, None] + np.arange(0, WINDOW + 1, STEP, dtype=np.int64)[None, :])
+        if not np.array_equal(grid, coarse):
+            raise AssertionError("front_intervals: the front's coarse table differs from the round's")
         return value
 
     wavefront_pass(coder, height, width, choose)

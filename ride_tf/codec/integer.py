@@ -372,11 +372,13 @@ class IntegerModel:
                 alpha = scales[component * self.num_scales + s]
                 pairs = [_inverse_width(v, alpha) for v in variances]
                 inverse_widths.append([g for g, _ in pairs])
-                width_shifts.append([math.ldexp(1.0, -shift) for _, shift in pairs])
+                width_shifts.append([shift for _, shift in pairs])
         self.inverse_widths = np.array(inverse_widths, np.float64)                  # [K, ch]
-        self.width_scales = np.array(width_shifts, np.float64)                      # [K, ch], powers of two
+        self.width_shifts = np.array(width_shifts, np.int64)                        # [K, ch]
         # G 2^-s: multiplying an integer difference by it is exact ((diff G) 2^-s, a power-of-two rescaling).
-        self.inverse_widths_scaled = self.inverse_widths * self.width_scales
+        self.inverse_widths_scaled = np.ldexp(self.inverse_widths, -self.width_shifts)
+        self.inverse_widths_int = np.ascontiguousarray(self.inverse_widths.T.astype(np.int64))   # [ch, K]
+        self.width_shifts_t = np.ascontiguousarray(self.width_shifts.T)                          # [ch, K]
         self.regressions = np.array(regressions, np.float64)                        # [C, ch, ch] at 2^-16
         if np.abs(self.regressions).max(initial=0) >= 2 ** 31:
             raise ValueError("IntegerModel: a colour regression coefficient is out of range.")
@@ -389,7 +391,7 @@ class IntegerModel:
         for layer in self.layers + [self.responses, self.gate, self.means]:
             out += layer.arrays()
         return out + [self.gate_exponents.astype(np.float64), self.logit_factor, self.logit_scale, self.logit_offset,
-                      self.inverse_widths, self.width_scales, self.regressions]
+                      self.inverse_widths, self.width_shifts.astype(np.float64), self.regressions]
 
     def _fingerprint(self):
         digest = hashlib.sha256(FORMAT.encode())
@@ -491,14 +493,30 @@ class IntegerModel:
         edges = bins * float(1 << (MEAN_BITS - 8))                                       # b / 256 at 2^-16
         edges = ops.where(bins <= 0.0, 0.0 * bins - 2.0 ** 30, ops.where(bins >= _NUM_BINS, 0.0 * bins + 2.0 ** 30,
                                                                           edges))
-        z = ops.floor((edges[:, :, None] - mean[:, None, :]) * ops.constant(self.inverse_widths_scaled[:, channel]))
-        return self.lookup("phi", z, ops)
+        _, low, _, _ = lookup.TABLES["phi"]
+        index = ops.standardised_index(edges, mean, self.inverse_widths[:, channel], self.width_shifts[:, channel],
+                                       self.inverse_widths_scaled[:, channel], -float(low << ARG))
+        return ops.clipped_gather(self.tables64["phi"], index)
 
     def cumulative(self, weights, mean, channel, bins, ops):
         """F(b) = Q(b) + b at bins b [M, E] (float64 integers 0..256): the cumulative table, total `TOTAL`."""
         phi = self.expert_cdf(mean, channel, bins, ops)
         mixed = ops.mix(phi, weights)                                                    # < 2^44: exact
         return ops.floor(mixed * 2.0 ** -CDF_BITS) + bins
+
+    def cumulative_numpy(self, weights, mean, channel, bins):
+        """`cumulative` in NumPy, lean: the same integers (int64 arithmetic, outer bins set afterwards), for the
+        decoder's many small tables.  weights [M, K], mean [M, K] float64 integers; bins int64 [M, E]."""
+        _, low, _, _ = lookup.TABLES["phi"]
+        index = bins[:, :, None] * (1 << (MEAN_BITS - 8)) - mean.astype(np.int64)[:, None, :]
+        index *= self.inverse_widths_int[channel]
+        index >>= self.width_shifts_t[channel]
+        index -= low << ARG
+        phi = np.take(self.tables64["phi"], index, mode="clip")
+        table = np.floor(np.matmul(phi, weights[:, :, None])[..., 0] * 2.0 ** -CDF_BITS) + bins
+        table[bins <= 0] = 0.0
+        table[bins >= _NUM_BINS] = float(TOTAL)
+        return table
 
     def window_start(self, weights, mean, ops):
         """The first bin of the decoder's window: WINDOW bins around the mixture's mean, [M] (float64)."""
@@ -576,6 +594,12 @@ class _TensorFlowOps:
         return tf.reduce_sum(weights[:, None, :] * phi, axis=-1)
 
     @staticmethod
+    def standardised_index(edges, mean, inverse_width, shift, inverse_width_scaled, offset):
+        """floor((edges[m, e] - mean[m, k]) G_k / 2^s_k) + offset, [m, e, k]: the standardised distances at 2^-10
+        (G 2^-s is exact, so is the product)."""
+        return tf.floor((edges[:, :, None] - mean[:, None, :]) * tf.constant(inverse_width_scaled)) + offset
+
+    @staticmethod
     def floordiv(a, b):
         """Integer floor division of float64 integers (in int64, exact)."""
         return tf.cast(tf.math.floordiv(tf.cast(a, tf.int64), tf.cast(b, tf.int64)), tf.float64)
@@ -609,11 +633,20 @@ class _NumpyOps:
 
     @staticmethod
     def clipped_gather(table, index):
-        return np.take(table, index.astype(np.intp), mode="clip")
+        return np.take(table, index if index.dtype == np.intp else index.astype(np.intp), mode="clip")
 
     @staticmethod
     def mix(phi, weights):
         return np.matmul(phi, weights[:, :, None])[..., 0]
+
+    @staticmethod
+    def standardised_index(edges, mean, inverse_width, shift, inverse_width_scaled, offset):
+        """The same integers in int64: (d G) >> s is floor(d G / 2^s), and d G < 2^47 stays exact."""
+        index = edges.astype(np.int64)[:, :, None] - mean.astype(np.int64)[:, None, :]
+        index *= inverse_width.astype(np.int64)
+        index >>= shift
+        index += int(offset)
+        return index
 
     @staticmethod
     def floordiv(a, b):

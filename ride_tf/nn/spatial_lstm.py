@@ -624,8 +624,9 @@ def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_d
         bound_tas = ()
         h0 = c0 = tf.zeros([2, b, units], dtype)
     pad = [[1, 1], [0, 0], [0, 0]]
-    n_store = 5 if store else 0
-    store_widths = [n_z, 5 * units, units, units, units][:n_store]
+    n_store = 9 if store else 0
+    store_widths = ([n_z] + [units] * 8)[:n_store]
+    big = 2 / np.finfo(dtype.as_numpy_dtype).eps       # 2 / (spacing of the floats just above 1)
 
     def body(d, off, h_prev, c_prev, h_ta, c_ta, *store_tas):
         n, up = _diag_rows(d, height, width)
@@ -658,10 +659,13 @@ def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_d
             else:
                 # d c_raw / d a_k = p_k (V_k - c_raw) for the softmax p = (i, f_left, f_up) and
                 # V = (g, c_left, c_up); the clip passes the gradient where it did not cut.
-                keep = tf.cast(tf.equal(c, c_raw), dtype)
+                # keep = 1 where the clip did not cut (c == c_raw), else 0: a cut moves c_raw by at least
+                # the spacing of the floats above 1, which `big` turns into >= 2 (no comparison op:
+                # those are slow here).
+                keep = tf.nn.relu(1 - big * tf.abs(c_raw - c))
                 i, f_l, f_u = i * keep, f_l * keep, f_u * keep
                 k_c = [i * (1 - g * g), i * (g - c_raw), f_l * (c_left - c_raw), f_u * (c_up - c_raw)]
-            values = [z, tf.concat([k_c[0], k_o] + k_c[1:], axis=-1), k1, f_l, f_u]
+            values = [z, k_c[0], k_o] + k_c[1:] + [k1, f_l, f_u]
             store_tas = [s.write(d, shaped(v)) for s, v in zip(store_tas, values)]
         h, c = shaped(h), shaped(c)
         if bound_tas:
@@ -683,13 +687,16 @@ def _forward_loop(xw, x, kernel, bias, units, cell, extended, height, width, n_d
     return [out[4].concat(), out[5].concat()] + list(out[6:])
 
 
-def _backward_loop(k_all, k1, f_l, f_u, dh_out, dc_out, w_hT, units, extended, height, width, n_diag,
-                   keep_dc):
+_BWD = _os.environ.get("RIDE_BWD", "blk10")
+
+
+def _backward_loop(k_tas, k1, f_l, f_u, dh_out, dc_out, w_hT, units, extended, height, width, n_diag, keep_dc):
     """The diagonals of one part of the batch in reverse: the gradients of the pre-activations.
 
-    k_all, k1, f_l, f_u: from `_forward_loop(store=True)`; dh_out, dc_out (or None): the gradients of
-    the outputs, in diagonal order; w_hT [5U, 2U (4U)]: the transpose of the kernel's recurrent rows.
-    Returns d(pre-activations) [H*W, b, 5U] (and dc [H*W, b, U] if keep_dc)."""
+    k_tas (the five gate blocks), k1, f_l, f_u: TensorArrays from `_forward_loop(store=True)`; dh_out,
+    dc_out (or None): the gradients of the outputs, in diagonal order; w_hT [5U, 2U (4U)]: the transpose
+    of the kernel's recurrent rows.  Returns the gradients of the pre-activations [H*W, b, 5U] (and dc
+    [H*W, b, U] if keep_dc)."""
     dtype = dh_out.dtype
     b = tf.shape(dh_out)[1]
     n_pix = tf.shape(dh_out)[0]
@@ -697,20 +704,33 @@ def _backward_loop(k_all, k1, f_l, f_u, dh_out, dc_out, w_hT, units, extended, h
     ta = lambda w: tf.TensorArray(dtype, size=n_diag, infer_shape=False,
                                   element_shape=tf.TensorShape([None, None, w]))
     n_split = 4 if extended else 2
+    w_blocks = tf.split(w_hT, 5, axis=0)                        # [U, 2U (4U)] per gate
+    w_parts = [tf.split(w, n_split, axis=1) for w in w_blocks]  # [U, U] per gate and side
 
-    def body(d, end, carry_h, carry_c, da_ta, dc_ta):
+    def body(d, end, carry_h, carry_c, dc_ta, *da_tas):
         n, up = _diag_rows(d, height, width)
         off = end - n
         dh = _rows(dh_out, off, n) + carry_h
         dc = carry_c + dh * k1.read(d)
         if dc_out is not None:
             dc = dc + _rows(dc_out, off, n)
-        da = k_all.read(d) * tf.concat([dc, dh, dc, dc, dc], axis=-1)
-        da_ta = da_ta.write(d, da)
+        m = [dc, dh, dc, dc, dc]
+        if _BWD == "cat":
+            da = tf.concat([k.read(d) for k in k_tas], axis=-1) * tf.concat(m, axis=-1)
+            da_tas = (da_tas[0].write(d, da),)
+            dz = tf.split(tf.reshape(tf.matmul(tf.reshape(da, [-1, 5 * units]), w_hT), [n, -1, n_split * units]),
+                          n_split, axis=-1)
+        else:
+            da = [tf.reshape(k.read(d) * m_, [-1, units]) for k, m_ in zip(k_tas, m)]
+            da_tas = tuple(t.write(d, tf.reshape(a, [n, -1, units])) for t, a in zip(da_tas, da))
+            if _BWD == "blk5":
+                dz = tf.math.add_n([tf.matmul(a, w) for a, w in zip(da, w_blocks)])
+                dz = tf.split(tf.reshape(dz, [n, -1, n_split * units]), n_split, axis=-1)
+            else:
+                dz = [tf.reshape(tf.math.add_n([tf.matmul(a, w[side]) for a, w in zip(da, w_parts)]), [n, -1, units])
+                      for side in range(n_split)]
         if keep_dc:
             dc_ta = dc_ta.write(d, dc)
-        dz = tf.split(tf.reshape(tf.matmul(tf.reshape(da, [-1, 5 * units]), w_hT), [n, -1, n_split * units]),
-                      n_split, axis=-1)
         dc_l, dc_u = dc * f_l.read(d), dc * f_u.read(d)
         if extended:
             dc_l, dc_u = dc_l + dz[2], dc_u + dz[3]
@@ -719,16 +739,19 @@ def _backward_loop(k_all, k1, f_l, f_u, dh_out, dc_out, w_hT, units, extended, h
         # and its upper neighbour at k + up; keep the rows of d - 1's own pixels.
         carry_h = _rows(tf.pad(dz[0], top) + tf.pad(dz[1], bottom), 1 - up, n_prev)
         carry_c = _rows(tf.pad(dc_l, top) + tf.pad(dc_u, bottom), 1 - up, n_prev)
-        return d - 1, off, carry_h, carry_c, da_ta, dc_ta
+        return (d - 1, off, carry_h, carry_c, dc_ta) + tuple(da_tas)
 
     zero = tf.zeros([1, b, units], dtype)         # the last diagonal has one pixel
     state = tf.TensorShape([None, None, units])
+    n_da = 1 if _BWD == "cat" else 5
     out = tf.while_loop(
-        lambda d, *_: d >= 0, body, (n_diag - 1, n_pix, zero, zero, ta(5 * units), ta(units)),
-        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state, tf.TensorShape(None),
-                          tf.TensorShape(None)),
+        lambda d, *_: d >= 0, body,
+        (n_diag - 1, n_pix, zero, zero, ta(units)) + tuple(ta(5 * units if _BWD == "cat" else units)
+                                                            for _ in range(n_da)),
+        shape_invariants=(tf.TensorShape([]), tf.TensorShape([]), state, state) + (tf.TensorShape(None),) * (1 + n_da),
         maximum_iterations=n_diag)
-    return out[4].concat(), (out[5].concat() if keep_dc else None)
+    da = out[5].concat() if n_da == 1 else tf.concat([t.concat() for t in out[5:]], axis=-1)
+    return da, (out[4].concat() if keep_dc else None)
 
 
 def _neighbour_slots(pos, height, width, n_pix, boundary):
@@ -831,10 +854,10 @@ def _float_scan(x, kernel, bias, units, cell="stable", extended=False, return_ce
             d_kernel, d_bias, d_x, d_edges = [], [], [], [[] for _ in edges]
             for k in range(num_loops):
                 stored = results[k] if training else forward(k, True)
-                z, k_all, k1, f_l, f_u = stored[2:]
+                z, k_tas, (k1, f_l, f_u) = stored[2], stored[3:8], stored[8:]
                 z = z.concat()
                 b_k = tf.shape(z)[1]
-                da, dcs = _backward_loop(k_all, k1, f_l, f_u, dh_parts[k], dc_parts[k], w_hT, units, extended,
+                da, dcs = _backward_loop(k_tas, k1, f_l, f_u, dh_parts[k], dc_parts[k], w_hT, units, extended,
                                          height, width, n_diag, keep_dc=has_boundary)
                 da2 = tf.reshape(da, [-1, 5 * units])
                 z2 = tf.reshape(z, [-1, z.shape[-1]])
