@@ -107,6 +107,9 @@ def main(argv=None):
     parser.add_argument("--discrete-iter", type=int, default=0,
                         help="L-BFGS iterations on the exact code length at the end (0: none)")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow intra- and inter-op threads")
+    parser.add_argument("--init", help="a .keras model to continue training (its configuration and weights; no "
+                        "baseline fit): e.g. a model of an earlier run, trained further with new stages")
+    parser.add_argument("--learning-rates", type=float, nargs="+", help="one per stage (default: Adam 3e-3 to 1e-4)")
     parser.add_argument("--checkpoint-dir", required=True)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--output", required=True, help="the .keras file to write")
@@ -119,7 +122,7 @@ def main(argv=None):
 
     from ride_tf import RIDE
     from ride_tf.io import atomic_save_model, atomic_write_json
-    from ride_tf.training import sample_patches, train
+    from ride_tf.training import sample_patches, train, validation_scores
 
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -136,14 +139,27 @@ def main(argv=None):
     print(f"{kind}: {len(training)} training pictures ({pixels / 1e6:.2f} Mpx); validation crops of "
           f"{', '.join(chosen)}; {len(held_out)} held out, {len(evaluation)} for evaluation", flush=True)
 
-    model = RIDE(num_channels=args.channels, num_hiddens=args.hiddens, num_layers=args.layers,
-                 num_components=args.components, num_scales=args.scales, num_features=args.features,
-                 nb_size=args.nb_size)
+    if args.init:
+        model = ride_tf.load_model(args.init)
+        if model.num_channels != args.channels:
+            raise SystemExit(f"{args.init}: a {model.num_channels}-channel model, not {args.channels}")
+    else:
+        model = RIDE(num_channels=args.channels, num_hiddens=args.hiddens, num_layers=args.layers,
+                     num_components=args.components, num_scales=args.scales, num_features=args.features,
+                     nb_size=args.nb_size)
+    initial = None
+    if args.init:         # the model it starts from is a candidate too: kept unless a stage does better
+        initial = (validation_scores(model, validation)[0], model.get_weights())
+        print(f"starting from {args.init}: validation {initial[0]:.4f} bit/px", flush=True)
     stages = train(model, list(training.values()), validation_images=validation, patch_sizes=args.patch_sizes,
+                   learning_rates=args.learning_rates, baseline=False if args.init else "auto",
                    num_patches=args.patches, epochs_per_stage=1000, finetune_max_iter=args.finetune_iter,
                    finetune_samples=args.finetune_samples, patience=args.patience, seed=args.seed,
                    time_budget=args.time_budget, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                    verbose=2)
+    if initial is not None and not any(s.kept and s.score > initial[0] for s in stages):
+        model.set_weights(initial[1])
+        print("no stage improved on the model it started from; kept that model", flush=True)
     train_minutes = (time.time() - start) / 60
     discrete = None
     if args.discrete_iter:
