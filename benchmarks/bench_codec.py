@@ -5,8 +5,10 @@ Speed (first): the shipped gray model on the whole held-out photo camera
 pixels per second of the float forward pass (`pixel_log_prob(noise=False)`),
 `compressed_size_bits`, `compress` (encode), `decompress` (decode, checked bit
 for bit) and JPEG-XL lossless at effort 7 and 9 (encode and decode), with the
-ratios encode / forward and decode / forward (targets 0.5 and 0.3).  Each
-figure is the median of --repeats timed runs after an untimed one.
+ratios encode / forward and decode / forward (targets 0.5 and 0.3), for
+the NumPy decoder and the XLA-compiled one (whose first call, compilation
+included, is timed apart).  Each figure is the median of --repeats timed
+runs after an untimed one.
 
 For each data set, on the same images:
   * RIDE: the size of the files `ride_tf.compress` writes (header included),
@@ -101,9 +103,13 @@ def ride_figures(model, images):
     return rows
 
 
-def timed(call, repeats):
-    """(median seconds of `repeats` calls, the last result), after one untimed call (traces, kernels per shape)."""
+def timed(call, repeats, first=None):
+    """(median seconds of `repeats` calls, the last result), after one untimed call (traces, kernels per shape);
+    the first call's seconds go to first["seconds"] when `first` is a dict."""
+    start = time.perf_counter()
     result = call()
+    if first is not None:
+        first["seconds"] = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -122,9 +128,13 @@ def speed_row(model, image, repeats):
     row["forward"], _ = timed(lambda: model.pixel_log_prob(batch, noise=False), repeats)
     row["compressed_size_bits"], bits = timed(lambda: discrete.compressed_size_bits(model, batch)[0], repeats)
     row["encode"], data = timed(lambda: codec.compress(model, image), repeats)
-    row["decode"], decoded = timed(lambda: codec.decompress(model, data), repeats)
-    if not np.array_equal(decoded.reshape(image.shape), image):
-        raise AssertionError("the RIDE codec did not reproduce the image")
+    row["decode"], decoded = timed(lambda: codec.decompress(model, data, decoder="numpy"), repeats)
+    first = {}
+    row["decode (compiled)"], compiled = timed(lambda: codec.decompress(model, data, decoder="compiled"), repeats,
+                                               first)
+    for result in (decoded, compiled):
+        if not np.array_equal(result.reshape(image.shape), image):
+            raise AssertionError("the RIDE codec did not reproduce the image")
     plain = image[..., 0] if image.shape[-1] == 1 else image
     for effort in (7, 9):
         row[f"JPEG-XL e{effort} encode"], jxl = timed(
@@ -139,6 +149,8 @@ def speed_row(model, image, repeats):
     speeds["RIDE exact bit/px"] = bits / image.size
     speeds["encode / forward"] = speeds["encode"] / speeds["forward"]
     speeds["decode / forward"] = speeds["decode"] / speeds["forward"]
+    speeds["compiled decode / forward"] = speeds["decode (compiled)"] / speeds["forward"]
+    speeds["compiled first call s"] = first["seconds"]
     return speeds
 
 
@@ -151,13 +163,16 @@ def speed_table(photos, repeats):
         label = f"{name} {image.shape[0]} x {image.shape[1]} ({'rgb' if channels == 3 else 'gray'} model)"
         print(f"speed: {label}", flush=True)
         table[label] = speed_row(model, image, repeats)
-    columns = ["forward", "compressed_size_bits", "encode", "decode", "JPEG-XL e7 encode", "JPEG-XL e7 decode",
-               "JPEG-XL e9 encode", "JPEG-XL e9 decode"]
-    print("\npixels per second, one whole photo at a time (median of the timed runs)")
-    print(f"{'':38s}" + "".join(f"{c:>21s}" for c in columns) + f"{'encode/fwd':>11s}{'decode/fwd':>11s}")
+    columns = ["forward", "compressed_size_bits", "encode", "decode", "decode (compiled)", "JPEG-XL e7 encode",
+               "JPEG-XL e7 decode", "JPEG-XL e9 encode", "JPEG-XL e9 decode"]
+    ratios = {"encode / forward": "enc/fwd", "decode / forward": "dec/fwd", "compiled decode / forward": "xla/fwd"}
+    print("\npixels per second, one whole photo at a time (median of the timed runs; decode: NumPy, "
+          "decode (compiled): XLA, after its first call, which compiles)")
+    print(f"{'':38s}" + "".join(f"{c:>19s}" for c in columns) + "".join(f"{c:>9s}" for c in ratios.values())
+          + f"{'XLA 1st s':>10s}")
     for label, row in table.items():
-        print(f"{label:38s}" + "".join(f"{row[c]:21,.0f}" for c in columns)
-              + f"{row['encode / forward']:11.2f}{row['decode / forward']:11.2f}")
+        print(f"{label:38s}" + "".join(f"{row[c]:19,.0f}" for c in columns)
+              + "".join(f"{row[c]:9.2f}" for c in ratios) + f"{row['compiled first call s']:10.1f}")
     return table
 
 

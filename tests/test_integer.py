@@ -41,7 +41,8 @@ def test_the_derivation_is_deterministic_and_the_fingerprint_follows_the_weights
                                                     (1, 2, "paper")])
 def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cell):
     """F(0) = 0, F(256) = TOTAL and every value has frequency >= 1, for random models and pixels, in both
-    arithmetics (TensorFlow and NumPy give the same integers)."""
+    arithmetics (TensorFlow and NumPy give the same integers, and so do the coders' lean NumPy versions
+    `cell_step_numpy` and `cumulative_numpy`)."""
     import keras
 
     from ride_tf import RIDE
@@ -59,9 +60,12 @@ def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cel
     for layer in range(layers):
         states = [rng.integers(-2 ** 15, 2 ** 15, (m, integer.units)).astype(np.float64) for _ in range(4)]
         h_tf, c_tf = integer.cell_step(layer, tf.constant(h), *map(tf.constant, states), TENSORFLOW)
+        h_lean, c_lean = integer.cell_step_numpy(layer, h, *states)
         h, c = integer.cell_step(layer, h, *states, NUMPY)
         np.testing.assert_array_equal(h_tf.numpy(), h)
         np.testing.assert_array_equal(c_tf.numpy(), c)
+        np.testing.assert_array_equal(h_lean, h)
+        np.testing.assert_array_equal(c_lean, c)
         assert np.abs(h).max() <= 2 ** 15 and np.abs(c).max() <= 2 ** 15 * (64 if cell == "paper" else 1)
     v = integer.mcgsm_inputs(h, u, NUMPY)
     weights, means = integer.mixture(v, u, NUMPY)
@@ -79,6 +83,8 @@ def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cel
         table_tf = integer.cumulative(tf.constant(channel_weights), tf.constant(mean), channel, tf.constant(bins),
                                       TENSORFLOW)
         np.testing.assert_array_equal(table_tf.numpy(), table)
+        np.testing.assert_array_equal(integer.cumulative_numpy(channel_weights, mean, channel,
+                                                               bins.astype(np.int64)), table)
 
 
 @pytest.mark.parametrize("name, photo, crop", [("gray", "camera", 96), ("gray", "coffee", 96),

@@ -6,7 +6,8 @@
     api        `compress`, `decompress`, `model_fingerprint`
     integer    the integer model: the coding tables in integer arithmetic, derived from the float model
     lookup     its lookup tables (tanh, sigmoid, exp, the normal CDF), computed exactly, shipped as data
-    coding     encoding in one batched pass, decoding front by front
+    coding     encoding in one batched pass, decoding front by front (NumPy, the reference)
+    compiled   the same decoding loop as one XLA program per image shape
     rans       interleaved rANS on (start, frequency) integers
     format     the container: header, checks, metadata
 
@@ -15,13 +16,14 @@ The names are imported on first use.
 from ride_tf.lazy_imports import lazy_exports
 
 _EXPORTS = {
-    **{name: "ride_tf.codec.api" for name in ("compress", "decompress", "model_fingerprint")},
+    **{name: "ride_tf.codec.api" for name in ("compress", "decompress", "model_fingerprint", "DECODERS")},
     **{name: "ride_tf.codec.format" for name in (
         "CodecError", "Header", "read_header", "HEADER_SIZE", "MAGIC", "FORMAT_VERSION", "MAX_PIXELS",
         "MAX_METADATA")},
     **{name: "ride_tf.codec.integer" for name in ("IntegerModel", "integer_model", "TOTAL", "WINDOW")},
     "coder_for_model": "ride_tf.codec.coding",
-    **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "lookup", "coding", "rans", "format")},
+    **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "lookup", "coding", "compiled", "rans",
+                                                                "format")},
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -32,15 +32,16 @@ import threadpoolctl
 from ride_tf import geometry
 from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
 
-_NUM_BINS = 256
 from ride_tf.codec.rans import RansDecoder, RansEncoder
+
+_NUM_BINS = 256
 
 __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
            "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND"]
 
 MAX_LANES = 32
-# Pixels per band of the encoder's batched pass (bounds its memory).
-PIXELS_PER_BAND = 1 << 16
+# Pixels per band of rows of the encoder's batched pass (bounds its memory: about 1 KB per pixel).
+PIXELS_PER_BAND = 1 << 18
 
 
 def num_lanes(height, width, channels):
@@ -70,7 +71,7 @@ _CODERS = {}
 
 
 def coder_for_model(model):
-    """The `IntegerCoder` of `model`'s current weights (its integer model derived, its band function traced, once)."""
+    """The `IntegerCoder` of `model`'s current weights (its integer model derived, its functions traced, once)."""
     integer = integer_model(model)
     if _CODERS.get(id(model), (None,))[0] is not integer:
         _CODERS[id(model)] = (integer, IntegerCoder(integer))
@@ -78,66 +79,106 @@ def coder_for_model(model):
 
 
 class IntegerCoder:
-    """An integer model with the traced band function of the encoder (the decoder runs the model in NumPy)."""
+    """An integer model with the encoder's batched pass: every pixel's (start, freq) from a known image.
+
+    The pass has two parts.  The spatial LSTM runs along the anti-diagonals
+    of bands of rows in NumPy (`scan_states`; float64 BLAS products of
+    integers, which TensorFlow's CPU kernels compute several times slower),
+    the states of a band's last row carried into the next band.  The mixture
+    and the tables at each pixel's value (`mixture_intervals`) run on chunks
+    of `CHUNK` pixels in one XLA-compiled TensorFlow function, compiled once
+    for the chunk's fixed shape (the last chunk padded).  Both compute exact
+    integers, so neither the BLAS nor XLA's fusion and ordering changes a
+    table (`tests/test_coding.py` checks them against the decoder's).
+    """
+
+    CHUNK = 1 << 14
 
     def __init__(self, integer):
         self.integer = model = integer
         self.channels, self.r, self.units = model.num_channels, model.radius, model.units
         self.num_layers = model.num_layers
-        band = [tf.TensorSpec([None, None, model.num_channels], tf.uint8), tf.TensorSpec([], tf.int32),
-                tf.TensorSpec([], tf.int32)] + [tf.TensorSpec([None, model.units], tf.float64)] * (2 * model.num_layers)
-        self.band = tf.function(self._band, input_signature=band)
+        self.offsets = np.array(geometry.causal_offsets(model.nb_size))
+        width_v = (self.units if self.num_layers else 0) + (model.num_inputs + model.num_offsets
+                                                          if model.reads_inputs else 0)
+        width_u = model.num_inputs + model.num_offsets
+        signature = [tf.TensorSpec([self.CHUNK, width_v], tf.float64), tf.TensorSpec([self.CHUNK, width_u], tf.float64),
+                     tf.TensorSpec([self.CHUNK, self.channels], tf.float64)]
+        self._mixture_intervals = tf.function(self._chunk, input_signature=signature, jit_compile=True)
+        self.compiled_decoder = None           # `ride_tf.codec.compiled.decoder_for` builds it when first used
 
-    def _band(self, window, row0, width, *top):
-        """(start, freq [h, W, C], per layer the band's last row h, c [W, U]) of rows row0 .. of an image.
-
-        window: uint8 [h + r, W + 2r, C], the band's rows and the r rows above, padded as `pad_images`.
-        top: per layer the states h, c [W, U] of the row above the band (zeros for the first band)."""
-        from ride_tf.neighbourhoods import extract_neighbourhoods
-
+    def _chunk(self, v, u, known):
         model, ops = self.integer, TENSORFLOW
-        values = tf.cast(window[None], tf.float64)
-        windows, pixels = extract_neighbourhoods(values, model.nb_size)
-        shape = tf.shape(pixels)
-        outside = geometry.outside_indicators(row0 + tf.range(shape[1]), tf.range(shape[2]), width, model.nb_size,
-                                              tf.float64)
-        u = model.centred_inputs(windows, outside[None], ops)
-        h, last = u, []
-        for layer in range(self.num_layers):
-            step = lambda x, hl, cl, hu, cu, layer=layer: model.cell_step(layer, x, hl, cl, hu, cu, ops)
-            h, c = _scan(h, model.units, step, top[2 * layer][None], top[2 * layer + 1][None])
-            last += [h[0, -1], c[0, -1]]
-        v = model.mcgsm_inputs(h, u, ops)
-        weights, means = model.mixture(tf.reshape(v, [-1, v.shape[-1]]), tf.reshape(u, [-1, u.shape[-1]]), ops)
-        known = tf.gather(tf.reshape(pixels, [-1, self.channels]), list(model.order), axis=-1)
-        start, freq = model.intervals(weights, means, known, ops)
-        out = tf.concat([shape[1:3], [self.channels]], 0)
-        return (tf.reshape(start, out), tf.reshape(freq, out)) + tuple(last)
+        weights, means = model.mixture(v, u, ops)
+        return model.intervals(weights, means, known, ops)
+
+    def centred_inputs(self, padded, rows, cols):
+        """u = [c, e] [n, P C + P] of pixels (rows, cols) [n] of an image padded as `pad_images` (r rows above,
+        r columns each side), float64 [H + r, W + 2r, C]."""
+        r, width = self.r, padded.shape[1] - 2 * self.r
+        di, dj = self.offsets[:, 0], self.offsets[:, 1]
+        values = padded[rows[:, None] + r + di, cols[:, None] + r + dj].reshape(len(rows), -1)
+        outside = ((rows[:, None] + di < 0) | (cols[:, None] + dj < 0) | (cols[:, None] + dj >= width))
+        return self.integer.centred_inputs(values, outside.astype(np.float64), NUMPY)
+
+    def scan_states(self, u, top):
+        """The top layer's states h [h, W, U] of a band of rows with inputs u [h, W, D], along its anti-diagonals
+        (every layer in the same sweep), and the states (h, c) of the band's last row per layer (`top` for the
+        next band; `top` here: per layer (h, c) [W, U] of the row above, zeros for the first band)."""
+        model, units = self.integer, self.units
+        rows, width = u.shape[:2]
+        state = [[np.zeros((rows + 1, units)), np.zeros((rows + 1, units))] for _ in range(self.num_layers)]
+        out = np.empty((rows, width, units))
+        last = [[np.empty((width, units)), np.empty((width, units))] for _ in range(self.num_layers)]
+        for d in range(rows + width - 1):
+            i = np.arange(max(0, d - width + 1), min(rows - 1, d) + 1)
+            j = d - i
+            x = u[i, j]
+            for layer, (h_state, c_state) in enumerate(state):
+                if d < width:                     # row 0's upper neighbour: the row above the band
+                    h_state[0], c_state[0] = top[layer][0][d], top[layer][1][d]
+                x, c = model.cell_step_numpy(layer, x, h_state[i + 1], c_state[i + 1], h_state[i], c_state[i])
+                h_state[i + 1], c_state[i + 1] = x, c
+                if i[-1] == rows - 1:
+                    last[layer][0][j[-1]], last[layer][1][j[-1]] = x[-1], c[-1]
+            out[i, j] = x
+        return out, last
 
     def intervals(self, image):
         """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], band by band; the channels in
         coding order (the c-th is channel `integer.order[c]`)."""
+        model = self.integer
         height, width, channels = image.shape
         r = self.r
-        padded = np.pad(image, [(r, 0), (r, r), (0, 0)])
+        padded = np.pad(image.astype(np.float64), [(r, 0), (r, r), (0, 0)])
+        known = image[:, :, list(model.order)].astype(np.float64).reshape(-1, channels)
         band_rows = max(1, PIXELS_PER_BAND // width)
-        top = [np.zeros((width, self.units))] * (2 * self.num_layers)
-        start = np.empty((height, width, channels), np.int64)
+        top = [[np.zeros((width, self.units)), np.zeros((width, self.units))] for _ in range(self.num_layers)]
+        start = np.empty((height * width, channels), np.int64)
         freq = np.empty_like(start)
-        for row0 in range(0, height, band_rows):
-            rows = min(band_rows, height - row0)
-            out = self.band(padded[row0:row0 + rows + r], np.int32(row0), np.int32(width), *top)
-            start[row0:row0 + rows] = out[0].numpy()
-            freq[row0:row0 + rows] = out[1].numpy()
-            top = [t.numpy() for t in out[2:]]
-        return start, freq
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            for row0 in range(0, height, band_rows):
+                rows = min(band_rows, height - row0)
+                i, j = np.meshgrid(np.arange(row0, row0 + rows), np.arange(width), indexing="ij")
+                u = self.centred_inputs(padded, i.reshape(-1), j.reshape(-1))
+                h = None
+                if self.num_layers:
+                    h, top = self.scan_states(u.reshape(rows, width, -1), top)
+                    h = h.reshape(rows * width, -1)
+                v = model.mcgsm_inputs(h, u, NUMPY)
+                first = row0 * width
+                for a in range(0, len(u), self.CHUNK):
+                    b = min(len(u), a + self.CHUNK)
+                    parts = [_pad_to(x, self.CHUNK) for x in (v[a:b], u[a:b], known[first + a:first + b])]
+                    chunk_start, chunk_freq = self._mixture_intervals(*parts)
+                    start[first + a:first + b] = chunk_start.numpy()[:b - a]
+                    freq[first + a:first + b] = chunk_freq.numpy()[:b - a]
+        return start.reshape(height, width, channels), freq.reshape(height, width, channels)
 
 
-def _scan(u, units, step, h_top, c_top):
-    """diagonal_scan of one band with the states of the row above it (the left column is the image border)."""
-    from ride_tf.nn.spatial_lstm import diagonal_scan
-
-    return diagonal_scan(u, units, step, return_cells=True, boundary=(h_top, c_top, None, None))
+def _pad_to(x, rows):
+    """x [n, d] with zero rows appended up to `rows` (the fixed shape of the compiled chunk function)."""
+    return np.pad(x, [(0, rows - len(x)), (0, 0)]) if len(x) < rows else x
 
 
 def encode(coder, image):
@@ -209,8 +250,8 @@ def wavefront_pass(coder, height, width, choose):
         left, up, new = history[-left_lag], history[-up_lag], zeros()
         h = u
         for layer in range(model.num_layers):
-            h, c = model.cell_step(layer, h, left[2 * layer][rows + 1], left[2 * layer + 1][rows + 1],
-                                   up[2 * layer][rows], up[2 * layer + 1][rows], ops)
+            h, c = model.cell_step_numpy(layer, h, left[2 * layer][rows + 1], left[2 * layer + 1][rows + 1],
+                                         up[2 * layer][rows], up[2 * layer + 1][rows])
             new[2 * layer][rows + 1], new[2 * layer + 1][rows + 1] = h, c
         history = history[1:] + [new]
         weights, means = model.mixture(model.mcgsm_inputs(h, u, ops), u, ops)
@@ -240,7 +281,7 @@ def decode(coder, data, height, width):
     rANS slot: the coarse table of its window (every STEP-th edge) gives the
     block, one more evaluation of the STEP - 1 edges inside it gives the bin
     (STEP + WINDOW / STEP edges of the table in all); a slot outside the
-    window is found by halving the rest of the range.
+    window is found by F at every 16th edge of its table, then the 15 edges inside the block.
     """
     decoder = RansDecoder(data, num_lanes(height, width, coder.integer.num_channels), TOTAL)
     inner = np.arange(1, STEP, dtype=np.int64)[None, :]
@@ -258,8 +299,8 @@ def decode(coder, data, height, width):
         outside = (slots < coarse[:, 0]) | (slots >= coarse[:, -1])
         if outside.any():
             escaped = np.nonzero(outside)[0]
-            value[escaped], low[escaped], high[escaped] = _bisect(lambda bins: table(bins, escaped), slots[escaped],
-                                                                  start[escaped], coarse[escaped])
+            value[escaped], low[escaped], high[escaped] = _search_blocks(lambda bins: table(bins, escaped),
+                                                                       slots[escaped])
         decoder.advance(lanes, low.astype(np.int64), (high - low).astype(np.int64))
         return value
 
@@ -270,20 +311,23 @@ def decode(coder, data, height, width):
     return image
 
 
-def _bisect(table, slots, start, coarse):
-    """(bin, F(bin), F(bin + 1)) holding each slot outside its window, by halving the range below or above it."""
-    below = slots < coarse[:, 0]
-    low_bin = np.where(below, 0, start + WINDOW)
-    high_bin = np.where(below, start, _NUM_BINS)
-    low = np.where(below, 0.0, coarse[:, -1])
-    high = np.where(below, coarse[:, 0], float(TOTAL))
-    while (high_bin - low_bin > 1).any():
-        middle = (low_bin + high_bin) // 2
-        at_middle = table(middle[:, None])[:, 0]
-        up = slots >= at_middle
-        low_bin, low = np.where(up, middle, low_bin), np.where(up, at_middle, low)
-        high_bin, high = np.where(up, high_bin, middle), np.where(up, high, at_middle)
-    return low_bin, low, high
+_BLOCK = 16
+_BLOCK_EDGES = np.arange(0, _NUM_BINS + 1, _BLOCK, dtype=np.int64)[None, :]
+_BLOCK_INNER = np.arange(1, _BLOCK, dtype=np.int64)[None, :]
+
+
+def _search_blocks(table, slots):
+    """(bin, F(bin), F(bin + 1)) holding each slot, in two lookups of the pixels' tables: F at every 16th edge
+    gives the block, the 15 edges inside it the bin."""
+    m = len(slots)
+    here = np.arange(m)
+    blocks = table(np.repeat(_BLOCK_EDGES, m, axis=0))
+    block = np.minimum((blocks[:, 1:] <= slots[:, None]).sum(axis=1), _NUM_BINS // _BLOCK - 1)
+    first = _BLOCK * block
+    fine = np.concatenate([blocks[here, block][:, None], table(first[:, None] + _BLOCK_INNER),
+                           blocks[here, block + 1][:, None]], axis=1)
+    offset = np.minimum((fine[:, 1:] <= slots[:, None]).sum(axis=1), _BLOCK - 1)
+    return first + offset, fine[here, offset], fine[here, offset + 1]
 
 
 def front_intervals(coder, image):

@@ -82,6 +82,11 @@ _PAPER_MEMORY = 64       # the paper cell's unbounded memory is clipped to [-64,
 _NUM_BINS = 256
 
 
+def _clip(x, low, high):
+    """np.clip without its Python wrapper (in place on x)."""
+    return np.minimum(np.maximum(x, low, out=x), high, out=x)
+
+
 # ------------------------------------------------------------------ affine maps
 @dataclasses.dataclass
 class IntegerLinear:
@@ -438,6 +443,61 @@ class IntegerModel:
         c = ops.clip(ops.floor((g * i + c_left * f_left + c_up * f_up) * (1.0 / one)), -bound, bound)
         h = self.lookup("tanh", ops.floor(c * o * 2.0 ** -(2 * STATE_BITS - ARG)), ops)
         return h, c
+
+    def cell_step_numpy(self, layer, x, h_left, c_left, h_up, c_up):
+        """`cell_step` in NumPy, lean: the same integers with one BLAS product, one gather for tanh(a_g) and
+        sigmoid(a_o) (a table of both, per-column offsets) and one for the four exp_gate lookups, int64 elsewhere.
+        The decoder's front loop and the encoder's diagonal scan run it; float64 arrays [M, .] in and out."""
+        linear, units, lean = self.layers[layer], self.units, self._lean_cell()
+        parts = [x, h_left, h_up] + ([c_left, c_up] if self.extended else [])
+        a = np.concatenate(parts, -1) @ linear.weights
+        a += linear.bias
+        a *= linear.scale
+        np.floor(a, out=a)
+        a = _clip(a, linear.low, linear.high).astype(np.int64).reshape(len(a), 5, units)
+        go = np.take(lean["go_table"], _clip(a[:, :2] + lean["go_offset"], lean["go_low"], lean["go_high"]))
+        g, o = go[:, 0], go[:, 1]
+        one = 1 << STATE_BITS
+        if self.cell == "paper":
+            sig = lean["sigmoid"]
+            gates = np.take(sig, _clip(a[:, 2:] - lean["sigmoid_low"], 0, len(sig) - 1))
+            bound = one * _PAPER_MEMORY
+        else:
+            args = np.zeros((len(a), 4, units), np.int64)
+            args[:, :3] = a[:, 2:]
+            top = args.max(axis=1, keepdims=True)                   # max(a_i, a_l, a_u, 0)
+            args -= top
+            exp = lean["exp_gate"]
+            args -= lean["exp_gate_low"]
+            e = np.take(exp, np.maximum(args, 0, out=args))          # arguments <= 0: below the table's top
+            total = e.sum(axis=1, keepdims=True)
+            gates = (e[:, :3] * one) // total
+            bound = one
+        memory = g * gates[:, 0]
+        memory += c_left.astype(np.int64) * gates[:, 1]
+        memory += c_up.astype(np.int64) * gates[:, 2]
+        memory >>= STATE_BITS
+        c = _clip(memory, -bound, bound)
+        index = c * o
+        index >>= 2 * STATE_BITS - ARG
+        index -= lean["tanh_low"]
+        tanh = lean["tanh"]
+        h = np.take(tanh, _clip(index, 0, len(tanh) - 1))
+        return h.astype(np.float64), c.astype(np.float64)
+
+    def _lean_cell(self):
+        """The int64 tables and offsets of `cell_step_numpy` (built once)."""
+        if getattr(self, "_lean", None) is None:
+            tables = {name: table.astype(np.int64) for name, table in self.tables64.items()}
+            low = {name: lookup.TABLES[name][1] << ARG for name in tables}
+            tanh, sigmoid = tables["tanh"], tables["sigmoid"]
+            column = lambda first, second: np.array([first, second], np.int64)[:, None]       # [2, 1]
+            self._lean = {
+                "go_table": np.concatenate([tanh, sigmoid]), "go_offset": column(-low["tanh"], len(tanh) - low["sigmoid"]),
+                "go_low": column(0, len(tanh)), "go_high": column(len(tanh) - 1, len(tanh) + len(sigmoid) - 1),
+                "tanh": tanh, "tanh_low": low["tanh"], "sigmoid": sigmoid, "sigmoid_low": low["sigmoid"],
+                "exp_gate": tables["exp_gate"], "exp_gate_low": low["exp_gate"]}
+        return self._lean
 
     def mcgsm_inputs(self, h, u, ops):
         """v: what the MCGSM reads ([h, u], u or h)."""
