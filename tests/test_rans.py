@@ -46,6 +46,24 @@ def test_random_streams_decode_to_the_symbols_that_were_coded(num_lanes, total, 
         np.testing.assert_array_equal(back, symbols)
 
 
+def test_extend_codes_the_same_stream_as_step_by_step():
+    """`extend` (all steps at once, as the codec uses it) writes the bytes of one `step` call per step."""
+    rng = np.random.default_rng(8)
+    total, num_lanes = 2 ** 20 + 256, 5
+    steps = random_steps(rng, num_lanes, 500, total)
+    lanes = np.concatenate([l for l, _, _ in steps]).astype(np.int64)
+    start = np.concatenate([e[s] for _, e, s in steps]).astype(np.int64)
+    freq = np.concatenate([e[s + 1] - e[s] for _, e, s in steps]).astype(np.int64)
+    boundaries = np.concatenate([[0], np.cumsum([len(l) for l, _, _ in steps])])
+    encoder = RansEncoder(num_lanes, total)
+    encoder.extend(lanes, start, freq, boundaries)
+    assert encoder.finish() == code(steps, num_lanes, total)
+    with pytest.raises(ValueError, match="distinct lanes"):
+        RansEncoder(2, 100).extend([1, 0, 0], [0, 0, 0], [5, 5, 5], [0, 1, 3])
+    with pytest.raises(ValueError, match="boundaries"):
+        RansEncoder(2, 100).extend([1, 0], [0, 0], [5, 5], [0, 1])
+
+
 def test_the_size_is_the_ideal_cost_plus_the_final_states():
     """Bits written = sum log2(M / f) (+ at most 32 per lane and the 64-bit states)."""
     rng = np.random.default_rng(5)

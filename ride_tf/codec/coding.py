@@ -190,8 +190,7 @@ def encode(coder, image):
     lane = (order // channels // width) % lanes
     start, freq = start.reshape(-1)[order], freq.reshape(-1)[order]
     encoder = RansEncoder(lanes, TOTAL)
-    for a, b in zip(boundaries[:-1], boundaries[1:]):
-        encoder.step(lane[a:b], start[a:b], freq[a:b])
+    encoder.extend(lane, start, freq, boundaries)
     return encoder.finish()
 
 

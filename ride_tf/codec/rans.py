@@ -70,6 +70,25 @@ class RansEncoder:
                 raise ValueError(f"rANS: symbols need freq >= 1 and 0 <= start < start + freq <= {self.total}.")
         self.steps.append((lanes, start.astype(np.uint64), freq.astype(np.uint64)))
 
+    def extend(self, lanes, start, freq, boundaries):
+        """Append many steps at once: step k is entries boundaries[k]:boundaries[k + 1] of the int arrays lanes,
+        start, freq (the checks of `step`, done once for all of them)."""
+        lanes = np.asarray(lanes, np.int64)
+        start, freq = np.asarray(start, np.int64), np.asarray(freq, np.int64)
+        boundaries = np.asarray(boundaries, np.int64)
+        if len(boundaries) < 1 or boundaries[0] != 0 or boundaries[-1] != len(lanes) or (np.diff(boundaries) < 0).any():
+            raise ValueError("rANS: boundaries must rise from 0 to the number of symbols.")
+        if len(lanes):
+            step_of = np.repeat(np.arange(len(boundaries) - 1), np.diff(boundaries))
+            key = np.sort(step_of * self.num_lanes + lanes)
+            if lanes.min() < 0 or lanes.max() >= self.num_lanes or (np.diff(key) == 0).any():
+                raise ValueError("rANS: a step needs distinct lanes in [0, num_lanes).")
+            if freq.min() < 1 or start.min() < 0 or (start + freq).max() > self.total:
+                raise ValueError(f"rANS: symbols need freq >= 1 and 0 <= start < start + freq <= {self.total}.")
+        start, freq = start.astype(np.uint64), freq.astype(np.uint64)
+        for a, b in zip(boundaries[:-1], boundaries[1:]):
+            self.steps.append((lanes[a:b], start[a:b], freq[a:b]))
+
     def finish(self):
         """The coded stream (bytes): final states, then the words (see the module docstring)."""
         total = np.uint64(self.total)
