@@ -23,6 +23,10 @@ OBJECTIVES = ("density", "discrete")     # density of dequantized pixels, or the
 CELLS = ("stable", "paper")              # spatial LSTM cells (`ride_tf.nn.spatial_lstm`)
 OPTIMIZERS = ("adam", "sgd")
 COLOUR_MODES = ("gray", "rgb")           # how image files are read for a model: 1 or 3 channels
+# The codec's decoders (`ride_tf.codec.api.decompress`): NumPy front by front, or one XLA program per image
+# shape; "auto" compiles for images of at least COMPILE_PIXELS values or shapes already compiled.
+DECODERS = ("auto", "numpy", "compiled")
+COMPILE_PIXELS = 1 << 20
 
 # ------------------------------------------------------------- the model
 # The constructor defaults of `ride_tf.RIDE`.

@@ -165,6 +165,11 @@ def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys):
     assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "back.png")),
                                   np.array(Image.open(workdir / "leaf0.png")))
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "back_xla.png", "--model",
+                                  "model.keras", "--decoder", "compiled")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "back_xla.png")),
+                                  np.array(Image.open(workdir / "leaf0.png")))
     # The pretrained model cannot decode a file of another model: one clear line, nothing written.
     status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "other.png")
     assert status == 1 and err.count("\n") == 1 and "another model" in err

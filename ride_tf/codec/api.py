@@ -16,6 +16,7 @@ A file decodes with the same model file on any machine: another CPU kernel
 import numpy as np
 
 from ride_tf.checks import check_choice, check_images
+from ride_tf.defaults import COMPILE_PIXELS, DECODERS
 from ride_tf.codec import compiled
 from ride_tf.codec.coding import coder_for_model, decode, encode
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
@@ -24,11 +25,6 @@ from ride_tf.codec.rans import RansError
 
 __all__ = ["DECODERS", "compress", "decompress", "model_fingerprint"]
 
-# "numpy": front by front in NumPy (`coding.decode`, the reference); "compiled": one XLA program per image
-# shape (`compiled.decode`: about 1.5 times as fast, after a compilation of 2-3 s); "auto": compiled where
-# that pays (a program for the shape already built, or images of at least `COMPILE_PIXELS` values).
-DECODERS = ("auto", "numpy", "compiled")
-COMPILE_PIXELS = 1 << 20
 
 
 def model_fingerprint(model):
