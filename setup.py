@@ -11,7 +11,6 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "pillow==13.0.0",
     "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
-    "constriction==0.5.0",   # the range coder of `ride_tf.compress`
     "imagecodecs==2026.3.6",  # PNG, JPEG-LS, WebP and JPEG-XL lossless, for comparisons
     "threadpoolctl==3.6.0",  # one BLAS thread for the decoder's small matrix products
 ]

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The quick start of README.md: every command it shows, so that its outputs can be regenerated.
+#   bash examples/quickstart.sh 2>&1 | tee runs/quickstart.log
+# Needs the virtual environment that `make demo` / `make test` create (.venv).  About 2 minutes on 2 cores.
+# The README shows this output with the Keras progress bars (lines with "━") cut to "...".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+export PATH="$REPO/.venv/bin:$PATH"
+export TF_CPP_MIN_LOG_LEVEL=2
+Q=/tmp/quickstart
+rm -rf "$Q" && mkdir -p "$Q/photos"
+cd "$Q"
+show() { echo "\$ $*"; bash -c "$*"; echo; }
+
+# 0. Test images from scikit-image: camera (gray) and chelsea (colour), both held out from the shipped models.
+show "python -c \"import skimage.data as d, PIL.Image as I; I.fromarray(d.camera()).save('camera.png'); I.fromarray(d.chelsea()).save('chelsea.png')\""
+
+# 1. The exact size of an image under the shipped model of its mode.
+show "ride-tf size camera.png chelsea.png"
+
+# 2. Compress and decompress: the same pixels and file mode come back.
+show "ride-tf compress camera.png camera.ride"
+show "ride-tf decompress camera.ride camera.out.png"
+show "ls -l camera.png camera.ride camera.out.png"
+show "cmp camera.png camera.out.png && echo identical"
+show "ride-tf compress chelsea.png chelsea.ride && ride-tf decompress chelsea.ride chelsea.out.png && cmp chelsea.png chelsea.out.png && echo identical"
+
+# 3. Evaluate: the density rate in bit/px (larger is better), with the shipped models.
+show "ride-tf evaluate camera.png chelsea.png"
+
+# 4. Train on a folder: six 96 x 96 crops of three scikit-image pictures, a tiny model, at most a minute.
+show "python -c \"
+import skimage.data as d, PIL.Image as I
+for name in ('moon', 'coins', 'brick'):
+    for k, (i, j) in enumerate([(100, 100), (200, 180)]):
+        I.fromarray(getattr(d, name)()[i:i + 96, j:j + 96]).save(f'photos/{name}_{k}.png')
+I.fromarray(d.moon()[300:396, 300:396]).save('validation.png')
+\""
+show "ride-tf train photos/*.png --validation validation.png --output tiny.keras --layers 1 --hiddens 8 --components 8 --patch-sizes 8 12 --patches 1000 --finetune-iter 20 --finetune-samples 5000 --time-budget 60"
+show "ride-tf evaluate tiny.keras validation.png camera.png"
+
+# 5. Sample from it.
+show "ride-tf sample tiny.keras --size 64x64 -n 2 --output samples/ --seed 0"
+show "ls samples"
+
+# 6. The Python equivalent (README, "The same in Python").
+show "python $REPO/examples/quickstart.py"
