@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ride_tf
 from ride_tf import RIDE, codec, datasets
 from ride_tf.cli import build_parser, main
 
@@ -204,6 +205,30 @@ def test_export_writes_a_versioned_saved_model(workdir, capsys):
 
 
 # --------------------------------------------------- bad files and arguments (issue #10)
+def test_decompress_finds_the_shipped_model_that_wrote_a_file_by_its_fingerprint(workdir, capsys, monkeypatch):
+    """A file of a model shipped beside the default ("gray-old" here) decodes without --model; a file of a
+    model that is not shipped is refused in one line that names the mismatch."""
+    from ride_tf import pretrained
+
+    status, _, err = in_process(workdir, capsys, "compress", "leaf2.png", "leaf2.ride", "--model", "model.keras")
+    assert status == 0, err
+    shipped = dict(pretrained.available())
+    load, info = pretrained.load, pretrained.info
+    monkeypatch.setattr(pretrained, "available", lambda: dict(shipped, **{"gray-old": "an earlier gray model"}))
+    monkeypatch.setattr(pretrained, "info", lambda name: {"config": {"num_channels": 1}} if name == "gray-old"
+                        else info(name))
+    monkeypatch.setattr(pretrained, "load", lambda name="gray": ride_tf.load_model(str(workdir / "model.keras"))
+                        if name == "gray-old" else load(name))
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf2.ride", "leaf2_back.png")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "leaf2_back.png")),
+                                  np.array(Image.open(workdir / "leaf2.png")))
+    monkeypatch.setattr(pretrained, "available", lambda: shipped)
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf2.ride", "leaf2_none.png")
+    assert status == 1 and err.count("\n") == 1 and "another model" in err
+    assert not (workdir / "leaf2_none.png").exists()
+
+
 @pytest.fixture(scope="module")
 def bad_files(workdir):
     """Truncated PNG and JPEG files, corrupted, foreign and never-adapted model files."""

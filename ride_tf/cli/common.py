@@ -8,8 +8,8 @@ import math
 import os
 
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
-           "positive_float", "load_model", "shipped_model", "check_output_file", "read_exact", "read_for_model",
-           "coded_image", "CodedImage", "MODEL_HELP"]
+           "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
+           "read_for_model", "coded_image", "CodedImage", "MODEL_HELP"]
 
 MODEL_HELP = "a .keras model file (default: the shipped model for the image's mode, gray or rgb)"
 
@@ -94,6 +94,24 @@ def shipped_model(num_channels, what):
         raise CommandError(f"{what}: no shipped model for {num_channels}-channel images comes with ride-tf; "
                            "pass --model")
     return pretrained.load(name)
+
+
+def shipped_model_for_file(header, what):
+    """The shipped model that wrote a compressed file: the one for its channels ("gray" or "rgb") if its
+    fingerprint matches the header's, else any other shipped model of those channels that matches (models
+    shipped earlier stay in the package, so files they wrote keep decoding); CommandError if none does."""
+    from ride_tf import codec, pretrained
+
+    default = shipped_model(header.channels, what)
+    if codec.model_fingerprint(default) == header.fingerprint:
+        return default
+    for name in pretrained.available():
+        if name in ("gray", "rgb") or pretrained.info(name).get("config", {}).get("num_channels") != header.channels:
+            continue
+        model = pretrained.load(name)
+        if codec.model_fingerprint(model) == header.fingerprint:
+            return model
+    return default                      # decompress names the mismatch ("another model")
 
 
 def check_output_file(path):

@@ -1,7 +1,7 @@
 """`ride-tf decompress IN.ride OUT.png [--model M] [--decoder D]`: the image that `compress` wrote, in its mode, as PNG."""
 import os
 
-from ride_tf.cli.common import CommandError, check_output_file, load_model, shipped_model
+from ride_tf.cli.common import CommandError, check_output_file, load_model, shipped_model_for_file
 from ride_tf.defaults import DECODERS
 
 __all__ = ["add_parser", "run"]
@@ -14,7 +14,7 @@ def add_parser(commands, formatter):
     decompress.add_argument("input", help="compressed file (.ride)")
     decompress.add_argument("output", help="PNG file to write")
     decompress.add_argument("--model", help="the .keras model that compressed the file (default: the shipped "
-                            "model for the file's channels)")
+                            "model that wrote it, found by the fingerprint in the file's header)")
     decompress.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
                             help="NumPy front by front, or the decoding loop compiled by XLA (faster on large "
                             "images after a compilation of a few seconds); auto: compiled from 2^20 values")
@@ -33,7 +33,7 @@ def run(args):
         data = stream.read()
     try:
         header = codec.read_header(data)
-        model = load_model(args.model) if args.model else shipped_model(header.channels, args.input)
+        model = load_model(args.model) if args.model else shipped_model_for_file(header, args.input)
         image = codec.decompress(model, data, decoder=args.decoder)
     except codec.CodecError as error:
         raise CommandError(f"{args.input}: {error}") from None
