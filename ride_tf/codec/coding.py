@@ -23,6 +23,7 @@ full 257-entry table (`full`).  Both sides compute the same integers, so the
 decoder reproduces the encoder's tables exactly; `tests/test_coding.py` checks
 it table for table.
 """
+import concurrent.futures
 import math
 
 import numpy as np
@@ -41,7 +42,7 @@ __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "d
 
 MAX_LANES = 32
 # Pixels per band of rows of the encoder's batched pass (bounds its memory: about 1 KB per pixel).
-PIXELS_PER_BAND = 1 << 18
+PIXELS_PER_BAND = 1 << 16
 
 
 def num_lanes(height, width, channels):
@@ -156,7 +157,19 @@ class IntegerCoder:
         top = [[np.zeros((width, self.units)), np.zeros((width, self.units))] for _ in range(self.num_layers)]
         start = np.empty((height * width, channels), np.int64)
         freq = np.empty_like(start)
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        def mixtures(first, v, u):
+            for a in range(0, len(u), self.CHUNK):
+                b = min(len(u), a + self.CHUNK)
+                parts = [_pad_to(x, self.CHUNK) for x in (v[a:b], u[a:b], known[first + a:first + b])]
+                chunk_start, chunk_freq = self._mixture_intervals(*parts)
+                start[first + a:first + b] = chunk_start.numpy()[:b - a]
+                freq[first + a:first + b] = chunk_freq.numpy()[:b - a]
+
+        # A band's mixtures (XLA, which releases the GIL) run on a second thread while the next band's
+        # LSTM scan runs here.
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), \
+                concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = []
             for row0 in range(0, height, band_rows):
                 rows = min(band_rows, height - row0)
                 i, j = np.meshgrid(np.arange(row0, row0 + rows), np.arange(width), indexing="ij")
@@ -165,14 +178,9 @@ class IntegerCoder:
                 if self.num_layers:
                     h, top = self.scan_states(u.reshape(rows, width, -1), top)
                     h = h.reshape(rows * width, -1)
-                v = model.mcgsm_inputs(h, u, NUMPY)
-                first = row0 * width
-                for a in range(0, len(u), self.CHUNK):
-                    b = min(len(u), a + self.CHUNK)
-                    parts = [_pad_to(x, self.CHUNK) for x in (v[a:b], u[a:b], known[first + a:first + b])]
-                    chunk_start, chunk_freq = self._mixture_intervals(*parts)
-                    start[first + a:first + b] = chunk_start.numpy()[:b - a]
-                    freq[first + a:first + b] = chunk_freq.numpy()[:b - a]
+                pending.append(pool.submit(mixtures, row0 * width, model.mcgsm_inputs(h, u, NUMPY), u))
+            for future in pending:
+                future.result()
         return start.reshape(height, width, channels), freq.reshape(height, width, channels)
 
 

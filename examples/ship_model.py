@@ -1,0 +1,84 @@
+"""Ship a model trained on the photograph corpus (`examples/train_corpus.py`) as `ride_tf.pretrained(NAME)`.
+
+Copies the model (atomically) to ride_tf/pretrained/NAME.keras and writes the
+package's short record beside it (NAME.json: description, configuration,
+command, training time, the held-out rates of `ride_tf.pretrained.HELD_OUT`'s
+photos by `examples/train_pretrained.py`'s `evaluate`, the training run's
+scores on the corpus's held-out and evaluation pictures).  With
+--keep-previous-as OLD the model shipped as NAME so far is kept as OLD
+(OLD.keras and OLD.json), so that files it compressed keep decoding
+(`ride-tf decompress` finds a shipped model by the fingerprint in a file's
+header).  The full training record goes to docs/pretrained_NAME.json.
+
+    python examples/ship_model.py --name gray --model runs/corpus/g1x64.keras --record runs/corpus/g1x64.json \\
+        --keep-previous-as gray-small
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import ride_tf  # noqa: E402
+from ride_tf import io, pretrained  # noqa: E402
+from train_pretrained import evaluate  # noqa: E402
+
+FOLDER = os.path.dirname(os.path.abspath(pretrained.__file__))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="the shipped name, e.g. gray or rgb")
+    parser.add_argument("--model", required=True, help="the .keras file of train_corpus.py")
+    parser.add_argument("--record", required=True, help="its JSON record (train_corpus.py --record)")
+    parser.add_argument("--keep-previous-as", metavar="OLD", help="ship the current NAME model as OLD too")
+    args = parser.parse_args(argv)
+
+    with open(args.record) as f:
+        record = json.load(f)
+    model = ride_tf.load_model(args.model)
+    target = os.path.join(FOLDER, args.name + ".keras")
+    if args.keep_previous_as and os.path.exists(target):
+        old = os.path.join(FOLDER, args.keep_previous_as)
+        previous = pretrained.info(args.name)
+        shutil.copyfile(target, old + ".keras.tmp")
+        os.replace(old + ".keras.tmp", old + ".keras")
+        previous["name"] = args.keep_previous_as
+        previous["description"] = previous.get("description", "") + f" (shipped as {args.name!r} until " \
+                                  f"{record['date'][:10]})"
+        io.atomic_write_json(old + ".json", previous)
+        print(f"kept the previous {args.name!r} as {old}.keras")
+    channels = model.num_channels
+    results = evaluate(model, pretrained.held_out_images(channels))
+    photos = [n for n in results if "[" not in n]
+    mean = float(np.mean([results[n]["full"] for n in photos]))
+    config = model.get_config()
+    kind = "grayscale" if channels == 1 else "RGB"
+    corpus = record.get("evaluation_mean", {})
+    description = (f"RIDE for 8-bit {kind} photos ({config['num_layers']} layer, {config['num_hiddens']} units, "
+                   f"{config['num_components']} x {config['num_scales']} experts); trained "
+                   f"{record['train_minutes']:.0f} min on the photograph corpus ({len(record['training_pictures'])} "
+                   f"pictures, {record['pixels'] / 1e6:.2f} Mpx); held-out photos ({', '.join(photos)}) "
+                   f"{mean:.3f} bit/px{' per channel' if channels == 3 else ''}")
+    short = dict(name=args.name, description=description, config=config, command=record["command"],
+                 date=record["date"], train_minutes=record["train_minutes"], held_out_rates=results,
+                 held_out_photos_mean=dict(full=mean, valid=float(np.mean([results[n]["valid"] for n in photos]))),
+                 corpus_held_out_mean=record.get("held_out_mean"), corpus_evaluation_mean=corpus,
+                 rate_units="bit/px (per channel for colour), log-likelihood rate, larger is better; "
+                            "uniform dequantization noise, seed 1; corpus means: rate and exact code length")
+    io.atomic_save_model(model, target)
+    io.atomic_write_json(target[:-len(".keras")] + ".json", short)
+    io.atomic_write_json(os.path.join(ROOT, "docs", f"pretrained_{args.name}.json"), dict(record, shipped=short))
+    for name, r in results.items():
+        print(f"  held out {name:12s} {r['full']:.3f} bit/px (valid region {r['valid']:.3f}; Gaussian "
+              f"{r['gaussian']:.3f})")
+    print(f"wrote {target} and its record; {description}")
+
+
+if __name__ == "__main__":
+    main()
