@@ -26,6 +26,10 @@ COLOUR_MODES = ("gray", "rgb")           # how image files are read for a model:
 # The codec's decoders (`ride_tf.codec.api.decompress`): NumPy front by front, or one XLA program per image
 # shape; "auto" compiles for images of at least COMPILE_PIXELS values or shapes already compiled.
 DECODERS = ("auto", "numpy", "compiled")
+# How `ride-tf compress` / `size` code a colour file: "joint" (an rgb model, a pixel's channels one after the
+# other) or "planes" (a gray model on the planes of the reversible colour transform, `ride_tf.codec.planes`).
+COLOUR_CODINGS = ("joint", "planes")
+COLOUR_CODING = "joint"
 COMPILE_PIXELS = 1 << 20
 
 # ------------------------------------------------------------- the model

@@ -48,6 +48,7 @@ import tensorflow_probability as tfp
 
 from ride_tf import evaluation, geometry
 from ride_tf.checks import check_choice, check_images, check_verbose
+from ride_tf.codec import planes
 from ride_tf.codec.coding import coder_for_model, pixel_code_length_bits
 from ride_tf.defaults import REGIONS
 from ride_tf.nn.mcgsm import IntensityMixture
@@ -303,22 +304,34 @@ def float_code_length_bits(model, images, verbose=0):
     return -pixel_log_mass(model, images, verbose=verbose).sum(axis=(1, 2)) / LN2
 
 
-def pixel_code_lengths(model, images, verbose=0):
+def pixel_code_lengths(model, images, verbose=0, colour_transform=None):
     """The code length of every pixel of uint8 images in bits under the codec's tables, float64 [N, H, W] (the
-    sum over a pixel's channels); `compressed_size_bits` is its sum over each image."""
-    images = _check_uint8(images, model, "images")
+    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform`
+    ("rct"): colour images [N, H, W, 3] coded plane by plane by a grayscale model (`ride_tf.codec.planes`)."""
+    if colour_transform is not None:
+        check_choice("pixel_code_lengths", "colour_transform", colour_transform, planes.TRANSFORMS)
+        if model.num_channels != 1:
+            raise ValueError(f"pixel_code_lengths: colour_transform={colour_transform!r} codes colour planes with "
+                             f"a grayscale model; this model has {model.num_channels} channels.")
+        images = check_images(images, 3, name="images")
+        if images.dtype != np.uint8:
+            raise ValueError(f"images: the discrete likelihood is defined for 8-bit images; pass uint8 values "
+                             f"(got {images.dtype}).")
+    else:
+        images = _check_uint8(images, model, "images")
     check_verbose("pixel_code_lengths", verbose)
     model.whitening.require_adapted("compressed size")
     coder = coder_for_model(model)
     bar = keras.utils.Progbar(len(images), verbose=verbose if len(images) > 1 else 0, unit_name="image")
     out = np.empty(images.shape[:3], np.float64)
     for k, image in enumerate(images):
-        out[k] = pixel_code_length_bits(coder, image)
+        out[k] = (planes.pixel_code_length_bits_planes(coder, image, colour_transform) if colour_transform
+                  else pixel_code_length_bits(coder, image))
         bar.update(k + 1)
     return out
 
 
-def compressed_size_bits(model, images, verbose=0):
+def compressed_size_bits(model, images, verbose=0, colour_transform=None):
     """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what
     `ride_tf.compress` writes.
 
@@ -328,7 +341,8 @@ def compressed_size_bits(model, images, verbose=0):
     every machine).  A file holds this many bits rounded up to 32-bit words,
     plus at most 96 bits per rANS lane and the header.  Divide by H * W * C
     for bit per pixel and channel.  verbose=1 shows a progress bar over the
-    images.
+    images.  `colour_transform` ("rct"): the size of colour images coded
+    plane by plane by a grayscale model (`compress(..., colour_transform=)`).
     """
     check_verbose("compressed_size_bits", verbose)
-    return pixel_code_lengths(model, images, verbose).sum(axis=(1, 2))
+    return pixel_code_lengths(model, images, verbose, colour_transform).sum(axis=(1, 2))

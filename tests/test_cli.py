@@ -229,6 +229,28 @@ def test_decompress_finds_the_shipped_model_that_wrote_a_file_by_its_fingerprint
     assert not (workdir / "leaf2_none.png").exists()
 
 
+def test_colour_files_coded_by_planes_round_trip_and_size_says_what_compress_writes(workdir, capsys):
+    """--colour planes: the shipped gray model on the reversible colour transform's planes; decompress finds it
+    without --model, and `size` reports the payload's bits."""
+    rng = np.random.default_rng(7)
+    base = datasets.dead_leaves(1, size=(20, 26), seed=4)[0].astype(np.int32)
+    rgb = np.stack([base, (base + rng.integers(0, 20, base.shape)) % 256, 255 - base], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(workdir / "colour.png")
+    status, out, err = in_process(workdir, capsys, "size", "colour.png", "--colour", "planes", "--json")
+    assert status == 0, err
+    bits = json.loads(out)["images"][0]["bits"]
+    status, out, err = in_process(workdir, capsys, "compress", "colour.png", "colour.ride", "--colour", "planes")
+    assert status == 0 and "colour planes" in out, err
+    data = (workdir / "colour.ride").read_bytes()
+    assert bits <= 8 * (len(data) - codec.read_header(data).size) <= bits + 3 * 128 + 64
+    status, out, err = in_process(workdir, capsys, "decompress", "colour.ride", "colour_back.png")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "colour_back.png")), rgb)
+    status, out, err = in_process(workdir, capsys, "compress", "colour.png", "colour2.ride", "--colour", "planes",
+                                  "--model", "model.keras")
+    assert status == 0 and "model.keras" in out, err
+
+
 @pytest.fixture(scope="module")
 def bad_files(workdir):
     """Truncated PNG and JPEG files, corrupted, foreign and never-adapted model files."""

@@ -26,6 +26,7 @@ LAYERS = [
     ["nn.mcgsm"],
     ["evaluation", "codec.integer"],
     ["wavefront", "codec.coding"],
+    ["codec.planes"],
     ["discrete", "codec.compiled"],
     ["wavefront.sampling", "training.finetune", "training.patches", "training.schedule"],
     ["wavefront.inpainting", "training.checkpoint", "codec.api"],

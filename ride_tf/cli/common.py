@@ -102,14 +102,23 @@ def shipped_model_for_file(header, what):
     shipped earlier stay in the package, so files they wrote keep decoding); CommandError if none does."""
     from ride_tf import codec, pretrained
 
+    from ride_tf.codec import planes
+
+    def writes(model):
+        fingerprint = codec.model_fingerprint(model)
+        return header.fingerprint == fingerprint or (header.channels == 3 and model.num_channels == 1 and any(
+            header.fingerprint == planes.fingerprint(fingerprint, t) for t in planes.TRANSFORMS))
+
     default = shipped_model(header.channels, what)
-    if codec.model_fingerprint(default) == header.fingerprint:
+    if writes(default):
         return default
-    for name in pretrained.available():
-        if name in ("gray", "rgb") or pretrained.info(name).get("config", {}).get("num_channels") != header.channels:
+    channels = (header.channels, 1) if header.channels == 3 else (header.channels,)
+    for name in ["gray"] * (header.channels == 3) + sorted(pretrained.available()):
+        config = pretrained.info(name).get("config", {})
+        if name == {1: "gray", 3: "rgb"}.get(header.channels) or config.get("num_channels") not in channels:
             continue
         model = pretrained.load(name)
-        if codec.model_fingerprint(model) == header.fingerprint:
+        if writes(model):
             return model
     return default                      # decompress names the mismatch ("another model")
 
@@ -156,24 +165,37 @@ class CodedImage:
     """An image file as a model codes it: pixels [H, W, C], their FileMode, the model, and a note for the output
     line ("" unless the pixels were converted, e.g. "converted to gray")."""
 
-    def __init__(self, path, pixels, file_mode, model, model_name, note=""):
+    def __init__(self, path, pixels, file_mode, model, model_name, note="", colour_transform=None):
         self.path, self.pixels, self.file_mode = path, pixels, file_mode
         self.model, self.model_name, self.note = model, model_name, note
+        self.colour_transform = colour_transform      # "rct": a colour image coded by planes with a gray model
 
 
-def coded_image(path, model_path=None, mode=None, to_gray=False, models=None):
+def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, colour="joint"):
     """Read `path` exactly and pick the model that codes it losslessly, or refuse (CommandError).
 
     model_path: a .keras file, or None for the shipped models; mode: "gray"
     or "rgb" to name a shipped model, or None to take the one that matches
     the file; to_gray: a colour file may be converted to its luma for a gray
-    model (said in the note).  `models` caches loaded models by name.
+    model (said in the note); colour: "planes" codes a colour file's planes
+    of the reversible colour transform with a gray model (the shipped one
+    unless model_path names one), "joint" with an rgb model.  `models` caches
+    loaded models by name.
     """
     from ride_tf.data.files import FileMode, luma
 
     pixels, file_mode = read_exact(path)
     channels = pixels.shape[-1]
     models = {} if models is None else models
+    if channels == 3 and colour == "planes" and not to_gray and mode != "rgb":
+        name = model_path or "shipped gray model"
+        if name not in models:
+            models[name] = load_model(model_path) if model_path else shipped_model(1, "--model not given")
+        if models[name].num_channels != 1:
+            raise CommandError(f"{path}: --colour planes codes a colour image's planes with a gray model, but "
+                               f"{model_path} has {models[name].num_channels} channels")
+        return CodedImage(path, pixels, file_mode, models[name], name, "colour planes (RCT), each coded by the gray "
+                          "model", colour_transform="rct")
     if model_path:
         name = model_path
         if name not in models:

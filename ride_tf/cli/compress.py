@@ -1,6 +1,6 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
 from ride_tf.cli.common import MODEL_HELP, CommandError, check_output_file, coded_image
-from ride_tf.defaults import COLOUR_MODES
+from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
 
 __all__ = ["add_parser", "run"]
 
@@ -16,6 +16,9 @@ def add_parser(commands, formatter):
     compress.add_argument("output", help="compressed file to write (.ride)")
     compress.add_argument("--model", help=MODEL_HELP)
     compress.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
+    compress.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING,
+                          help="how a colour file is coded: joint (the rgb model, a pixel's channels one after "
+                          "the other) or planes (a gray model on the planes of a reversible colour transform)")
     compress.add_argument("--to-gray", action="store_true",
                           help="code a colour image's luma with a gray model (not lossless: said in the output)")
     compress.set_defaults(run=run)
@@ -27,10 +30,11 @@ def run(args):
     from ride_tf.io import atomic_write_bytes
 
     check_output_file(args.output)
-    coded = coded_image(args.input, args.model, args.mode, args.to_gray)
+    coded = coded_image(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
     image = coded.pixels
     try:
-        data = codec.compress(coded.model, image, metadata=coded.file_mode.to_bytes())
+        data = codec.compress(coded.model, image, metadata=coded.file_mode.to_bytes(),
+                              colour_transform=coded.colour_transform)
     except ValueError as error:
         raise CommandError(f"{args.input}: {error}") from None
     atomic_write_bytes(args.output, data)

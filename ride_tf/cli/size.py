@@ -2,7 +2,7 @@
 import json
 
 from ride_tf.cli.common import MODEL_HELP, CommandError, coded_image
-from ride_tf.defaults import COLOUR_MODES
+from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
 
 __all__ = ["add_parser", "run"]
 
@@ -15,6 +15,9 @@ def add_parser(commands, formatter):
     size.add_argument("images", nargs="+", help="image files")
     size.add_argument("--model", help=MODEL_HELP)
     size.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
+    size.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING,
+                          help="how a colour file is coded: joint (the rgb model, a pixel's channels one after "
+                          "the other) or planes (a gray model on the planes of a reversible colour transform)")
     size.add_argument("--to-gray", action="store_true",
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--json", action="store_true", help="print JSON")
@@ -29,10 +32,11 @@ def run(args):
 
     models, rows = {}, []
     for path in args.images:
-        coded = coded_image(path, args.model, args.mode, args.to_gray, models)
+        coded = coded_image(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
         image = coded.pixels
         try:
-            bits = float(compressed_size_bits(coded.model, image[np.newaxis], verbose=0 if args.json else 1)[0])
+            bits = float(compressed_size_bits(coded.model, image[np.newaxis], verbose=0 if args.json else 1,
+                                              colour_transform=coded.colour_transform)[0])
         except ValueError as error:
             raise CommandError(f"{path}: {error}") from None
         rows.append(dict(path=path, height=image.shape[0], width=image.shape[1], channels=image.shape[2],

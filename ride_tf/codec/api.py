@@ -17,7 +17,7 @@ import numpy as np
 
 from ride_tf.checks import check_choice, check_images
 from ride_tf.defaults import COMPILE_PIXELS, DECODERS
-from ride_tf.codec import compiled
+from ride_tf.codec import compiled, planes
 from ride_tf.codec.coding import coder_for_model, decode, encode
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
 from ride_tf.codec.integer import integer_model
@@ -32,38 +32,49 @@ def model_fingerprint(model):
     return integer_model(model).fingerprint
 
 
-def _check_image(model, image):
+def _check_image(model, image, colour_transform=None):
     array = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
     if array.dtype != np.uint8:
         raise ValueError(f"compress: image must be uint8 (8-bit values), got dtype {array.dtype}.")
-    if array.ndim == 2 and model.num_channels == 1:
+    if array.ndim == 2 and model.num_channels == 1 and colour_transform is None:
         array = array[..., None]
     if array.ndim != 3:
         raise ValueError(f"compress: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
                          f"got shape {array.shape}.")
-    check_images(array[None], model.num_channels, name="compress: image")
+    if colour_transform is not None:
+        check_choice("compress", "colour_transform", colour_transform, planes.TRANSFORMS)
+        if model.num_channels != 1:
+            raise ValueError(f"compress: colour_transform={colour_transform!r} codes a colour image's planes with a "
+                             f"grayscale model; this model has {model.num_channels} channels.")
+    check_images(array[None], 3 if colour_transform else model.num_channels, name="compress: image")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ValueError(f"compress: images of more than {MAX_PIXELS} pixels are not supported, got "
                          f"{array.shape[0]} x {array.shape[1]}.")
     return np.ascontiguousarray(array)
 
 
-def compress(model, image, metadata=b""):
+def compress(model, image, metadata=b"", colour_transform=None):
     """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with `model`; returns bytes.
 
     `metadata`: opaque bytes stored in the header (e.g. the image file's mode;
-    `read_header(data).metadata` gives them back).
+    `read_header(data).metadata` gives them back).  `colour_transform`
+    ("rct", see `ride_tf.codec.planes`): code a colour image [H, W, 3] with a
+    grayscale model, plane by plane after the reversible colour transform.
     """
-    image = _check_image(model, image)
+    image = _check_image(model, image, colour_transform)
     if not isinstance(metadata, (bytes, bytearray)):
         raise TypeError(f"compress: metadata must be bytes, got {type(metadata).__name__}.")
     model.whitening.require_adapted("compress")
     coder = coder_for_model(model)
+    if colour_transform is not None:
+        return write_container(image, planes.fingerprint(coder.integer.fingerprint, colour_transform),
+                               planes.encode_planes(coder, image, colour_transform), bytes(metadata))
     return write_container(image, coder.integer.fingerprint, encode(coder, image), bytes(metadata))
 
 
 def decompress(model, data, decoder="auto"):
-    """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit.
+    """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit (a colour image
+    coded by planes with a grayscale model, `compress(..., colour_transform=...)`, decodes with that model).
 
     `decoder`: one of `DECODERS` (the same pixels either way; "auto" compiles
     the decoding loop with XLA for images of at least `COMPILE_PIXELS` values
@@ -73,18 +84,22 @@ def decompress(model, data, decoder="auto"):
     """
     check_choice("decompress", "decoder", decoder, DECODERS)
     header, payload = read_container(data)
-    if header.channels != model.num_channels:
+    coder = coder_for_model(model)
+    transform = next((t for t in planes.TRANSFORMS if header.channels == 3 and model.num_channels == 1
+                      and header.fingerprint == planes.fingerprint(coder.integer.fingerprint, t)), None)
+    if transform is None and header.channels != model.num_channels:
         raise CodecError(f"the file holds a {header.channels}-channel image but the model has "
                          f"{model.num_channels} channel(s).")
-    coder = coder_for_model(model)
-    if header.fingerprint != coder.integer.fingerprint:
+    if transform is None and header.fingerprint != coder.integer.fingerprint:
         raise CodecError("the file was compressed with another model (model fingerprints differ); decode it "
                          "with the model that compressed it.")
     try:
         shape = (header.height, header.width)
         use_compiled = decoder == "compiled" or (decoder == "auto" and (
             header.height * header.width * header.channels >= COMPILE_PIXELS or compiled.is_compiled(coder, *shape)))
-        image = (compiled.decode if use_compiled else decode)(coder, payload, *shape)
+        decoding = compiled.decode if use_compiled else decode
+        image = (planes.decode_planes(decoding, coder, payload, *shape, transform) if transform
+                 else decoding(coder, payload, *shape))
     except RansError as error:
         raise CodecError(f"corrupted file: the range decoder failed ({error}).") from None
     if image_checksum(image) != header.image_crc:
