@@ -19,6 +19,11 @@ Sets (gray for the gray models, colour for the rgb models):
 
     python benchmarks/bench_models.py --model gray=ride_tf/pretrained/gray.keras --json runs/bench_models.json
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras --sets held_out evaluation
+    python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
+        --model planes=ride_tf/pretrained/gray.keras:planes --sets held_out readme evaluation
+
+A model given as PATH:planes is a gray model coding colour images plane by plane after the reversible colour
+transform (`ride_tf.codec.planes`, `ride-tf compress --colour planes`).
 """
 import argparse
 import glob
@@ -159,11 +164,13 @@ def main(argv=None):
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--json", help="write the per-image figures and the means here")
     args = parser.parse_args(argv)
-    models = {}
+    models, transforms = {}, {}
     for item in args.model:
         name, path = item.split("=", 1)
+        if path.endswith(":planes"):               # a gray model coding colour images by planes
+            path, transforms[name] = path[:-len(":planes")], "rct"
         models[name] = ride_tf.load_model(path)
-    channels = {m.num_channels for m in models.values()}
+    channels = {3 if name in transforms else m.num_channels for name, m in models.items()}
     if len(channels) != 1:
         raise SystemExit("--model: all models must have the same number of channels")
     channels = channels.pop()
@@ -176,7 +183,8 @@ def main(argv=None):
             row = {codec: bits / values for codec, bits in codec_bits(image).items()}
             for model_name, model in models.items():
                 start = time.perf_counter()
-                row[model_name] = float(ride_tf.compressed_size_bits(model, image[None])[0]) / values
+                row[model_name] = float(ride_tf.compressed_size_bits(
+                    model, image[None], colour_transform=transforms.get(model_name))[0]) / values
                 row[f"{model_name} seconds"] = time.perf_counter() - start
             row["shape"] = list(image.shape)
             rows[image_name] = row
