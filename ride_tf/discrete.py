@@ -266,8 +266,9 @@ def log_mass_map(model, images, dtype=tf.float64):
     return log_mass_head(model, dtype)(*model.forward(centres))
 
 
-def _check_uint8(images, model, name, nb_size=None):
-    images = check_images(images, model.num_channels, nb_size, name=name)
+def _check_uint8(images, model, name, nb_size=None, num_channels=None):
+    """uint8 images [N, H, W, C] with C = num_channels (default: the model's), else ValueError."""
+    images = check_images(images, num_channels or model.num_channels, nb_size, name=name)
     if images.dtype != np.uint8:
         raise ValueError(f"{name}: the discrete likelihood is defined for 8-bit images; pass uint8 values "
                          f"(got {images.dtype}).")
@@ -309,16 +310,8 @@ def pixel_code_lengths(model, images, verbose=0, colour_transform=None):
     sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform`
     ("rct"): colour images [N, H, W, 3] coded plane by plane by a grayscale model (`ride_tf.codec.planes`)."""
     if colour_transform is not None:
-        check_choice("pixel_code_lengths", "colour_transform", colour_transform, planes.TRANSFORMS)
-        if model.num_channels != 1:
-            raise ValueError(f"pixel_code_lengths: colour_transform={colour_transform!r} codes colour planes with "
-                             f"a grayscale model; this model has {model.num_channels} channels.")
-        images = check_images(images, 3, name="images")
-        if images.dtype != np.uint8:
-            raise ValueError(f"images: the discrete likelihood is defined for 8-bit images; pass uint8 values "
-                             f"(got {images.dtype}).")
-    else:
-        images = _check_uint8(images, model, "images")
+        planes.check_transform("pixel_code_lengths", colour_transform, model.num_channels)
+    images = _check_uint8(images, model, "images", num_channels=3 if colour_transform else None)
     check_verbose("pixel_code_lengths", verbose)
     model.whitening.require_adapted("compressed size")
     coder = coder_for_model(model)

@@ -101,7 +101,6 @@ def shipped_model_for_file(header, what):
     fingerprint matches the header's, else any other shipped model of those channels that matches (models
     shipped earlier stay in the package, so files they wrote keep decoding); CommandError if none does."""
     from ride_tf import codec, pretrained
-
     from ride_tf.codec import planes
 
     def writes(model):
@@ -113,7 +112,7 @@ def shipped_model_for_file(header, what):
     if writes(default):
         return default
     channels = (header.channels, 1) if header.channels == 3 else (header.channels,)
-    for name in ["gray"] * (header.channels == 3) + sorted(pretrained.available()):
+    for name in dict.fromkeys(["gray"] * (header.channels == 3) + sorted(pretrained.available())):
         config = pretrained.info(name).get("config", {})
         if name == {1: "gray", 3: "rgb"}.get(header.channels) or config.get("num_channels") not in channels:
             continue

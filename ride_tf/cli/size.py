@@ -16,8 +16,8 @@ def add_parser(commands, formatter):
     size.add_argument("--model", help=MODEL_HELP)
     size.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
     size.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING,
-                          help="how a colour file is coded: joint (the rgb model, a pixel's channels one after "
-                          "the other) or planes (a gray model on the planes of a reversible colour transform)")
+                      help="how a colour file is coded: joint (the rgb model, a pixel's channels one after the "
+                      "other) or planes (a gray model on the planes of a reversible colour transform)")
     size.add_argument("--to-gray", action="store_true",
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--json", action="store_true", help="print JSON")

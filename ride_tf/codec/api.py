@@ -26,7 +26,6 @@ from ride_tf.codec.rans import RansError
 __all__ = ["DECODERS", "compress", "decompress", "model_fingerprint"]
 
 
-
 def model_fingerprint(model):
     """16 bytes identifying the tables `model` codes with: the fingerprint of its integer model."""
     return integer_model(model).fingerprint
@@ -42,10 +41,7 @@ def _check_image(model, image, colour_transform=None):
         raise ValueError(f"compress: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
                          f"got shape {array.shape}.")
     if colour_transform is not None:
-        check_choice("compress", "colour_transform", colour_transform, planes.TRANSFORMS)
-        if model.num_channels != 1:
-            raise ValueError(f"compress: colour_transform={colour_transform!r} codes a colour image's planes with a "
-                             f"grayscale model; this model has {model.num_channels} channels.")
+        planes.check_transform("compress", colour_transform, model.num_channels)
     check_images(array[None], 3 if colour_transform else model.num_channels, name="compress: image")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
         raise ValueError(f"compress: images of more than {MAX_PIXELS} pixels are not supported, got "

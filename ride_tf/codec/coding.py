@@ -31,14 +31,15 @@ import tensorflow as tf
 import threadpoolctl
 
 from ride_tf import geometry
+from ride_tf.quantization import NUM_BINS
 from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
 
 from ride_tf.codec.rans import RansDecoder, RansEncoder
 
-_NUM_BINS = 256
 
 __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
-           "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND"]
+           "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND", "STEP",
+           "BLOCK"]
 
 MAX_LANES = 32
 # Pixels per band of rows of the encoder's batched pass (bounds its memory: about 1 KB per pixel).
@@ -318,9 +319,10 @@ def decode(coder, data, height, width):
     return image
 
 
-_BLOCK = 16
-_BLOCK_EDGES = np.arange(0, _NUM_BINS + 1, _BLOCK, dtype=np.int64)[None, :]
-_BLOCK_INNER = np.arange(1, _BLOCK, dtype=np.int64)[None, :]
+# The decoder's search for a slot outside its window: F at every BLOCK-th edge, then the edges inside the block.
+BLOCK = 16
+_BLOCK_EDGES = np.arange(0, NUM_BINS + 1, BLOCK, dtype=np.int64)[None, :]
+_BLOCK_INNER = np.arange(1, BLOCK, dtype=np.int64)[None, :]
 
 
 def _search_blocks(table, slots):
@@ -329,11 +331,11 @@ def _search_blocks(table, slots):
     m = len(slots)
     here = np.arange(m)
     blocks = table(np.repeat(_BLOCK_EDGES, m, axis=0))
-    block = np.minimum((blocks[:, 1:] <= slots[:, None]).sum(axis=1), _NUM_BINS // _BLOCK - 1)
-    first = _BLOCK * block
+    block = np.minimum((blocks[:, 1:] <= slots[:, None]).sum(axis=1), NUM_BINS // BLOCK - 1)
+    first = BLOCK * block
     fine = np.concatenate([blocks[here, block][:, None], table(first[:, None] + _BLOCK_INNER),
                            blocks[here, block + 1][:, None]], axis=1)
-    offset = np.minimum((fine[:, 1:] <= slots[:, None]).sum(axis=1), _BLOCK - 1)
+    offset = np.minimum((fine[:, 1:] <= slots[:, None]).sum(axis=1), BLOCK - 1)
     return first + offset, fine[here, offset], fine[here, offset + 1]
 
 

@@ -30,14 +30,12 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.codec.coding import STEP, num_lanes
+from ride_tf.quantization import NUM_BINS
+from ride_tf.codec.coding import BLOCK, STEP, num_lanes
 from ride_tf.codec.integer import TENSORFLOW, TOTAL, WINDOW
 from ride_tf.codec.rans import RansError, WORD_BITS, state_bound
 
 __all__ = ["CompiledDecoder", "decode", "max_front_length"]
-
-_NUM_BINS = 256
-_BLOCK = 16
 
 
 def max_front_length(height, width, nb_size):
@@ -57,15 +55,14 @@ class CompiledDecoder:
     def __call__(self, states, words, height, width, lanes):
         """(image uint8 [H, W, C], words read, final states [lanes], error) of a stream's final states and words."""
         image, position, final, error = self._function(
-            tf.constant(states, tf.int64), tf.constant(words, tf.int64), tf.constant(height, tf.int32),
-            tf.constant(width, tf.int32), tf.zeros([height, width, lanes], tf.bool))
+            tf.constant(states, tf.int64), tf.constant(words, tf.int64), tf.zeros([height, width, lanes, 0], tf.bool))
         self.shapes.add((height, width))
         return image.numpy(), int(position), final.numpy(), bool(error)
 
-    # The shape tensor `shape` [H, W, lanes] carries the static sizes XLA needs; its values are unused.
-    def _decode(self, states, words, height_t, width_t, shape):
+    # The empty tensor `shape` [H, W, lanes, 0] carries the static sizes XLA needs (one program per shape).
+    def _decode(self, states, words, shape):
         model, ops = self.integer, TENSORFLOW
-        height, width, lanes = shape.shape
+        height, width, lanes, _ = shape.shape
         channels, r, units, layers = model.num_channels, model.radius, model.units, model.num_layers
         n_max = max_front_length(height, width, model.nb_size)
         rounds = -(-n_max // lanes)
@@ -79,8 +76,8 @@ class CompiledDecoder:
         natural = tf.constant(model.order, tf.int32)
         coarse_bins = tf.constant(np.arange(0, WINDOW + 1, STEP), tf.float64)
         inner_bins = tf.constant(np.arange(1, STEP), tf.float64)
-        block_bins = tf.constant(np.arange(0, _NUM_BINS + 1, _BLOCK), tf.float64)
-        block_inner = tf.constant(np.arange(1, _BLOCK), tf.float64)
+        block_bins = tf.constant(np.arange(0, NUM_BINS + 1, BLOCK), tf.float64)
+        block_inner = tf.constant(np.arange(1, BLOCK), tf.float64)
         lane_index = tf.range(lanes, dtype=tf.int64)
 
         def table(weights, mean, channel, bins):
@@ -111,7 +108,7 @@ class CompiledDecoder:
             def escape():
                 blocks = table(w, m, channel, tf.broadcast_to(block_bins, [lanes, block_bins.shape[0]]))
                 b, _, _ = pick(blocks, slots)
-                b_first = tf.cast(_BLOCK * b, tf.float64)
+                b_first = tf.cast(BLOCK * b, tf.float64)
                 edges = tf.concat([tf.gather(blocks, b, batch_dims=1)[:, None],
                                    table(w, m, channel, b_first[:, None] + block_inner),
                                    tf.gather(blocks, b + 1, batch_dims=1)[:, None]], axis=1)

@@ -29,11 +29,21 @@ from ride_tf.checks import check_choice
 from ride_tf.codec.coding import encode, pixel_code_length_bits
 from ride_tf.codec.rans import RansError
 
-__all__ = ["TRANSFORMS", "forward", "inverse", "fingerprint", "encode_planes", "decode_planes",
+__all__ = ["TRANSFORMS", "check_transform", "forward", "inverse", "fingerprint", "encode_planes", "decode_planes",
            "pixel_code_length_bits_planes"]
 
 TRANSFORMS = ("rct",)
 _LENGTHS = struct.Struct(">II")
+
+
+def check_transform(owner, transform, num_channels):
+    """`transform` if it is one of `TRANSFORMS` and the model that codes the planes is grayscale (`num_channels`
+    1); ValueError naming the problem otherwise."""
+    check_choice(owner, "colour_transform", transform, TRANSFORMS)
+    if num_channels != 1:
+        raise ValueError(f"{owner}: colour_transform={transform!r} codes a colour image's planes with a grayscale "
+                         f"model; this model has {num_channels} channels.")
+    return transform
 
 
 def forward(rgb, transform="rct"):
