@@ -23,7 +23,12 @@ Sets (gray for the gray models, colour for the rgb models):
         --model planes=ride_tf/pretrained/gray.keras:planes --sets held_out readme evaluation
 
 A model given as PATH:planes is a gray model coding colour images plane by plane after the reversible colour
-transform (`ride_tf.codec.planes`, `ride-tf compress --colour planes`).
+transform (`ride_tf.codec.planes`, `ride-tf compress --colour planes`).  `--best NAME=A+B` adds a column with
+each image's smaller code length of the models A and B: what `ride-tf compress --colour best` (and
+`ride_tf.compress_best`) writes, less the header.
+
+    python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
+        --model planes=ride_tf/pretrained/gray.keras:planes --best best=rgb+planes --sets held_out readme evaluation
 """
 import argparse
 import glob
@@ -162,6 +167,8 @@ def main(argv=None):
                         help="a model to measure (repeat for several; all of one channel count)")
     parser.add_argument("--corpus", default="/work/corpus")
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    parser.add_argument("--best", action="append", default=[], metavar="NAME=A+B",
+                        help="a column of each image's smaller code length of the models A and B (repeatable)")
     parser.add_argument("--json", help="write the per-image figures and the means here")
     args = parser.parse_args(argv)
     models, transforms = {}, {}
@@ -174,8 +181,15 @@ def main(argv=None):
     if len(channels) != 1:
         raise SystemExit("--model: all models must have the same number of channels")
     channels = channels.pop()
+    best = {}
+    for item in args.best:
+        name, _, parts = item.partition("=")
+        best[name] = parts.split("+")
+        if not name or len(best[name]) < 2 or any(p not in models for p in best[name]):
+            raise SystemExit(f"--best {item}: expected NAME=A+B with A and B names given to --model")
+    measured = list(models) + list(best)
     record = dict(command="python " + " ".join(sys.argv), models={k: v for k, v in
-                                                                  (i.split("=", 1) for i in args.model)}, sets={})
+                                                                  (i.split("=", 1) for i in args.model)}, best=best, sets={})
     for set_name, images in image_sets(args.sets, args.corpus, channels).items():
         rows = {}
         for image_name, image in images.items():
@@ -186,18 +200,20 @@ def main(argv=None):
                 row[model_name] = float(ride_tf.compressed_size_bits(
                     model, image[None], colour_transform=transforms.get(model_name))[0]) / values
                 row[f"{model_name} seconds"] = time.perf_counter() - start
+            for name, parts in best.items():
+                row[name] = min(row[p] for p in parts)
             row["shape"] = list(image.shape)
             rows[image_name] = row
-            print(f"{set_name:12s} {image_name:34s} " + " ".join(f"{k} {row[k]:.3f}" for k in list(models) + list(CODECS)),
+            print(f"{set_name:12s} {image_name:34s} " + " ".join(f"{k} {row[k]:.3f}" for k in measured + list(CODECS)),
                   flush=True)
-        mean = {key: float(np.mean([r[key] for r in rows.values()])) for key in list(models) + list(CODECS)}
+        mean = {key: float(np.mean([r[key] for r in rows.values()])) for key in measured + list(CODECS)}
         record["sets"][set_name] = dict(images=rows, mean=mean)
-    columns = list(models) + list(CODECS)
+    columns = measured + list(CODECS)
     print(f"\nbit per sub-pixel, means (smaller is better)\n{'set':14s}{'images':>7s}" + "".join(f"{c:>12s}" for c in columns))
     for set_name, entry in record["sets"].items():
         print(f"{set_name:14s}{len(entry['images']):7d}" + "".join(f"{entry['mean'][c]:12.3f}" for c in columns))
     for set_name, entry in record["sets"].items():
-        for model_name in models:
+        for model_name in measured:
             change = entry["mean"][model_name] / entry["mean"]["JPEG-XL e9"] - 1
             print(f"{set_name}: {model_name} {100 * change:+.1f}% against JPEG-XL effort 9")
     if args.json:

@@ -36,7 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES = {
     "fwd_u64": (8, 256, 256, 12, 64, False, 0.33),
     "fwd_u128": (8, 256, 256, 12, 128, False, 0.6),
-    "train_u64": (50, 22, 22, 12, 64, True, 0.35),
+    "train_u64": (50, 22, 22, 12, 64, True, 0.5),       # issue J: at least 0.5 of the roofline
 }
 
 

@@ -43,6 +43,8 @@ def main(argv=None):
         record = json.load(f)
     model = ride_tf.load_model(args.model)
     target = os.path.join(FOLDER, args.name + ".keras")
+    history = earlier_training(record)
+    minutes = record["train_minutes"] + sum(step["train_minutes"] for step in history)
     if args.keep_previous_as and os.path.exists(target):
         old = os.path.join(FOLDER, args.keep_previous_as)
         previous = pretrained.info(args.name)
@@ -62,11 +64,12 @@ def main(argv=None):
     corpus = record.get("evaluation_mean", {})
     description = (f"RIDE for 8-bit {kind} photos ({config['num_layers']} layer, {config['num_hiddens']} units, "
                    f"{config['num_components']} x {config['num_scales']} experts); trained "
-                   f"{record['train_minutes']:.0f} min on the photograph corpus ({len(record['training_pictures'])} "
+                   f"{minutes:.0f} min{f' in {len(history) + 1} runs' if history else ''} on the photograph corpus ({len(record['training_pictures'])} "
                    f"pictures, {record['pixels'] / 1e6:.2f} Mpx); held-out photos ({', '.join(photos)}) "
                    f"{mean:.3f} bit/px{' per channel' if channels == 3 else ''}")
     short = dict(name=args.name, description=description, config=config, command=record["command"],
-                 date=record["date"], train_minutes=record["train_minutes"], held_out_rates=results,
+                 date=record["date"], train_minutes=minutes, held_out_rates=results,
+                 earlier_training=history,
                  held_out_photos_mean=dict(full=mean, valid=float(np.mean([results[n]["valid"] for n in photos]))),
                  corpus_held_out_mean=record.get("held_out_mean"), corpus_evaluation_mean=corpus,
                  rate_units="bit/px (per channel for colour), log-likelihood rate, larger is better; "
@@ -78,6 +81,30 @@ def main(argv=None):
         print(f"  held out {name:12s} {r['full']:.3f} bit/px (valid region {r['valid']:.3f}; Gaussian "
               f"{r['gaussian']:.3f})")
     print(f"wrote {target} and its record; {description}")
+
+
+def earlier_training(record):
+    """The runs a training continued (`train_corpus.py --init`): [{command, date, train_minutes}], oldest first.
+
+    `--init` names a model file; its record is the JSON file beside it (a
+    shipped model's NAME.json, whose own `earlier_training` goes further
+    back).  The path is taken relative to the repository when it is not
+    absolute, as the training ran from a worktree of it.  Empty when the
+    training started from scratch or the record cannot be found (then the
+    time reported is that of the last run alone, and a note says so).
+    """
+    init = record.get("args", {}).get("init")
+    if not init:
+        return []
+    path = os.path.splitext(init if os.path.isabs(init) else os.path.join(ROOT, init))[0] + ".json"
+    if not os.path.exists(path):
+        print(f"note: no record of {init} at {path}; the training time is that of the last run only")
+        return []
+    with open(path) as f:
+        previous = json.load(f)
+    return list(previous.get("earlier_training", [])) + [
+        dict(command=previous["command"], date=previous["date"], train_minutes=previous["train_minutes"]
+             - sum(step["train_minutes"] for step in previous.get("earlier_training", [])))]
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ _EXPORTS = {
     "ensemble_log_prob": "ride_tf.ensemble",
     "export_saved_model": "ride_tf.export",
     "compress": "ride_tf.codec.api",
+    "compress_best": "ride_tf.codec.api",
     "decompress": "ride_tf.codec.api",
     "CodecError": "ride_tf.codec.format",
     "compressed_size_bits": "ride_tf.discrete",

@@ -27,9 +27,10 @@ COLOUR_MODES = ("gray", "rgb")           # how image files are read for a model:
 # shape; "auto" compiles for images of at least COMPILE_PIXELS values or shapes already compiled.
 DECODERS = ("auto", "numpy", "compiled")
 # How `ride-tf compress` / `size` code a colour file: "joint" (an rgb model, a pixel's channels one after the
-# other) or "planes" (a gray model on the planes of the reversible colour transform, `ride_tf.codec.planes`).
-COLOUR_CODINGS = ("joint", "planes")
-COLOUR_CODING = "joint"
+# other), "planes" (a gray model on the planes of the reversible colour transform, `ride_tf.codec.planes`), or
+# "best": both with the shipped models, keeping the shorter (`ride_tf.codec.compress_best`; twice the time).
+COLOUR_CODINGS = ("best", "joint", "planes")
+COLOUR_CODING = "best"
 COMPILE_PIXELS = 1 << 20
 
 # ------------------------------------------------------------- the model

@@ -251,6 +251,36 @@ def test_colour_files_coded_by_planes_round_trip_and_size_says_what_compress_wri
     assert status == 0 and "model.keras" in out, err
 
 
+def test_colour_best_keeps_the_shorter_of_joint_and_planes(workdir, capsys):
+    """--colour best (the default): `size` reports min(joint, planes) of the shipped models and `compress`
+    writes the shorter of the two files, which decompresses to the same pixels; --mode rgb names one model."""
+    rng = np.random.default_rng(11)
+    base = datasets.dead_leaves(1, size=(18, 22), seed=6)[0].astype(np.int32)
+    rgb = np.stack([base, (base + rng.integers(0, 9, base.shape)) % 256, (base // 2 + 40)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(workdir / "best.png")
+    bits = {}
+    for colour in ("joint", "planes", "best"):
+        status, out, err = in_process(workdir, capsys, "size", "best.png", "--colour", colour, "--json")
+        assert status == 0, err
+        bits[colour] = json.loads(out)["images"][0]
+    assert bits["best"]["bits"] == min(bits["joint"]["bits"], bits["planes"]["bits"])
+    assert "shipped rgb model" in bits["best"]["note"] and "shipped gray model" in bits["best"]["note"]
+    assert bits["joint"]["model"] == "shipped rgb model" and bits["planes"]["model"] == "shipped gray model"
+    lengths = {}
+    for colour in ("joint", "planes", "best"):
+        args = [] if colour == "best" else ["--colour", colour]
+        status, out, err = in_process(workdir, capsys, "compress", "best.png", f"best_{colour}.ride", *args)
+        assert status == 0, err
+        lengths[colour] = len((workdir / f"best_{colour}.ride").read_bytes())
+    assert "the shorter of 2 codings" in out, out
+    assert lengths["best"] == min(lengths["joint"], lengths["planes"]), lengths
+    status, out, err = in_process(workdir, capsys, "decompress", "best_best.ride", "best_back.png")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "best_back.png")), rgb)
+    status, out, err = in_process(workdir, capsys, "size", "best.png", "--mode", "rgb", "--json")
+    assert status == 0 and json.loads(out)["images"][0]["bits"] == bits["joint"]["bits"], err
+
+
 @pytest.fixture(scope="module")
 def bad_files(workdir):
     """Truncated PNG and JPEG files, corrupted, foreign and never-adapted model files."""
@@ -394,7 +424,7 @@ def test_compress_then_decompress_gives_back_every_mode_exactly_or_refuses_in_on
 def test_a_colour_file_picks_the_colour_model_and_an_explicit_gray_model_is_refused(workdir, capsys):
     files = mode_files(workdir)
     rgb = files["rgb"][0].name
-    status, out, err = in_process(workdir, capsys, "size", rgb, "--json")
+    status, out, err = in_process(workdir, capsys, "size", rgb, "--json", "--colour", "joint")
     assert status == 0, err
     row = json.loads(out)["images"][0]
     assert row["channels"] == 3 and row["model"] == "shipped rgb model" and row["note"] == ""

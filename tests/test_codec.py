@@ -176,3 +176,19 @@ def test_bad_images_are_refused_with_a_clear_message(gray):
         codec.compress(gray, np.zeros((2, 4, 4, 1), np.uint8))
     with pytest.raises(ValueError, match="channel"):
         codec.compress(gray, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_compress_best_keeps_the_shortest_file_and_refuses_bad_candidates(gray, colour):
+    """Of a colour model coding jointly and a gray model coding by planes, `compress_best` returns the shorter
+    file (its index), which decodes with that model; no candidates or a bare model are refused by name."""
+    image = colour_dead_leaves(1, (14, 17), seed=3)[0]
+    candidates = [(colour, None), (gray, "rct")]
+    files = [codec.compress(model, image, colour_transform=transform) for model, transform in candidates]
+    data, index = codec.compress_best(candidates, image)
+    assert len(data) == min(len(f) for f in files) and data == files[index]
+    np.testing.assert_array_equal(codec.decompress(candidates[index][0], data), image)
+    assert codec.compress_best(candidates[::-1], image)[1] == 1 - index or len(files[0]) == len(files[1])
+    with pytest.raises(ValueError, match="at least one"):
+        codec.compress_best([], image)
+    with pytest.raises(TypeError, match=r"candidates\[0\]"):
+        codec.compress_best([colour], image)

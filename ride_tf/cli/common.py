@@ -9,9 +9,12 @@ import os
 
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
-           "read_for_model", "coded_image", "CodedImage", "MODEL_HELP"]
+           "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP"]
 
 MODEL_HELP = "a .keras model file (default: the shipped model for the image's mode, gray or rgb)"
+COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's channels one after the other), planes "
+               "(a gray model on the planes of a reversible colour transform) or best (both, with the shipped "
+               "models, keeping the shorter: twice the time; with --model or --mode, joint)")
 
 
 class CommandError(Exception):
@@ -187,14 +190,7 @@ def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, co
     channels = pixels.shape[-1]
     models = {} if models is None else models
     if channels == 3 and colour == "planes" and not to_gray and mode != "rgb":
-        name = model_path or "shipped gray model"
-        if name not in models:
-            models[name] = load_model(model_path) if model_path else shipped_model(1, "--model not given")
-        if models[name].num_channels != 1:
-            raise CommandError(f"{path}: --colour planes codes a colour image's planes with a gray model, but "
-                               f"{model_path} has {models[name].num_channels} channels")
-        return CodedImage(path, pixels, file_mode, models[name], name, "colour planes (RCT), each coded by the gray "
-                          "model", colour_transform="rct")
+        return _coded_by_planes(path, pixels, file_mode, model_path, models)
     if model_path:
         name = model_path
         if name not in models:
@@ -221,3 +217,32 @@ def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, co
     if name not in models:
         models[name] = shipped_model(wanted, "--model not given")
     return CodedImage(path, pixels, file_mode, models[name], name, note)
+
+
+def _coded_by_planes(path, pixels, file_mode, model_path, models):
+    """A colour image coded by the planes of the reversible colour transform with a gray model."""
+    name = model_path or "shipped gray model"
+    if name not in models:
+        models[name] = load_model(model_path) if model_path else shipped_model(1, "--model not given")
+    if models[name].num_channels != 1:
+        raise CommandError(f"{path}: --colour planes codes a colour image's planes with a gray model, but "
+                           f"{model_path} has {models[name].num_channels} channels")
+    return CodedImage(path, pixels, file_mode, models[name], name, "colour planes (RCT), each coded by the gray "
+                      "model", colour_transform="rct")
+
+
+def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=None, colour="best"):
+    """The ways `compress` / `size` try for an image file: a list of CodedImage (`coded_image`'s arguments).
+
+    colour "best" on a colour file with the shipped models (no --model, no
+    --mode, no --to-gray) gives two: joint with the rgb model and planes
+    with the gray model, of which the commands keep the shorter; otherwise
+    (and "best" with --model or --mode, which name one model) the one
+    `coded_image` picks, "best" standing for "joint" there.
+    """
+    models = {} if models is None else models
+    first = coded_image(path, model_path, mode, to_gray, models, colour="joint" if colour == "best" else colour)
+    if (colour == "best" and first.pixels.shape[-1] == 3 and first.colour_transform is None and not first.note
+            and model_path is None and mode is None):
+        return [first, _coded_by_planes(path, first.pixels, first.file_mode, None, models)]
+    return [first]

@@ -1,5 +1,5 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
-from ride_tf.cli.common import MODEL_HELP, CommandError, check_output_file, coded_image
+from ride_tf.cli.common import COLOUR_HELP, MODEL_HELP, CommandError, check_output_file, coded_candidates
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
 
 __all__ = ["add_parser", "run"]
@@ -16,9 +16,7 @@ def add_parser(commands, formatter):
     compress.add_argument("output", help="compressed file to write (.ride)")
     compress.add_argument("--model", help=MODEL_HELP)
     compress.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
-    compress.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING,
-                          help="how a colour file is coded: joint (the rgb model, a pixel's channels one after "
-                          "the other) or planes (a gray model on the planes of a reversible colour transform)")
+    compress.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING, help=COLOUR_HELP)
     compress.add_argument("--to-gray", action="store_true",
                           help="code a colour image's luma with a gray model (not lossless: said in the output)")
     compress.set_defaults(run=run)
@@ -30,15 +28,19 @@ def run(args):
     from ride_tf.io import atomic_write_bytes
 
     check_output_file(args.output)
-    coded = coded_image(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
-    image = coded.pixels
+    candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
     try:
-        data = codec.compress(coded.model, image, metadata=coded.file_mode.to_bytes(),
-                              colour_transform=coded.colour_transform)
+        data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], candidates[0].pixels,
+                                          metadata=candidates[0].file_mode.to_bytes())
     except ValueError as error:
         raise CommandError(f"{args.input}: {error}") from None
+    coded = candidates[index]
+    image = coded.pixels
     atomic_write_bytes(args.output, data)
-    note = f"; {coded.note}" if coded.note else ""
+    notes = [coded.note] if coded.note else []
+    if len(candidates) > 1:
+        notes.append(f"the shorter of {len(candidates)} codings (--colour best)")
+    note = "".join(f"; {n}" for n in notes)
     print(f"wrote {args.output}: {len(data)} bytes, {8 * len(data) / image.size:.4f} bit/px "
           f"({image.shape[0]} x {image.shape[1]} x {image.shape[2]}, mode {coded.file_mode.mode}, "
           f"{coded.model_name}{note})")

@@ -1,7 +1,7 @@
 """`ride-tf size IMAGES... [--model M]`: the exact compressed size of image files (what `compress` writes)."""
 import json
 
-from ride_tf.cli.common import MODEL_HELP, CommandError, coded_image
+from ride_tf.cli.common import COLOUR_HELP, MODEL_HELP, CommandError, coded_candidates
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
 
 __all__ = ["add_parser", "run"]
@@ -15,9 +15,7 @@ def add_parser(commands, formatter):
     size.add_argument("images", nargs="+", help="image files")
     size.add_argument("--model", help=MODEL_HELP)
     size.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
-    size.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING,
-                      help="how a colour file is coded: joint (the rgb model, a pixel's channels one after the "
-                      "other) or planes (a gray model on the planes of a reversible colour transform)")
+    size.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING, help=COLOUR_HELP)
     size.add_argument("--to-gray", action="store_true",
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--json", action="store_true", help="print JSON")
@@ -32,16 +30,24 @@ def run(args):
 
     models, rows = {}, []
     for path in args.images:
-        coded = coded_image(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
-        image = coded.pixels
-        try:
-            bits = float(compressed_size_bits(coded.model, image[np.newaxis], verbose=0 if args.json else 1,
-                                              colour_transform=coded.colour_transform)[0])
-        except ValueError as error:
-            raise CommandError(f"{path}: {error}") from None
+        candidates = coded_candidates(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
+        sizes = []
+        for coded in candidates:
+            try:
+                sizes.append(float(compressed_size_bits(coded.model, coded.pixels[np.newaxis],
+                                                        verbose=0 if args.json else 1,
+                                                        colour_transform=coded.colour_transform)[0]))
+            except ValueError as error:
+                raise CommandError(f"{path}: {error}") from None
+        index = min(range(len(sizes)), key=sizes.__getitem__)     # what `compress --colour best` keeps
+        coded, bits, image = candidates[index], sizes[index], candidates[index].pixels
+        note = coded.note
+        if len(candidates) > 1:
+            note = "; ".join([n for n in [note] if n] + ["the shorter of: " + ", ".join(
+                f"{c.model_name} {b / image.size:.4f}" for c, b in zip(candidates, sizes))])
         rows.append(dict(path=path, height=image.shape[0], width=image.shape[1], channels=image.shape[2],
                          mode=coded.file_mode.mode, model=coded.model_name, bits=bits, bytes=bits / 8,
-                         bits_per_pixel=bits / image.size, note=coded.note))
+                         bits_per_pixel=bits / image.size, note=note))
     if args.json:
         print(json.dumps(dict(model=args.model or "shipped", images=rows), indent=1))
         return

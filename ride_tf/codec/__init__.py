@@ -3,7 +3,7 @@
     data = ride_tf.compress(model, image)          # bytes
     image = ride_tf.decompress(model, data)        # uint8 [H, W, C], bit for bit
 
-    api        `compress`, `decompress`, `model_fingerprint`
+    api        `compress`, `compress_best`, `decompress`, `model_fingerprint`
     integer    the integer model: the coding tables in integer arithmetic, derived from the float model
     lookup     its lookup tables (tanh, sigmoid, exp, the normal CDF), computed exactly, shipped as data
     coding     encoding in one batched pass, decoding front by front (NumPy, the reference)
@@ -17,7 +17,8 @@ The names are imported on first use.
 from ride_tf.lazy_imports import lazy_exports
 
 _EXPORTS = {
-    **{name: "ride_tf.codec.api" for name in ("compress", "decompress", "model_fingerprint", "DECODERS")},
+    **{name: "ride_tf.codec.api" for name in ("compress", "compress_best", "decompress", "model_fingerprint",
+                                                           "DECODERS")},
     **{name: "ride_tf.codec.format" for name in (
         "CodecError", "Header", "read_header", "HEADER_SIZE", "MAGIC", "FORMAT_VERSION", "MAX_PIXELS",
         "MAX_METADATA")},

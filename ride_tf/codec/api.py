@@ -23,7 +23,7 @@ from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_co
 from ride_tf.codec.integer import integer_model
 from ride_tf.codec.rans import RansError
 
-__all__ = ["DECODERS", "compress", "decompress", "model_fingerprint"]
+__all__ = ["DECODERS", "compress", "compress_best", "decompress", "model_fingerprint"]
 
 
 def model_fingerprint(model):
@@ -66,6 +66,29 @@ def compress(model, image, metadata=b"", colour_transform=None):
         return write_container(image, planes.fingerprint(coder.integer.fingerprint, colour_transform),
                                planes.encode_planes(coder, image, colour_transform), bytes(metadata))
     return write_container(image, coder.integer.fingerprint, encode(coder, image), bytes(metadata))
+
+
+def compress_best(candidates, image, metadata=b""):
+    """The shortest of the files `compress` writes for one image under several codings: (bytes, index).
+
+    `candidates`: a non-empty sequence of (model, colour_transform) pairs,
+    e.g. [(rgb_model, None), (gray_model, "rct")] for a colour image coded
+    jointly or by planes; `index` is the position of the one kept (the first
+    of equal lengths).  Every file is self-describing (its header names the
+    model's fingerprint and the colour transform), so `decompress` with the
+    model that won reads it back like any other.  Costs one encoding per
+    candidate.
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("compress_best: candidates must hold at least one (model, colour_transform) pair.")
+    for k, candidate in enumerate(candidates):
+        if not (isinstance(candidate, (tuple, list)) and len(candidate) == 2):
+            raise TypeError(f"compress_best: candidates[{k}] must be a (model, colour_transform) pair, got "
+                            f"{type(candidate).__name__}.")
+    files = [compress(model, image, metadata, colour_transform) for model, colour_transform in candidates]
+    index = min(range(len(files)), key=lambda k: len(files[k]))
+    return files[index], index
 
 
 def decompress(model, data, decoder="auto"):
