@@ -1,5 +1,5 @@
 """ride_tf: RIDE, the recurrent image density estimator (Theis & Bethge, 2015), in TensorFlow/Keras."""
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 # The one place where dependencies are pinned.  TFP 0.25 imports tf_keras, and
 # tf-keras 2.21 needs the `tensorflow` wheel (not `tensorflow-cpu`).
@@ -20,6 +20,11 @@ EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
 # The PredictionService stub of export/grpc_client.py (the REST client needs nothing extra).
 SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
 
+# The codec's integer arithmetic in C (ride_tf.codec.native).  Optional: without a C compiler the package installs
+# and codes the same files with the NumPy reference path.  No -ffast-math: the kernels need exact int64 arithmetic.
+KERNELS = Extension("ride_tf.codec.kernels", sources=["ride_tf/codec/kernels.c"], extra_compile_args=["-O3", "-ffp-contract=off"],
+                    optional=True)
+
 setup(
     name="ride_tf",
     version="0.1.0",
@@ -30,5 +35,6 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES},
+    ext_modules=[KERNELS],
     entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )

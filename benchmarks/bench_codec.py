@@ -3,11 +3,12 @@
 Speed (first): the shipped gray model on the whole held-out photo camera
 (512 x 512) and the rgb model on coffee (400 x 600), one image at a time:
 pixels per second of the float forward pass (`pixel_log_prob(noise=False)`),
-`compressed_size_bits`, `compress` (encode), `decompress` (decode, checked bit
-for bit) and JPEG-XL lossless at effort 7 and 9 (encode and decode), with the
-ratios encode / forward and decode / forward (targets 0.5 and 0.3), for
-the NumPy decoder and the XLA-compiled one (whose first call, compilation
-included, is timed apart).  Each figure is the median of --repeats timed
+`compressed_size_bits`, `compress` (encode, the C kernels of
+`ride_tf.codec.native`), the reference encoder (NumPy and XLA, the same bytes),
+`decompress` (decode, checked bit for bit) with the native, NumPy and XLA
+decoders, and JPEG-XL lossless at effort 7 and 9 (encode and decode), with the
+ratios to the forward pass (targets: encode 0.5 and decode 0.3); the XLA
+decoder's first call (compilation included) is timed apart.  Each figure is the median of --repeats timed
 runs after an untimed one.
 
 For each data set, on the same images:
@@ -47,6 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import ride_tf  # noqa: E402
 from ride_tf import codec, datasets, discrete, pretrained  # noqa: E402
+from ride_tf.codec import coding  # noqa: E402
 from ride_tf.io import atomic_savefig, atomic_write_json  # noqa: E402
 
 CODECS = ("PNG", "JPEG-LS", "WebP lossless", "JPEG-XL lossless", "lzma")
@@ -128,11 +130,17 @@ def speed_row(model, image, repeats):
     row["forward"], _ = timed(lambda: model.pixel_log_prob(batch, noise=False), repeats)
     row["compressed_size_bits"], bits = timed(lambda: discrete.compressed_size_bits(model, batch)[0], repeats)
     row["encode"], data = timed(lambda: codec.compress(model, image), repeats)
-    row["decode"], decoded = timed(lambda: codec.decompress(model, data, decoder="numpy"), repeats)
+    coder = coding.coder_for_model(model)
+    row["encode (reference)"], stream = timed(lambda: coding.encode(coder, image.reshape(image.shape[:2] + (-1,)),
+                                                                    engine="reference"), repeats)
+    if not data.endswith(stream):
+        raise AssertionError("the reference encoder wrote other bytes than the native one")
+    row["decode"], decoded = timed(lambda: codec.decompress(model, data, decoder="native"), repeats)
+    row["decode (NumPy)"], reference = timed(lambda: codec.decompress(model, data, decoder="numpy"), repeats)
     first = {}
     row["decode (compiled)"], compiled = timed(lambda: codec.decompress(model, data, decoder="compiled"), repeats,
                                                first)
-    for result in (decoded, compiled):
+    for result in (decoded, reference, compiled):
         if not np.array_equal(result.reshape(image.shape), image):
             raise AssertionError("the RIDE codec did not reproduce the image")
     plain = image[..., 0] if image.shape[-1] == 1 else image
@@ -149,6 +157,8 @@ def speed_row(model, image, repeats):
     speeds["RIDE exact bit/px"] = bits / image.size
     speeds["encode / forward"] = speeds["encode"] / speeds["forward"]
     speeds["decode / forward"] = speeds["decode"] / speeds["forward"]
+    speeds["reference encode / forward"] = speeds["encode (reference)"] / speeds["forward"]
+    speeds["NumPy decode / forward"] = speeds["decode (NumPy)"] / speeds["forward"]
     speeds["compiled decode / forward"] = speeds["decode (compiled)"] / speeds["forward"]
     speeds["compiled first call s"] = first["seconds"]
     return speeds
@@ -163,11 +173,14 @@ def speed_table(photos, repeats):
         label = f"{name} {image.shape[0]} x {image.shape[1]} ({'rgb' if channels == 3 else 'gray'} model)"
         print(f"speed: {label}", flush=True)
         table[label] = speed_row(model, image, repeats)
-    columns = ["forward", "compressed_size_bits", "encode", "decode", "decode (compiled)", "JPEG-XL e7 encode",
-               "JPEG-XL e7 decode", "JPEG-XL e9 encode", "JPEG-XL e9 decode"]
-    ratios = {"encode / forward": "enc/fwd", "decode / forward": "dec/fwd", "compiled decode / forward": "xla/fwd"}
-    print("\npixels per second, one whole photo at a time (median of the timed runs; decode: NumPy, "
-          "decode (compiled): XLA, after its first call, which compiles)")
+    columns = ["forward", "compressed_size_bits", "encode", "encode (reference)", "decode", "decode (NumPy)",
+               "decode (compiled)", "JPEG-XL e7 encode", "JPEG-XL e7 decode", "JPEG-XL e9 encode",
+               "JPEG-XL e9 decode"]
+    ratios = {"encode / forward": "enc/fwd", "decode / forward": "dec/fwd", "reference encode / forward": "ref/fwd",
+              "NumPy decode / forward": "np/fwd", "compiled decode / forward": "xla/fwd"}
+    print("\npixels per second, one whole photo at a time (median of the timed runs; encode, decode: the C kernels; "
+          "encode (reference): NumPy and XLA; decode (NumPy); decode (compiled): XLA, after its first call, which "
+          "compiles)")
     print(f"{'':38s}" + "".join(f"{c:>19s}" for c in columns) + "".join(f"{c:>9s}" for c in ratios.values())
           + f"{'XLA 1st s':>10s}")
     for label, row in table.items():

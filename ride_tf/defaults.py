@@ -23,9 +23,10 @@ OBJECTIVES = ("density", "discrete")     # density of dequantized pixels, or the
 CELLS = ("stable", "paper")              # spatial LSTM cells (`ride_tf.nn.spatial_lstm`)
 OPTIMIZERS = ("adam", "sgd")
 COLOUR_MODES = ("gray", "rgb")           # how image files are read for a model: 1 or 3 channels
-# The codec's decoders (`ride_tf.codec.api.decompress`): NumPy front by front, or one XLA program per image
-# shape; "auto" compiles for images of at least COMPILE_PIXELS values or shapes already compiled.
-DECODERS = ("auto", "numpy", "compiled")
+# The codec's decoders (`ride_tf.codec.api.decompress`): the C kernels front by front ("native", built with the
+# package), NumPy front by front (the reference), or one XLA program per image shape; "auto" takes the native one
+# where it is built, else compiles for images of at least COMPILE_PIXELS values or shapes already compiled.
+DECODERS = ("auto", "native", "numpy", "compiled")
 # How `ride-tf compress` / `size` code a colour file: "joint" (an rgb model, a pixel's channels one after the
 # other), "planes" (a gray model on the planes of the reversible colour transform, `ride_tf.codec.planes`), or
 # "best": both with the shipped models, keeping the shorter (`ride_tf.codec.compress_best`; twice the time).

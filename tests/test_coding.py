@@ -31,7 +31,7 @@ def test_the_coding_order_visits_every_value_once_in_fronts_with_distinct_lanes(
 
 @pytest.mark.parametrize("channels, layers, order", [(1, 2, None), (3, 1, None), (1, 0, None), (3, 1, (2, 0, 1))])
 def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, layers, order):
-    """(start, freq) of every value: the encoder's one batched TensorFlow pass (bands of rows, LSTM states passed
+    """(start, freq) of every value: the reference encoder's batched pass (bands of rows, LSTM states passed
     on) equals the decoder's front-by-front NumPy pass, integer for integer (any coding order of the channels)."""
     model = small_ride(num_channels=channels, num_layers=layers)
     model.coding_order = order
@@ -41,7 +41,7 @@ def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, laye
     old = coding.PIXELS_PER_BAND
     try:
         coding.PIXELS_PER_BAND = 19 * 5          # bands of 5 rows: the states cross four band borders
-        start, freq = coder.intervals(image)
+        start, freq = coder.intervals(image, engine="reference")
     finally:
         coding.PIXELS_PER_BAND = old
     front_start, front_freq = coding.front_intervals(coder, image)
@@ -65,13 +65,10 @@ MATRIX_SCRIPT = textwrap.dedent("""
         if name.endswith(":file"):
             continue
         model = pretrained("rgb" if image.shape[-1] == 3 else "gray")
-        if sys.argv[3] == "encode":
-            out[name] = np.frombuffer(codec.compress(model, image), np.uint8)
-        else:
-            out[name] = codec.decompress(model, arrays[name + ":file"].tobytes(), decoder=sys.argv[5])
-    np.savez(sys.argv[4], **out)
+        out[name + ":encoded"] = np.frombuffer(codec.compress(model, image), np.uint8)
+        out[name + ":decoded"] = codec.decompress(model, arrays[name + ":file"].tobytes(), decoder=sys.argv[4])
+    np.savez(sys.argv[3], **out)
 """)
-
 
 
 def matrix_images():
@@ -84,13 +81,18 @@ def matrix_images():
             "colour constant": np.full((11, 5, 3), (10, 250, 128), np.uint8)}
 
 
-ENVIRONMENTS = {"defaults": {}, "oneDNN off": {"TF_ENABLE_ONEDNN_OPTS": "0"},
-                "AVX2 kernels": {"ONEDNN_MAX_CPU_ISA": "AVX2"}, "one thread": {"ONE_THREAD": "1"}}
-# The decoder each environment's decoding process runs (both must give the image back everywhere).
-DECODER_IN = {"defaults": "numpy", "oneDNN off": "compiled", "AVX2 kernels": "compiled", "one thread": "numpy"}
+# Processes unlike this one: other TensorFlow kernels (oneDNN off, oneDNN limited to AVX2), one thread, other
+# BLAS kernels for the native path's products (OpenBLAS's Haswell and its generic x86 kernels), and the reference
+# path instead of the C kernels; each with the decoder it runs.
+ENVIRONMENTS = {"oneDNN off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "compiled"),
+                "AVX2 kernels": ({"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}, "native"),
+                "one thread": ({"ONE_THREAD": "1"}, "numpy"),
+                "generic BLAS": ({"OPENBLAS_CORETYPE": "Prescott"}, "native"),
+                "no C kernels": ({"RIDE_TF_NATIVE": "0"}, "auto")}
 
 
-def run_matrix_process(environment, tmp_path, action, images, tag, decoder="numpy"):
+def run_matrix_process(environment, decoder, tmp_path, images, tag):
+    """Run MATRIX_SCRIPT in a process with `environment`: it encodes every image and decodes the files given."""
     source = tmp_path / f"{tag}-in.npz"
     target = tmp_path / f"{tag}-out.npz"
     np.savez(source, **images)
@@ -98,28 +100,31 @@ def run_matrix_process(environment, tmp_path, action, images, tag, decoder="nump
     script = tmp_path / "matrix.py"
     script.write_text(MATRIX_SCRIPT)
     result = subprocess.run([sys.executable, str(script), "1" if "ONE_THREAD" in environment else "0", str(source),
-                             action, str(target), decoder], capture_output=True, text=True, timeout=900, env=env)
+                             str(target), decoder], capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(np.load(target))
 
 
-def test_files_decode_bit_exactly_across_tensorflow_kernels_and_thread_counts(tmp_path):
-    """Encode under the defaults and decode under oneDNN off, AVX2 kernels and one thread; encode under each
-    of those and decode under the defaults: every file gives back its image (gray and colour; a photo, noise,
-    a constant image and odd sizes), with the NumPy decoder and with the XLA-compiled one."""
+def test_files_decode_bit_exactly_across_kernels_thread_counts_and_paths(tmp_path):
+    """Files encoded here (TensorFlow's defaults, the C kernels) decode bit for bit in processes with oneDNN off,
+    oneDNN and OpenBLAS limited to AVX2, one thread, OpenBLAS's generic kernels and without the C kernels, with
+    the native, NumPy and XLA decoders (and here with the native and NumPy ones); and each of those processes writes the same bytes as this one (gray and
+    colour; a photo, noise, a constant image and odd sizes)."""
     images = matrix_images()
-    files = {name: run_matrix_process(env, tmp_path, "encode", images, f"enc-{k}")
-             for k, (name, env) in enumerate(ENVIRONMENTS.items())}
     encoded_here = {name: np.frombuffer(codec.compress(pretrained("rgb" if im.shape[-1] == 3 else "gray"), im),
                                         np.uint8) for name, im in images.items()}
-    for environment, encoded in files.items():
-        for name in images:               # the same bytes whatever kernels encoded them
-            np.testing.assert_array_equal(encoded[name], encoded_here[name], err_msg=f"{environment}: {name}")
     payload = dict(images, **{f"{name}:file": data for name, data in encoded_here.items()})
-    for k, (name, env) in enumerate(ENVIRONMENTS.items()):
-        decoded = run_matrix_process(env, tmp_path, "decode", payload, f"dec-{k}", DECODER_IN[name])
-        for image_name, image in images.items():
-            np.testing.assert_array_equal(decoded[image_name], image, err_msg=f"{name}: {image_name}")
+    for k, (environment, (variables, decoder)) in enumerate(ENVIRONMENTS.items()):
+        result = run_matrix_process(variables, decoder, tmp_path, payload, f"env-{k}")
+        for name, image in images.items():
+            np.testing.assert_array_equal(result[name + ":encoded"], encoded_here[name],
+                                          err_msg=f"{environment}: {name} encoded to other bytes")
+            np.testing.assert_array_equal(result[name + ":decoded"], image, err_msg=f"{environment}: {name}")
+    for name, image in images.items():                    # and here (the XLA decoder: the oneDNN-off process)
+        model = pretrained("rgb" if image.shape[-1] == 3 else "gray")
+        for decoder in ("auto", "native", "numpy"):
+            np.testing.assert_array_equal(codec.decompress(model, encoded_here[name].tobytes(), decoder=decoder),
+                                          image, err_msg=f"{decoder}: {name}")
 
 
 def test_every_coding_order_decodes_and_costs_about_the_same():

@@ -6,7 +6,8 @@
     api        `compress`, `compress_best`, `decompress`, `model_fingerprint`
     integer    the integer model: the coding tables in integer arithmetic, derived from the float model
     lookup     its lookup tables (tanh, sigmoid, exp, the normal CDF), computed exactly, shipped as data
-    coding     encoding in one batched pass, decoding front by front (NumPy, the reference)
+    native     the same arithmetic compiled (C kernels, `kernels.c`): the fast encoder and decoder
+    coding     the coding order, encoding in one batched pass, decoding front by front (NumPy, the reference)
     compiled   the same decoding loop as one XLA program per image shape
     planes     colour by planes: a reversible colour transform, each plane coded by a gray model
     rans       interleaved rANS on (start, frequency) integers
@@ -24,8 +25,9 @@ _EXPORTS = {
         "MAX_METADATA")},
     **{name: "ride_tf.codec.integer" for name in ("IntegerModel", "integer_model", "TOTAL", "WINDOW")},
     "coder_for_model": "ride_tf.codec.coding",
-    **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "lookup", "coding", "compiled", "planes",
-                                                                "rans", "format")},
+    "NativeModel": "ride_tf.codec.native",
+    **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "lookup", "native", "coding", "compiled",
+                                                                "planes", "rans", "format")},
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,8 +17,8 @@ import numpy as np
 
 from ride_tf.checks import check_choice, check_images
 from ride_tf.defaults import COMPILE_PIXELS, DECODERS
-from ride_tf.codec import compiled, planes
-from ride_tf.codec.coding import coder_for_model, decode, encode
+from ride_tf.codec import compiled, native, planes
+from ride_tf.codec.coding import coder_for_model, decode, decode_native, encode
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
 from ride_tf.codec.integer import integer_model
 from ride_tf.codec.rans import RansError
@@ -95,9 +95,12 @@ def decompress(model, data, decoder="auto"):
     """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit (a colour image
     coded by planes with a grayscale model, `compress(..., colour_transform=...)`, decodes with that model).
 
-    `decoder`: one of `DECODERS` (the same pixels either way; "auto" compiles
-    the decoding loop with XLA for images of at least `COMPILE_PIXELS` values
-    or shapes already compiled in this process).  Raises `CodecError` for
+    `decoder`: one of `DECODERS`, the same pixels either way: "native" (the
+    C kernels of `ride_tf.codec.native`, the fastest), "numpy" (the
+    reference), "compiled" (one XLA program per image shape) or "auto" (native
+    where the kernels are built; else XLA for images of at least
+    `COMPILE_PIXELS` values or shapes already compiled in this process, NumPy
+    for the rest).  Raises `CodecError` for
     data that are not a ride-tf file, truncated or corrupted files, and files
     written with another model.
     """
@@ -114,9 +117,15 @@ def decompress(model, data, decoder="auto"):
                          "with the model that compressed it.")
     try:
         shape = (header.height, header.width)
-        use_compiled = decoder == "compiled" or (decoder == "auto" and (
-            header.height * header.width * header.channels >= COMPILE_PIXELS or compiled.is_compiled(coder, *shape)))
-        decoding = compiled.decode if use_compiled else decode
+        if decoder == "auto":
+            if native.AVAILABLE:
+                decoder = "native"
+            elif header.height * header.width * header.channels >= COMPILE_PIXELS or compiled.is_compiled(coder,
+                                                                                                           *shape):
+                decoder = "compiled"
+            else:
+                decoder = "numpy"
+        decoding = {"native": decode_native, "compiled": compiled.decode, "numpy": decode}[decoder]
         image = (planes.decode_planes(decoding, coder, payload, *shape, transform) if transform
                  else decoding(coder, payload, *shape))
     except RansError as error:

@@ -32,12 +32,13 @@ import threadpoolctl
 
 from ride_tf import geometry
 from ride_tf.quantization import NUM_BINS
+from ride_tf.codec import native
 from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
-
 from ride_tf.codec.rans import RansDecoder, RansEncoder
 
 
-__all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "code_length_bits",
+__all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "decode_native",
+           "code_length_bits",
            "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND", "STEP",
            "BLOCK"]
 
@@ -146,9 +147,16 @@ class IntegerCoder:
             out[i, j] = x
         return out, last
 
-    def intervals(self, image):
-        """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], band by band; the channels in
-        coding order (the c-th is channel `integer.order[c]`)."""
+    def intervals(self, image, engine="auto"):
+        """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C]; the channels in coding order
+        (the c-th is channel `integer.order[c]`).
+
+        `engine`: "native" (the C kernels, `ride_tf.codec.native`), "reference" (NumPy scan and XLA mixtures,
+        band by band, below) or "auto" (native where it is built): the same integers."""
+        if engine not in ("auto", "native", "reference"):
+            raise ValueError(f"IntegerCoder.intervals: engine must be 'auto', 'native' or 'reference', got {engine!r}.")
+        if engine == "native" or (engine == "auto" and native.AVAILABLE):
+            return native.native_model(self.integer).intervals(image)
         model = self.integer
         height, width, channels = image.shape
         r = self.r
@@ -190,14 +198,17 @@ def _pad_to(x, rows):
     return np.pad(x, [(0, rows - len(x)), (0, 0)]) if len(x) < rows else x
 
 
-def encode(coder, image):
-    """The rANS stream (bytes) of a uint8 image [H, W, C] under `coder`'s integer model."""
+def encode(coder, image, engine="auto"):
+    """The rANS stream (bytes) of a uint8 image [H, W, C] under `coder`'s integer model.  `engine` as in
+    `IntegerCoder.intervals` (the same bytes either way)."""
     height, width, channels = image.shape
-    start, freq = coder.intervals(image)
+    start, freq = coder.intervals(image, engine)
     lanes = num_lanes(height, width, channels)
     order, boundaries = steps(height, width, channels, coder.integer.nb_size, lanes)
     lane = (order // channels // width) % lanes
     start, freq = start.reshape(-1)[order], freq.reshape(-1)[order]
+    if engine != "reference" and native.AVAILABLE:
+        return native.encode_steps(lane, start, freq, boundaries, lanes)
     encoder = RansEncoder(lanes, TOTAL)
     encoder.extend(lane, start, freq, boundaries)
     return encoder.finish()
@@ -278,6 +289,14 @@ def wavefront_pass(coder, height, width, choose):
                                                (rows[part], cols[part], channel))
         canvas[rows[:, None] + r, cols[:, None] + r, natural] = values           # back in the natural order
     return canvas[r:, r:r + width].astype(np.uint8)
+
+
+def decode_native(coder, data, height, width):
+    """`decode` with the C kernels (`ride_tf.codec.native`): the same pixels for every stream, `RansError` for the
+    same streams; RuntimeError if the kernels are not built."""
+    native.require("decode_native")
+    lanes = num_lanes(height, width, coder.integer.num_channels)
+    return native.native_model(coder.integer).decode(data, height, width, lanes)
 
 
 def decode(coder, data, height, width):

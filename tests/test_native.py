@@ -1,0 +1,210 @@
+"""Tests of the compiled coding path (`ride_tf.codec.native`, the C kernels of `kernels.c`): every kernel computes
+the integer model's own NumPy integers, the native encoder's tables equal the reference encoder's, the native
+decoder gives back every image, and bad arguments raise instead of touching memory."""
+import numpy as np
+import pytest
+
+from ride_tf import RIDE, codec, datasets
+from ride_tf.codec import coding, native
+from ride_tf.codec.integer import NUMPY, TOTAL
+from ride_tf.codec.rans import RansEncoder, RansError
+from test_discrete import colour_dead_leaves, small_ride
+
+
+def variant(kind):
+    """Small models of every kind the integer model knows (cells, layers, architectures, colour orders)."""
+    if kind == "gray, 1 layer":
+        return small_ride(1, 1)
+    if kind == "gray, 2 layers":
+        return small_ride(1, 2, seed=1)
+    if kind == "gray, MCGSM only":
+        return small_ride(1, 0, seed=2)
+    if kind == "colour, 1 layer":
+        return small_ride(3, 1, seed=3)
+    if kind == "colour, order B R G":
+        model = small_ride(3, 1, seed=4)
+        model.coding_order = (2, 0, 1)
+        return model
+    config = dict(num_channels=1, num_hiddens=5, num_layers=2, num_components=3, num_scales=2, num_features=4)
+    if kind == "paper cell, extended, no skip inputs":
+        config.update(cell="paper", extended=True, skip_inputs=False)
+    model = RIDE(**config)
+    model.adapt(datasets.dead_leaves(4, size=20, seed=5))
+    rng = np.random.default_rng(6)
+    for v in model.trainable_variables:
+        v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
+    return model
+
+
+KINDS = ["gray, 1 layer", "gray, 2 layers", "gray, MCGSM only", "colour, 1 layer", "colour, order B R G",
+         "paper cell, extended, no skip inputs"]
+
+
+def images_for(channels):
+    rng = np.random.default_rng(channels)
+    if channels == 3:
+        leaves = colour_dead_leaves(1, 21)[0, :, :17]
+        return [leaves, rng.integers(0, 256, (6, 9, 3), dtype=np.uint8), np.full((4, 13, 3), 200, np.uint8),
+                np.zeros((1, 1, 3), np.uint8), rng.integers(0, 256, (9, 2, 3), dtype=np.uint8)]
+    leaves = datasets.dead_leaves(1, size=(19, 23), seed=2)[0][..., None]
+    return [leaves, rng.integers(0, 256, (11, 7, 1), dtype=np.uint8), np.full((5, 16, 1), 255, np.uint8),
+            np.array([[[3]]], np.uint8), rng.integers(0, 256, (2, 30, 1), dtype=np.uint8),
+            rng.integers(0, 256, (30, 2, 1), dtype=np.uint8)]
+
+
+def test_the_kernels_are_built():
+    """`make test` installs the package with its C kernels; without them the codec silently codes ten times
+    slower, so the test suite insists on them."""
+    assert native.AVAILABLE, native.IMPORT_ERROR
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_native_encoder_tables_equal_the_reference_encoders_and_the_decoders(kind):
+    """(start, freq) of every value of photo-like, noise, constant, 1 x 1 and narrow images: the native encoder
+    (anti-diagonals of the whole image, C kernels) equals the reference encoder (bands of rows, NumPy and XLA)
+    and the decoder's front-by-front pass, integer for integer."""
+    model = variant(kind)
+    coder = coding.coder_for_model(model)
+    for image in images_for(model.num_channels):
+        start, freq = coder.intervals(image, engine="native")
+        ref_start, ref_freq = coder.intervals(image, engine="reference")
+        np.testing.assert_array_equal(start, ref_start, err_msg=f"{kind} {image.shape}")
+        np.testing.assert_array_equal(freq, ref_freq, err_msg=f"{kind} {image.shape}")
+        front_start, front_freq = coding.front_intervals(coder, image)
+        np.testing.assert_array_equal(start, front_start)
+        np.testing.assert_array_equal(freq, front_freq)
+        assert freq.min() >= 1 and (start + freq).max() <= TOTAL
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_native_decoder_gives_back_every_image_as_the_numpy_decoder_does(kind):
+    model = variant(kind)
+    coder = coding.coder_for_model(model)
+    for image in images_for(model.num_channels):
+        data = coding.encode(coder, image)
+        height, width = image.shape[:2]
+        decoded = coding.decode_native(coder, data, height, width)
+        np.testing.assert_array_equal(decoded, image, err_msg=f"{kind} {image.shape}")
+        np.testing.assert_array_equal(coding.decode(coder, data, height, width), decoded)
+
+
+def test_the_cell_and_mixture_kernels_compute_the_integer_models_numpy_integers():
+    """One line of 40 pixels with random integer inputs in their full ranges: h, c of every layer (both cells)
+    and the mixture's weights and means equal `IntegerModel.cell_step_numpy` and `IntegerModel.mixture`."""
+    rng = np.random.default_rng(0)
+    for kind in ("gray, 2 layers", "paper cell, extended, no skip inputs", "colour, 1 layer"):
+        model = variant(kind)
+        integer = codec.integer_model(model)
+        nm = native.native_model(integer)
+        n, units = 40, integer.units
+        height, width, slots = n, 3 * n + 1, integer.radius + 2
+        line = (0, 3 * (n - 1), 3, n)          # pixel p at (p, 3 (n - 1) - 3 p): distinct rows
+        for layer in range(integer.num_layers):
+            bound = 2 ** 15 * (64 if integer.cell == "paper" else 1)
+            x = rng.integers(-2 ** 12, 2 ** 12, (n, nm.layer_weights[layer].shape[0])).astype(np.float64)
+            ring_h = rng.integers(-2 ** 15, 2 ** 15 + 1, (height + 1, slots, units)).astype(np.float64)
+            ring_c = rng.integers(-bound, bound + 1, (height + 1, slots, units)).astype(np.float64)
+            rows, cols = np.arange(n), 3 * (n - 1) - 3 * np.arange(n)
+            left = (rows + 1, (cols - 1) % slots)
+            up = (rows, cols % slots)
+            c_left, c_up = ring_c[left].copy(), ring_c[up].copy()
+            inputs = x.shape[1] - units * (4 if integer.extended else 2)
+            if integer.extended:                    # the products of an extended cell read the memories too
+                x[:, inputs + 2 * units:inputs + 3 * units], x[:, inputs + 3 * units:] = c_left, c_up
+            a = x @ nm.layer_weights[layer]
+            out = np.zeros((n, units))
+            native.kernels.cell(nm.capsule, layer, a, a.shape[1], ring_h, ring_c, height, width, slots, line, out,
+                                units, 0)
+            h_ref, c_ref = integer.cell_step_numpy(layer, x[:, :inputs], x[:, inputs:inputs + units], c_left,
+                                                   x[:, inputs + units:inputs + 2 * units], c_up)
+            np.testing.assert_array_equal(out, h_ref, err_msg=kind)
+            np.testing.assert_array_equal(ring_c[rows + 1, cols % slots], c_ref, err_msg=kind)
+            np.testing.assert_array_equal(ring_h[rows + 1, cols % slots], h_ref, err_msg=kind)
+        u = np.concatenate([rng.integers(-2 ** 12, 2 ** 12, (n, integer.num_inputs)),
+                            rng.integers(0, 2, (n, integer.num_offsets))], 1).astype(np.float64)
+        h = rng.integers(-2 ** 15, 2 ** 15 + 1, (n, units)).astype(np.float64)
+        v = integer.mcgsm_inputs(h, u, NUMPY)
+        weights, means = integer.mixture(v, u, NUMPY)
+        z = v if integer.reads_inputs else np.concatenate([v, u[:, :integer.num_inputs]], 1)
+        native_weights, native_means = nm.mixture(z)
+        np.testing.assert_array_equal(native_weights, weights, err_msg=kind)
+        np.testing.assert_array_equal(native_means, means, err_msg=kind)
+        assert (native_weights.sum(axis=1) == 2 ** 20).all()
+
+
+def test_the_rans_kernel_writes_the_reference_encoders_bytes_and_refuses_what_it_refuses():
+    rng = np.random.default_rng(2)
+    lanes, steps = 5, 300
+    bounds, lane_list = [0], []
+    for _ in range(steps):
+        k = int(rng.integers(1, lanes + 1))
+        lane_list.append(rng.permutation(lanes)[:k])
+        bounds.append(bounds[-1] + k)
+    lane = np.concatenate(lane_list)
+    freq = rng.integers(1, 5000, len(lane))
+    freq[::7] = 1                                            # rare symbols: words are emitted
+    start = rng.integers(0, TOTAL - freq + 1)
+    reference = RansEncoder(lanes, TOTAL)
+    reference.extend(lane, start, freq, bounds)
+    data = native.encode_steps(lane, start, freq, bounds, lanes)
+    assert data == reference.finish() and len(data) > 8 * lanes + 4 * 10
+    step = next(k for k in range(steps) if bounds[k + 1] - bounds[k] >= 2)
+    bad_lanes = lane.copy()
+    bad_lanes[bounds[step] + 1] = bad_lanes[bounds[step]]   # two symbols of one step on one lane
+    with pytest.raises(ValueError, match="distinct lanes"):
+        native.encode_steps(bad_lanes, start, freq, bounds, lanes)
+    with pytest.raises(ValueError, match="distinct lanes"):
+        native.encode_steps(np.full(len(lane), lanes), start, freq, bounds, lanes)
+    zero = freq.copy()
+    zero[3] = 0
+    with pytest.raises(ValueError, match="freq >= 1"):
+        native.encode_steps(lane, start, zero, bounds, lanes)
+    with pytest.raises(ValueError, match="boundaries"):
+        native.encode_steps(lane, start, freq, bounds[:-1], lanes)
+
+
+def test_truncated_and_corrupted_streams_raise_or_fail_the_checks():
+    """A stream cut short raises RansError (never reads past its end); a stream with a flipped word either raises
+    or decodes to another image (the container's checksum then refuses it, `test_codec.py`)."""
+    model = variant("gray, 1 layer")
+    coder = coding.coder_for_model(model)
+    image = images_for(1)[0]
+    data = coding.encode(coder, image)
+    height, width = image.shape[:2]
+    with pytest.raises(RansError):
+        coding.decode_native(coder, data[:-4], height, width)
+    with pytest.raises(RansError):
+        coding.decode_native(coder, data[:-3], height, width)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x40
+    try:
+        decoded = coding.decode_native(coder, bytes(flipped), height, width)
+    except RansError:
+        return
+    assert not np.array_equal(decoded, image)
+
+
+def test_kernel_arguments_are_checked_before_any_memory_is_touched():
+    """Wrong dtypes, short buffers and lines of pixels that leave the image raise TypeError / ValueError."""
+    model = variant("gray, 1 layer")
+    nm = native.native_model(codec.integer_model(model))
+    image = np.zeros((4, 5, 1), np.uint8)
+    out = np.zeros((4, nm.width_u))
+    native.kernels.inputs(nm.capsule, image, 4, 5, (0, 4, 3, 2), False, out, nm.width_u, 0)
+    with pytest.raises(ValueError, match="leaves the image"):
+        native.kernels.inputs(nm.capsule, image, 4, 5, (0, 4, 1, 6), False, out, nm.width_u, 0)
+    with pytest.raises(ValueError, match="outside its buffer"):
+        native.kernels.inputs(nm.capsule, image, 4, 5, (0, 4, 1, 4), False, out[:2], nm.width_u, 0)
+    with pytest.raises(TypeError, match="dtype"):
+        native.kernels.inputs(nm.capsule, image.astype(np.int64), 4, 5, (0, 4, 3, 2), False, out, nm.width_u, 0)
+    with pytest.raises(ValueError, match="holds"):
+        native.kernels.inputs(nm.capsule, image[:1], 4, 5, (0, 4, 3, 2), False, out, nm.width_u, 0)
+    with pytest.raises(TypeError):
+        native.kernels.cell(nm.capsule, 0, np.zeros((2, 5 * nm.units), np.float32), 5 * nm.units,
+                            np.zeros((5, 4, nm.units)), np.zeros((5, 4, nm.units)), 4, 5, 4, (0, 4, 3, 2), None, 0, 0)
+    with pytest.raises(ValueError, match="layer"):
+        native.kernels.cell(nm.capsule, 3, np.zeros((2, 5 * nm.units)), 5 * nm.units, np.zeros((5, 4, nm.units)),
+                            np.zeros((5, 4, nm.units)), 4, 5, 4, (0, 4, 3, 2), None, 0, 0)
+    with pytest.raises(ValueError, match="holds"):
+        native.kernels.cell(nm.capsule, 0, np.zeros((2, 5 * nm.units)), 5 * nm.units, np.zeros((2, 4, nm.units)),
+                            np.zeros((5, 4, nm.units)), 4, 5, 4, (0, 4, 3, 2), None, 0, 0)
