@@ -16,8 +16,9 @@ def add_parser(commands, formatter):
     decompress.add_argument("--model", help="the .keras model that compressed the file (default: the shipped "
                             "model that wrote it, found by the fingerprint in the file's header)")
     decompress.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
-                            help="NumPy front by front, or the decoding loop compiled by XLA (faster on large "
-                            "images after a compilation of a few seconds); auto: compiled from 2^20 values")
+                            help="native: the C kernels (the fastest); numpy: front by front, the reference; "
+                            "compiled: the decoding loop compiled by XLA (a few seconds to compile); auto: native "
+                            "where the kernels are built, else compiled from 2^20 values. The same pixels")
     decompress.set_defaults(run=run)
     return decompress
 

@@ -100,7 +100,7 @@ typedef struct {
     int64_t *table_memory;
     Affine layer[MAX_LAYERS];
     Affine responses, gate, means;
-    int64_t *gate_squares;                          /* [F, components] */
+    double *gate_squares;                           /* [F, components], integers below 2^52 */
     double *logit_factor_scaled, *logit_offset;     /* [K] */
     int64_t *inverse_widths, *width_shifts;         /* [channels, K] */
     int64_t *regressions;                           /* [components, channels, channels] at 2^-16 */
@@ -283,7 +283,7 @@ static PyObject *k_model(PyObject *self, PyObject *args) {
         get_affine(m, dict, "gate", m->components, &m->gate) < 0 ||
         get_affine(m, dict, "means", (Py_ssize_t)m->components * m->channels, &m->means) < 0)
         goto fail;
-    if (!(m->gate_squares = copy_item(m, dict, "gate_squares", 'q', (Py_ssize_t)m->features * m->components, NULL)) ||
+    if (!(m->gate_squares = copy_item(m, dict, "gate_squares", 'd', (Py_ssize_t)m->features * m->components, NULL)) ||
         !(m->logit_factor_scaled = copy_item(m, dict, "logit_factor_scaled", 'd', m->experts, NULL)) ||
         !(m->logit_offset = copy_item(m, dict, "logit_offset", 'd', m->experts, NULL)) ||
         !(m->inverse_widths = copy_item(m, dict, "inverse_widths", 'q', (Py_ssize_t)m->channels * m->experts, NULL)) ||
@@ -582,19 +582,24 @@ static void normalise(int64_t *w, int experts) {
 
 /* One pixel's mixture from b, its products [F + components + components C]: weights [K] (sum 2^20) and the
    components' means [components, C] (at 2^-16, channels in coding order). */
-static void mixture_at(const Model *m, const double *b, int64_t *weights, int64_t *means, int64_t *scratch) {
+static void mixture_at(const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch) {
     int features = m->features, components = m->components, scales = m->scales, experts = m->experts;
-    int64_t *squares = scratch;                       /* [F] */
+    double *squares = scratch, *acc = scratch + features;       /* [F], [components] */
     int64_t *logits = weights;
     for (int f = 0; f < features; f++) {
         int64_t r = rescale(b[f] + m->responses.bias[f], m->responses.scale[f], m->responses.low,
                             m->responses.high);
-        squares[f] = (r * r) >> 20;                  /* r^2 >= 0 */
+        squares[f] = (double)((r * r) >> 20);        /* r^2 >= 0, below 2^40 */
+    }
+    /* the gate's products on the squared responses: float64 sums of integers whose absolute values add up to
+       less than 2^52 (`quantize_linear`), exact in any order */
+    for (int comp = 0; comp < components; comp++) acc[comp] = b[features + comp];
+    for (int f = 0; f < features; f++) {
+        const double *row = m->gate_squares + (Py_ssize_t)f * components;
+        for (int comp = 0; comp < components; comp++) acc[comp] += squares[f] * row[comp];
     }
     for (int comp = 0; comp < components; comp++) {
-        int64_t acc = (int64_t)b[features + comp];
-        for (int f = 0; f < features; f++) acc += squares[f] * m->gate_squares[f * components + comp];
-        int64_t t = rescale((double)acc + m->gate.bias[comp], m->gate.scale[comp], m->gate.low, m->gate.high);
+        int64_t t = rescale(acc[comp] + m->gate.bias[comp], m->gate.scale[comp], m->gate.low, m->gate.high);
         for (int s = 0; s < scales; s++) {
             int k = comp * scales + s;
             /* |t| <= 2^30 and the factor < 2^21 times a power of two: the product is exact, below 2^52 */
@@ -707,14 +712,15 @@ static inline int64_t mean_bin(const Model *m, const int64_t *w, const int64_t *
 }
 
 typedef struct {
-    int64_t *weights, *means, *mean, *scratch, *values;
+    int64_t *weights, *means, *mean, *values;
+    double *scratch;                                /* `mixture_at`'s [F + components] */
 } Scratch;
 
 static int scratch_alloc(const Model *m, Scratch *s, Py_ssize_t n) {
     s->weights = malloc(sizeof(int64_t) * (n * m->experts + 1));
     s->means = malloc(sizeof(int64_t) * (n * m->components * m->channels + 1));
     s->mean = malloc(sizeof(int64_t) * (m->experts + 1));
-    s->scratch = malloc(sizeof(int64_t) * (m->features + m->experts + 1));
+    s->scratch = malloc(sizeof(double) * (m->features + m->components + 1));
     s->values = malloc(sizeof(int64_t) * (n * m->channels + 1));
     if (!s->weights || !s->means || !s->mean || !s->scratch || !s->values) return -1;
     return 0;
@@ -755,7 +761,7 @@ static PyObject *k_mixture(PyObject *self, PyObject *args) {
         PyBuffer_Release(&wv);
         return NULL;
     }
-    int64_t *scratch = malloc(sizeof(int64_t) * (m->features + 1));
+    double *scratch = malloc(sizeof(double) * (m->features + m->components + 1));
     if (!scratch) {
         PyBuffer_Release(&bv);
         PyBuffer_Release(&wv);
@@ -879,7 +885,7 @@ static PyObject *k_decode(PyObject *self, PyObject *args) {
     const uint64_t *words = wv.buf;
     uint8_t *image = iv.buf;
     const uint64_t low_state = (uint64_t)TOTAL << 8;
-    int64_t *mixture_scratch = s.scratch;
+    double *mixture_scratch = s.scratch;
     for (Py_ssize_t p = 0; p < n; p++)
         mixture_at(m, (const double *)bv.buf + p * ldb, s.weights + p * m->experts,
                    s.means + p * m->components * channels, mixture_scratch);

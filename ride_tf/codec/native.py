@@ -82,7 +82,7 @@ def _constants(integer, gate_squares):
                reads_inputs=int(bool(integer.reads_inputs)), radius=integer.radius,
                offsets=_as(geometry.causal_offsets(integer.nb_size), np.int64).reshape(-1),
                input_mean=_as(integer.input_mean, np.float64).reshape(-1),
-               gate_squares=_as(gate_squares, np.int64),
+               gate_squares=_as(gate_squares, np.float64),
                logit_factor_scaled=_as(integer.logit_factor_scaled, np.float64),
                logit_offset=_as(integer.logit_offset, np.float64),
                inverse_widths=_as(integer.inverse_widths_int, np.int64),
