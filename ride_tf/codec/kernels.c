@@ -149,13 +149,17 @@ static int get_buffer(PyObject *obj, Py_buffer *view, char kind, Py_ssize_t coun
     return 0;
 }
 
+/* dict[key], or NULL with a KeyError naming it. */
+static PyObject *get_item(PyObject *dict, const char *key) {
+    PyObject *obj = PyDict_GetItemString(dict, key);
+    if (!obj) PyErr_Format(PyExc_KeyError, "kernels.model: missing %s", key);
+    return obj;
+}
+
 /* A copy of dict[key] (an array of `count` items of `kind`; count < 0: any length, stored in *length). */
 static void *copy_item(Model *m, PyObject *dict, const char *key, char kind, Py_ssize_t count, Py_ssize_t *length) {
-    PyObject *obj = PyDict_GetItemString(dict, key);
-    if (!obj) {
-        PyErr_Format(PyExc_KeyError, "kernels.model: missing %s", key);
-        return NULL;
-    }
+    PyObject *obj = get_item(dict, key);
+    if (!obj) return NULL;
     Py_buffer view;
     if (get_buffer(obj, &view, kind, count, 0, key) < 0) return NULL;
     Py_ssize_t items = view.len / view.itemsize;
@@ -183,21 +187,15 @@ static void *copy_item(Model *m, PyObject *dict, const char *key, char kind, Py_
 }
 
 static int get_int(PyObject *dict, const char *key, long *out) {
-    PyObject *obj = PyDict_GetItemString(dict, key);
-    if (!obj) {
-        PyErr_Format(PyExc_KeyError, "kernels.model: missing %s", key);
-        return -1;
-    }
+    PyObject *obj = get_item(dict, key);
+    if (!obj) return -1;
     *out = PyLong_AsLong(obj);
     return (*out == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
 static int get_double(PyObject *dict, const char *key, double *out) {
-    PyObject *obj = PyDict_GetItemString(dict, key);
-    if (!obj) {
-        PyErr_Format(PyExc_KeyError, "kernels.model: missing %s", key);
-        return -1;
-    }
+    PyObject *obj = get_item(dict, key);
+    if (!obj) return -1;
     *out = PyFloat_AsDouble(obj);
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
@@ -326,6 +324,17 @@ static int check_rows(Py_ssize_t items, Py_ssize_t n, Py_ssize_t ld, Py_ssize_t 
     return 0;
 }
 
+/* A writable float64 buffer holding the rows of n pixels (`check_rows`); released again when it does not. */
+static int get_rows(PyObject *obj, Py_buffer *view, Py_ssize_t n, Py_ssize_t ld, Py_ssize_t offset, Py_ssize_t width,
+                    const char *name) {
+    if (get_buffer(obj, view, 'd', -1, 1, name) < 0) return -1;
+    if (check_rows(view->len / 8, n, ld, offset, width, name) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 /* Ring buffers of one layer: h and c, [H + 1, S, U] each. */
 typedef struct {
     double *h, *c;
@@ -366,13 +375,8 @@ static PyObject *k_inputs(PyObject *self, PyObject *args) {
     if (!m || check_line(&line, height, width) < 0) return NULL;
     Py_buffer image, out;
     if (get_buffer(image_obj, &image, 'B', height * width * m->channels, 0, "image") < 0) return NULL;
-    if (get_buffer(out_obj, &out, 'd', -1, 1, "out") < 0) {
+    if (get_rows(out_obj, &out, line.n, ld, offset, only_centred ? m->inputs : m->width_u, "out") < 0) {
         PyBuffer_Release(&image);
-        return NULL;
-    }
-    if (check_rows(out.len / 8, line.n, ld, offset, only_centred ? m->inputs : m->width_u, "out") < 0) {
-        PyBuffer_Release(&image);
-        PyBuffer_Release(&out);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
@@ -419,13 +423,7 @@ static PyObject *k_states(PyObject *self, PyObject *args) {
     Py_buffer hv, cv, out;
     Ring ring;
     if (get_ring(h_obj, c_obj, &hv, &cv, &ring, height, slots, units) < 0) return NULL;
-    if (get_buffer(out_obj, &out, 'd', -1, 1, "out") < 0) {
-        PyBuffer_Release(&hv);
-        PyBuffer_Release(&cv);
-        return NULL;
-    }
-    if (check_rows(out.len / 8, line.n, ld, offset, parts * units, "out") < 0) {
-        PyBuffer_Release(&out);
+    if (get_rows(out_obj, &out, line.n, ld, offset, parts * units, "out") < 0) {
         PyBuffer_Release(&hv);
         PyBuffer_Release(&cv);
         return NULL;
@@ -533,18 +531,11 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
         PyBuffer_Release(&av);
         return NULL;
     }
-    if (has_out) {
-        int bad = get_buffer(out_obj, &out, 'd', -1, 1, "out") < 0;
-        if (!bad && check_rows(out.len / 8, line.n, ld, offset, units, "out") < 0) {
-            PyBuffer_Release(&out);
-            bad = 1;
-        }
-        if (bad) {
-            PyBuffer_Release(&av);
-            PyBuffer_Release(&hv);
-            PyBuffer_Release(&cv);
-            return NULL;
-        }
+    if (has_out && get_rows(out_obj, &out, line.n, ld, offset, units, "out") < 0) {
+        PyBuffer_Release(&av);
+        PyBuffer_Release(&hv);
+        PyBuffer_Release(&cv);
+        return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t p = 0; p < line.n; p++) {
