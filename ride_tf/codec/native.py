@@ -132,8 +132,9 @@ class NativeModel:
         self.natural = _as(m.order, np.int64)
 
     # ------------------------------------------------------------ one line of pixels
-    def _lstm(self, rings, image, line, ring_line, ring_height, slots, x, a, out, ld, offset):
-        """The LSTM layers of a line of pixels: states from and to `rings`; the top layer's h into `out`."""
+    def _lstm(self, rings, image, line, slots, x, a, out, ld, offset):
+        """The LSTM layers of a line of pixels: states from and to `rings` ([H + 1, slots, U] each); the top
+        layer's h into out[offset + p ld ...]; x, a: the scratch of `_buffers`."""
         height, width = image.shape[:2]
         n = line[3]
         for layer in range(self.layers):
@@ -141,16 +142,16 @@ class NativeModel:
             if layer == 0:
                 kernels.inputs(self.capsule, image, height, width, line, False, x[0], x[0].shape[1], 0)
             column = self.width_u if layer == 0 else self.units
-            kernels.states(self.capsule, ring_h, ring_c, ring_height, width, slots, ring_line, x[layer],
-                           x[layer].shape[1], column)
+            kernels.states(self.capsule, ring_h, ring_c, height, width, slots, line, x[layer], x[layer].shape[1],
+                           column)
             np.matmul(x[layer][:n], self.layer_weights[layer], out=a[:n])
             top = layer == self.layers - 1
             target, target_ld, target_offset = (out, ld, offset) if top else (x[layer + 1], x[layer + 1].shape[1], 0)
-            kernels.cell(self.capsule, layer, a, a.shape[1], ring_h, ring_c, ring_height, width, slots, ring_line,
-                         target, target_ld, target_offset)
+            kernels.cell(self.capsule, layer, a, a.shape[1], ring_h, ring_c, height, width, slots, line, target,
+                         target_ld, target_offset)
 
-    def _buffers(self, rows, height):
-        """The scratch of a line of up to `rows` pixels: x per layer, a; and ring buffers of `height` rows."""
+    def _buffers(self, rows):
+        """The scratch of a line of up to `rows` pixels: the products' inputs x per layer and their results a."""
         widths = [self.width_u] + [self.units] * (self.layers - 1)
         parts = 4 if self.integer.extended else 2
         x = [np.zeros((rows, w + parts * self.units)) for w in widths]
@@ -182,7 +183,7 @@ class NativeModel:
             if starts[d + 1] - starts[groups[-1]] >= PIXELS_PER_GROUP or d == len(diagonals) - 1:
                 groups.append(d + 1)
         longest = int(lengths.max())
-        x, a = self._buffers(longest, height)
+        x, a = self._buffers(longest)
         rings = [(np.zeros((height + 1, 2, self.units)), np.zeros((height + 1, 2, self.units)))
                  for _ in range(self.layers)]
 
@@ -202,10 +203,12 @@ class NativeModel:
                     line = (i0, d - i0, 1, n)
                     offset = (int(starts[d]) - first) * self.z_width
                     if self.layers:
-                        self._lstm(rings, image, line, line, height, 2, x, a, z, self.z_width, offset)
+                        self._lstm(rings, image, line, 2, x, a, z, self.z_width, offset)
                     column = self.units if self.layers else 0
                     kernels.inputs(self.capsule, image, height, width, line, not self.integer.reads_inputs, z,
                                    self.z_width, offset + column)
+                if len(pending) >= 2:               # at most two groups wait for their tables (memory)
+                    pending.pop(0).result()
                 pending.append(pool.submit(tables, first, last, z))
             for future in pending:
                 future.result()
@@ -223,7 +226,7 @@ class NativeModel:
         image = np.zeros((height, width, channels), np.uint8)
         slots = r + 2
         longest = int(min(height, -(-width // (r + 1))))
-        x, a = self._buffers(longest, height)
+        x, a = self._buffers(longest)
         z = np.zeros((longest, self.z_width))
         b = np.zeros((longest, self.b_width))
         rings = [(np.zeros((height + 1, slots, self.units)), np.zeros((height + 1, slots, self.units)))
@@ -240,7 +243,7 @@ class NativeModel:
                     continue
                 line = (i_lo, t - (r + 1) * i_lo, r + 1, n)
                 if self.layers:
-                    self._lstm(rings, image, line, line, height, slots, x, a, z, self.z_width, 0)
+                    self._lstm(rings, image, line, slots, x, a, z, self.z_width, 0)
                 kernels.inputs(self.capsule, image, height, width, line, not integer.reads_inputs, z, self.z_width,
                                column)
                 np.matmul(z[:n], self.mixture_weights, out=b[:n])
