@@ -1,6 +1,8 @@
 """Tests of the compiled coding path (`ride_tf.codec.native`, the C kernels of `kernels.c`): every kernel computes
 the integer model's own NumPy integers, the native encoder's tables equal the reference encoder's, the native
 decoder gives back every image, and bad arguments raise instead of touching memory."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,31 @@ def test_kernel_arguments_are_checked_before_any_memory_is_touched():
     with pytest.raises(ValueError, match="holds"):
         native.kernels.cell(nm.capsule, 0, np.zeros((2, 5 * nm.units)), 5 * nm.units, np.zeros((2, 4, nm.units)),
                             np.zeros((5, 4, nm.units)), 4, 5, 4, (0, 4, 3, 2), None, 0, 0)
+
+
+def test_models_outside_the_kernels_range_are_coded_on_the_reference_path():
+    """An integer model whose width shifts leave [0, 62] is not `usable` (so the codec's automatic choices take the
+    reference path): NativeModel and the C constructor refuse it with a message, as they refuse missing and empty
+    constants."""
+    model = variant("gray, 1 layer")
+    integer = codec.integer_model(model)
+    assert native.usable(integer)
+    odd = copy.copy(integer)
+    odd.width_shifts = integer.width_shifts - 40
+    odd.width_shifts_t = np.ascontiguousarray(odd.width_shifts.T)
+    assert not native.usable(odd)
+    with pytest.raises(ValueError, match="width shifts"):
+        native.NativeModel(odd)
+    dim_v = integer.responses.weights.shape[0]
+    constants = native.model_constants(odd, integer.gate.weights[dim_v:])
+    with pytest.raises(ValueError, match="width shift"):
+        native.kernels.model(constants)
+    good = native.model_constants(integer, integer.gate.weights[dim_v:])
+    native.kernels.model(good)
+    with pytest.raises(ValueError, match="empty"):
+        native.kernels.model(dict(good, tanh=good["tanh"][:0]))
+    with pytest.raises(TypeError, match="dtype"):
+        native.kernels.model(dict(good, phi=good["phi"].astype(np.float64)))
+    del good["phi"]
+    with pytest.raises(KeyError, match="phi"):
+        native.kernels.model(good)

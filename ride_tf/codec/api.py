@@ -118,7 +118,7 @@ def decompress(model, data, decoder="auto"):
     try:
         shape = (header.height, header.width)
         if decoder == "auto":
-            if native.AVAILABLE:
+            if native.usable(coder.integer):
                 decoder = "native"
             elif header.height * header.width * header.channels >= COMPILE_PIXELS or compiled.is_compiled(coder,
                                                                                                            *shape):

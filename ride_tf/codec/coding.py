@@ -155,7 +155,7 @@ class IntegerCoder:
         band by band, below) or "auto" (native where it is built): the same integers."""
         if engine not in ("auto", "native", "reference"):
             raise ValueError(f"IntegerCoder.intervals: engine must be 'auto', 'native' or 'reference', got {engine!r}.")
-        if engine == "native" or (engine == "auto" and native.AVAILABLE):
+        if engine == "native" or (engine == "auto" and native.usable(self.integer)):
             return native.native_model(self.integer).intervals(image)
         model = self.integer
         height, width, channels = image.shape

@@ -43,12 +43,9 @@
 #define MAX_UNITS 4096
 #define PAPER_MEMORY 64
 
-/* floor(x / 2^s) for s >= 0, x 2^-s for s < 0 (the TensorFlow arithmetic's floor(x 2^-s)). */
-static inline int64_t floor_shift(int64_t x, int64_t s) {
-    if (s < 0) return x * ((int64_t)1 << (-s));
-    if (s >= 63) return x < 0 ? -1 : 0;
-    return x >= 0 ? (x >> s) : ~((~x) >> s);
-}
+/* floor(x / 2^s) for 0 <= s <= 62 (`model` checks the width shifts), without relying on how >> treats negative
+   numbers. */
+static inline int64_t floor_shift(int64_t x, int64_t s) { return x >= 0 ? (x >> s) : ~((~x) >> s); }
 
 static inline int64_t clip64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
@@ -289,6 +286,11 @@ static PyObject *k_model(PyObject *self, PyObject *args) {
         !(m->regressions = copy_item(m, dict, "regressions", 'q',
                                      (Py_ssize_t)m->components * m->channels * m->channels, NULL)))
         goto fail;
+    for (Py_ssize_t k = 0; k < (Py_ssize_t)m->channels * m->experts; k++)
+        if (m->width_shifts[k] < 0 || m->width_shifts[k] > 62) {
+            PyErr_SetString(PyExc_ValueError, "kernels.model: a width shift lies outside [0, 62]");
+            goto fail;
+        }
     PyObject *capsule = PyCapsule_New(m, CAPSULE, model_free);
     if (capsule) return capsule;
 fail:

@@ -53,7 +53,8 @@ else:
     except ImportError as error:            # built without a C compiler: the reference path codes the same files
         kernels, IMPORT_ERROR = None, error
 
-__all__ = ["AVAILABLE", "NativeModel", "native_model", "require", "encode_steps", "PIXELS_PER_GROUP"]
+__all__ = ["AVAILABLE", "NativeModel", "native_model", "model_constants", "require", "usable", "encode_steps",
+           "PIXELS_PER_GROUP"]
 
 AVAILABLE = kernels is not None
 # Pixels per group of anti-diagonals whose mixtures the encoder computes at once (bounds its memory: about
@@ -69,12 +70,20 @@ def require(owner="the compiled coding path"):
                            "reference path (decoder='numpy').")
 
 
+def usable(integer):
+    """Whether the kernels are built and cover this integer model: its experts' width shifts s (z = (d G) >> s)
+    lie in [0, 62], as in every model trained here (22-30); other models code on the reference path."""
+    shifts = np.asarray(integer.width_shifts)
+    return AVAILABLE and shifts.size > 0 and 0 <= int(shifts.min()) and int(shifts.max()) <= 62
+
+
 def _as(array, dtype):
     return np.ascontiguousarray(array, dtype)
 
 
-def _constants(integer, gate_squares):
-    """The dict of `kernels.model`: sizes, lookup tables and the integer model's per-column constants."""
+def model_constants(integer, gate_squares):
+    """The dict of `kernels.model`: sizes, lookup tables and the integer model's per-column constants
+    (`gate_squares`: the gate's rows on the squared responses, [F, components])."""
     tables = lookup.load()
     out = dict(channels=integer.num_channels, components=integer.num_components, scales=integer.num_scales,
                features=integer.responses.weights.shape[1], units=integer.units, layers=integer.num_layers,
@@ -111,6 +120,9 @@ class NativeModel:
 
     def __init__(self, integer):
         require("NativeModel")
+        if not usable(integer):
+            raise ValueError("NativeModel: the integer model's width shifts lie outside [0, 62]; code it on the "
+                             "reference path (decoder='numpy').")
         self.integer = m = integer
         self.channels, self.units, self.layers, self.radius = m.num_channels, m.units, m.num_layers, m.radius
         self.width_u = m.num_inputs + m.num_offsets
@@ -128,7 +140,7 @@ class NativeModel:
             bottom = np.concatenate([np.zeros((m.num_inputs, features + m.num_components)), means_c], 1)
             self.mixture_weights = _as(np.concatenate([top, bottom], 0), np.float64)
         self.z_width, self.b_width = self.mixture_weights.shape
-        self.capsule = kernels.model(_constants(m, gate_squares))
+        self.capsule = kernels.model(model_constants(m, gate_squares))
         self.natural = _as(m.order, np.int64)
 
     # ------------------------------------------------------------ one line of pixels
