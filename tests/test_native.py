@@ -76,6 +76,8 @@ def test_native_encoder_tables_equal_the_reference_encoders_and_the_decoders(kin
         np.testing.assert_array_equal(start, front_start)
         np.testing.assert_array_equal(freq, front_freq)
         assert freq.min() >= 1 and (start + freq).max() <= TOTAL
+    with pytest.raises(ValueError, match="engine must be one of"):
+        coder.intervals(image, engine="fast")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -8,20 +8,19 @@ front are consecutive, so the pixels of a round have distinct lanes.
 
 Encoding is one batched pass over the known image (teacher forcing): the
 integer model's cumulative tables at every pixel's value and the next bin
-give its (start, frequency), band by band of rows (`IntegerCoder.code_band`,
-the spatial LSTM states passed from band to band), and the rANS coder codes
-them in the order above.
+give its (start, frequency) (`IntegerCoder.intervals`), and the rANS coder
+codes them in the order above (`encode`).  Where the C kernels are built
+(`ride_tf.codec.native`) both steps run there; the reference pass here runs
+the LSTM in NumPy band by band of rows and the mixtures in XLA.
 
-Decoding keeps the wavefront order.  For each front, `IntegerCoder.front`
-gathers nothing itself: the caller passes the front's causal windows (from
-the image decoded so far) and the LSTM states of the two earlier fronts that
-hold the pixels' left and upper neighbours, and gets the front's states and
-its mixtures; then, per channel, `window` gives each pixel's cumulative
-table on `WINDOW` bins around its mixture's mean, the rANS slots are looked
-up there, and the rare pixels whose slot lies outside their window get their
-full 257-entry table (`full`).  Both sides compute the same integers, so the
-decoder reproduces the encoder's tables exactly; `tests/test_coding.py` checks
-it table for table.
+Decoding keeps the wavefront order: `decode_native` (the C kernels), and
+`decode`, the reference, front by front in NumPy (`wavefront_pass`): each
+front's inputs from the image decoded so far, its LSTM states from those of
+the fronts that hold the pixels' left and upper neighbours, its mixtures,
+then per channel and round the cumulative tables around each mixture's mean
+where the lanes' rANS slots are looked up.  Every path computes the same
+integers, so the decoder reproduces the encoder's tables exactly;
+`tests/test_coding.py` and `tests/test_native.py` check it table for table.
 """
 import concurrent.futures
 import math
@@ -31,6 +30,7 @@ import tensorflow as tf
 import threadpoolctl
 
 from ride_tf import geometry
+from ride_tf.checks import check_choice
 from ride_tf.quantization import NUM_BINS
 from ride_tf.codec import native
 from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
@@ -38,9 +38,12 @@ from ride_tf.codec.rans import RansDecoder, RansEncoder
 
 
 __all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "decode_native",
-           "code_length_bits",
-           "pixel_code_length_bits", "wavefront_pass", "front_intervals", "MAX_LANES", "PIXELS_PER_BAND", "STEP",
-           "BLOCK"]
+           "code_length_bits", "pixel_code_length_bits", "wavefront_pass", "front_intervals", "ENGINES", "MAX_LANES",
+           "PIXELS_PER_BAND", "STEP", "BLOCK"]
+
+# The encoder's engines (`IntegerCoder.intervals`): the C kernels, the NumPy/XLA reference, or the first where it
+# can run.
+ENGINES = ("auto", "native", "reference")
 
 MAX_LANES = 32
 # Pixels per band of rows of the encoder's batched pass (bounds its memory: about 1 KB per pixel).
@@ -84,7 +87,8 @@ def coder_for_model(model):
 class IntegerCoder:
     """An integer model with the encoder's batched pass: every pixel's (start, freq) from a known image.
 
-    The pass has two parts.  The spatial LSTM runs along the anti-diagonals
+    `intervals` runs it with the C kernels where they are built
+    (`ride_tf.codec.native`); the reference pass, described here, has two parts.  The spatial LSTM runs along the anti-diagonals
     of bands of rows in NumPy (`scan_states`; float64 BLAS products of
     integers, which TensorFlow's CPU kernels compute several times slower),
     the states of a band's last row carried into the next band.  The mixture
@@ -153,8 +157,7 @@ class IntegerCoder:
 
         `engine`: "native" (the C kernels, `ride_tf.codec.native`), "reference" (NumPy scan and XLA mixtures,
         band by band, below) or "auto" (native where it is built): the same integers."""
-        if engine not in ("auto", "native", "reference"):
-            raise ValueError(f"IntegerCoder.intervals: engine must be 'auto', 'native' or 'reference', got {engine!r}.")
+        check_choice("IntegerCoder.intervals", "engine", engine, ENGINES)
         if engine == "native" or (engine == "auto" and native.usable(self.integer)):
             return native.native_model(self.integer).intervals(image)
         model = self.integer
