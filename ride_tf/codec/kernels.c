@@ -451,14 +451,14 @@ static PyObject *k_states(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------ the spatial LSTM cell */
 /* One pixel's cell: a the products x W [5 U] (float64 integers), the neighbours' memories; writes h, c. */
 static void cell_at(const Model *m, int layer, const double *a, const double *c_left, const double *c_up, double *h,
-                    double *c) {
+                    double *c, int32_t *work) {
     const Affine *lin = &m->layer[layer];
     const int units = m->units;
     const double one = (double)((int64_t)1 << STATE_BITS);
     const double bound = m->paper ? one * PAPER_MEMORY : one;
     /* In phases over the units, so that the compiler vectorises all but the lookups.  Every value fits int32
        (pre-activations +-2^14, table values < 2^25), every double below is an integer or an exact quotient. */
-    int32_t pre[5 * MAX_UNITS], gate[5 * MAX_UNITS], e[4 * MAX_UNITS];
+    int32_t *pre = work, *gate = work + 5 * units, *e = work + 10 * units;     /* `work`: 14 U int32 */
     for (int col = 0; col < 5 * units; col++) {
         double y = (a[col] + lin->bias[col]) * lin->scale[col];
         y = y < lin->low ? lin->low : (y > lin->high ? lin->high : y);       /* the bounds are +-2^14 */
@@ -539,15 +539,24 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
         PyBuffer_Release(&cv);
         return NULL;
     }
+    int32_t *work = malloc(sizeof(int32_t) * (14 * units + 1));
+    if (!work) {
+        PyBuffer_Release(&av);
+        PyBuffer_Release(&hv);
+        PyBuffer_Release(&cv);
+        if (has_out) PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t p = 0; p < line.n; p++) {
         Py_ssize_t i = line.i0 + p, j = line.j0 - line.slope * p;
         double *h = ring_at(ring.h, &ring, i + 1, j), *c = ring_at(ring.c, &ring, i + 1, j);
         cell_at(m, layer, (const double *)av.buf + p * lda, ring_at(ring.c, &ring, i + 1, j - 1),
-                ring_at(ring.c, &ring, i, j), h, c);
+                ring_at(ring.c, &ring, i, j), h, c, work);
         if (has_out) memcpy((double *)out.buf + offset + p * ld, h, units * sizeof(double));
     }
     Py_END_ALLOW_THREADS
+    free(work);
     PyBuffer_Release(&av);
     PyBuffer_Release(&hv);
     PyBuffer_Release(&cv);
