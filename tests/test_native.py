@@ -55,8 +55,8 @@ def images_for(channels):
 
 
 def test_the_kernels_are_built():
-    """`make test` installs the package with its C kernels; without them the codec silently codes ten times
-    slower, so the test suite insists on them."""
+    """`make test` installs the package with its C kernels; without them the codec silently encodes about two and
+    decodes three to five times more slowly (docs/codec.md), so the test suite insists on them."""
     assert native.AVAILABLE, native.IMPORT_ERROR
 
 
