@@ -184,6 +184,19 @@ def test_compress_uses_the_pretrained_model_by_default(workdir, capsys):
                                   np.array(Image.open(workdir / "leaf1.png")))
 
 
+def test_model_takes_the_name_of_a_shipped_model(workdir, capsys):
+    """`--model NAME` with NAME from `ride_tf.pretrained.available()` (and no file of that name) uses that shipped
+    model: the size it prints is that model's exact size, and its file decodes with the same name."""
+    image = np.array(Image.open(workdir / "leaf2.png"))
+    status, out, _ = in_process(workdir, capsys, "size", "leaf2.png", "--model", "gray-small")
+    assert status == 0
+    bits = float(ride_tf.compressed_size_bits(ride_tf.pretrained("gray-small"), image[None])[0])
+    assert f"{bits / 8:.1f}" in out, out
+    assert in_process(workdir, capsys, "compress", "leaf2.png", "leaf2s.ride", "--model", "gray-small")[0] == 0
+    assert in_process(workdir, capsys, "decompress", "leaf2s.ride", "leaf2s.png", "--model", "gray-small")[0] == 0
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "leaf2s.png")), image)
+
+
 def test_codec_commands_report_bad_files_in_one_line(workdir, capsys):
     (workdir / "junk.ride").write_bytes(b"RIDE" + bytes(10))
     for args, message in [(("decompress", "junk.ride", "x.png"), "not a ride-tf"),

@@ -11,7 +11,8 @@ __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "posit
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP"]
 
-MODEL_HELP = "a .keras model file (default: the shipped model for the image's mode, gray or rgb)"
+MODEL_HELP = ("a .keras model file, or the name of a shipped model (gray, rgb, gray-small, ...; default: the shipped "
+              "model for the image's mode, gray or rgb)")
 COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's channels one after the other), planes "
                "(a gray model on the planes of a reversible colour transform) or best (both, with the shipped "
                "models, keeping the shorter: twice the time; with --model or --mode, joint)")
@@ -75,9 +76,13 @@ positive_float.__name__ = "number"
 
 # ------------------------------------------------------------------ models
 def load_model(path):
-    """A `RIDE` from a .keras file, or a CommandError that says why not."""
+    """A `RIDE` from a .keras file, or the shipped model of that name (`ride_tf.pretrained.available()`) when no
+    such file exists; a CommandError that says why not."""
+    from ride_tf import pretrained
     from ride_tf.model import load_model as load
 
+    if not os.path.exists(path) and path in pretrained.available():
+        return pretrained.load(path)
     try:
         model = load(path)
     except ValueError as error:

@@ -13,7 +13,8 @@ def add_parser(commands, formatter):
                                      "model; the PNG has the pixels and the mode of the compressed image.")
     decompress.add_argument("input", help="compressed file (.ride)")
     decompress.add_argument("output", help="PNG file to write")
-    decompress.add_argument("--model", help="the .keras model that compressed the file (default: the shipped "
+    decompress.add_argument("--model", help="the .keras model, or the name of the shipped model, that compressed "
+                            "the file (default: the shipped "
                             "model that wrote it, found by the fingerprint in the file's header)")
     decompress.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
                             help="native: the C kernels (the fastest); numpy: front by front, the reference; "
