@@ -1,7 +1,8 @@
 """The RIDE codec against the standard lossless codecs: speed and bit/px, side by side in one run.
 
 Speed (first): the shipped gray model on the whole held-out photo camera
-(512 x 512) and the rgb model on coffee (400 x 600), one image at a time:
+(512 x 512) and the rgb model on coffee (400 x 600) (`--models` names other
+shipped models), one image at a time:
 pixels per second of the float forward pass (`pixel_log_prob(noise=False)`),
 `compressed_size_bits`, `compress` (encode, the C kernels of
 `ride_tf.codec.native`), the reference encoder (NumPy and XLA, the same bytes),
@@ -164,13 +165,14 @@ def speed_row(model, image, repeats):
     return speeds
 
 
-def speed_table(photos, repeats):
-    """{name: speed_row} for the shipped models on whole photos (gray: camera; colour: coffee)."""
+def speed_table(models, repeats):
+    """{label: speed_row} for shipped models on whole photos: gray models on camera, colour ones on coffee."""
     table = {}
-    for name, channels in photos:
+    for model_name in models:
+        model = ride_tf.pretrained(model_name)
+        name, channels = ("coffee", 3) if model.num_channels == 3 else ("camera", 1)
         image = pretrained.load_photo(name, channels, crop=False)
-        model = ride_tf.pretrained("rgb" if channels == 3 else "gray")
-        label = f"{name} {image.shape[0]} x {image.shape[1]} ({'rgb' if channels == 3 else 'gray'} model)"
+        label = f"{name} {image.shape[0]} x {image.shape[1]} ({model_name} model)"
         print(f"speed: {label}", flush=True)
         table[label] = speed_row(model, image, repeats)
     columns = ["forward", "compressed_size_bits", "encode", "encode (reference)", "decode", "decode (NumPy)",
@@ -215,9 +217,11 @@ def main():
     parser.add_argument("--figure", help="write a bar chart (PNG) here")
     parser.add_argument("--speed-only", action="store_true", help="only the speed table")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per speed figure")
+    parser.add_argument("--models", nargs="+", default=["gray", "rgb"],
+                        help="shipped models of the speed table (gray ones on camera, colour ones on coffee)")
     args = parser.parse_args()
 
-    speed = speed_table([("camera", 1), ("coffee", 3)], args.repeats)
+    speed = speed_table(args.models, args.repeats)
     if args.speed_only:
         if args.json:
             atomic_write_json(args.json, dict(command=" ".join(sys.argv), speed=speed))
