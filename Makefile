@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat setup.py ride_tf/codec/kernels.c | cksum | cut -d" " -f1)
+STAMP := $(VENV)/.installed-$(shell cat setup.py ride_tf/codec/*.c | cksum | cut -d" " -f1)
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1

@@ -24,6 +24,9 @@ SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
 # and codes the same files with the NumPy reference path.  No -ffast-math: the kernels need exact int64 arithmetic.
 KERNELS = Extension("ride_tf.codec.kernels", sources=["ride_tf/codec/kernels.c"], extra_compile_args=["-O3", "-ffp-contract=off"],
                     optional=True)
+# The palette coder of ride_tf.codec.palette in C (the same bytes as its Python reference, ~100 times faster).
+PALETTE_KERNELS = Extension("ride_tf.codec.palette_kernels", sources=["ride_tf/codec/palette.c"],
+                            extra_compile_args=["-O3"], optional=True)
 
 setup(
     name="ride_tf",
@@ -35,6 +38,6 @@ setup(
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES},
-    ext_modules=[KERNELS],
+    ext_modules=[KERNELS, PALETTE_KERNELS],
     entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )

@@ -43,6 +43,7 @@ _EXPORTS = {
     "export_saved_model": "ride_tf.export",
     "compress": "ride_tf.codec.api",
     "compress_best": "ride_tf.codec.api",
+    "compress_palette": "ride_tf.codec.api",
     "decompress": "ride_tf.codec.api",
     "CodecError": "ride_tf.codec.format",
     "compressed_size_bits": "ride_tf.discrete",

@@ -32,6 +32,10 @@ DECODERS = ("auto", "native", "numpy", "compiled")
 # "best": both with the shipped models, keeping the shorter (`ride_tf.codec.compress_best`; twice the time).
 COLOUR_CODINGS = ("best", "joint", "planes")
 COLOUR_CODING = "best"
+# Whether `ride-tf compress` / `size` try the palette coder (`ride_tf.codec.palette`, no model; images of at most
+# 4096 colours: screenshots, plots): "auto" tries it beside the model and keeps the shorter, "never" does not,
+# "only" codes with it alone.  Without --palette: "auto", or "never" where --model or --mode names the model.
+PALETTE_CODINGS = ("auto", "never", "only")
 COMPILE_PIXELS = 1 << 20
 
 # ------------------------------------------------------------- the model

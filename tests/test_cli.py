@@ -266,14 +266,16 @@ def test_colour_files_coded_by_planes_round_trip_and_size_says_what_compress_wri
 
 def test_colour_best_keeps_the_shorter_of_joint_and_planes(workdir, capsys):
     """--colour best (the default): `size` reports min(joint, planes) of the shipped models and `compress`
-    writes the shorter of the two files, which decompresses to the same pixels; --mode rgb names one model."""
+    writes the shorter of the two files, which decompresses to the same pixels; --mode rgb names one model.
+    (--palette never: on this small piecewise-constant image the palette coder would win.)"""
     rng = np.random.default_rng(11)
     base = datasets.dead_leaves(1, size=(18, 22), seed=6)[0].astype(np.int32)
     rgb = np.stack([base, (base + rng.integers(0, 9, base.shape)) % 256, (base // 2 + 40)], -1).astype(np.uint8)
     Image.fromarray(rgb).save(workdir / "best.png")
     bits = {}
     for colour in ("joint", "planes", "best"):
-        status, out, err = in_process(workdir, capsys, "size", "best.png", "--colour", colour, "--json")
+        status, out, err = in_process(workdir, capsys, "size", "best.png", "--colour", colour, "--json", "--palette",
+                                      "never")
         assert status == 0, err
         bits[colour] = json.loads(out)["images"][0]
     assert bits["best"]["bits"] == min(bits["joint"]["bits"], bits["planes"]["bits"])
@@ -282,16 +284,51 @@ def test_colour_best_keeps_the_shorter_of_joint_and_planes(workdir, capsys):
     lengths = {}
     for colour in ("joint", "planes", "best"):
         args = [] if colour == "best" else ["--colour", colour]
-        status, out, err = in_process(workdir, capsys, "compress", "best.png", f"best_{colour}.ride", *args)
+        status, out, err = in_process(workdir, capsys, "compress", "best.png", f"best_{colour}.ride", *args,
+                                      "--palette", "never")
         assert status == 0, err
         lengths[colour] = len((workdir / f"best_{colour}.ride").read_bytes())
-    assert "the shorter of 2 codings" in out, out
+    assert "the shortest of 2 codings" in out, out
     assert lengths["best"] == min(lengths["joint"], lengths["planes"]), lengths
     status, out, err = in_process(workdir, capsys, "decompress", "best_best.ride", "best_back.png")
     assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "best_back.png")), rgb)
     status, out, err = in_process(workdir, capsys, "size", "best.png", "--mode", "rgb", "--json")
     assert status == 0 and json.loads(out)["images"][0]["bits"] == bits["joint"]["bits"], err
+
+
+def test_the_palette_coder_is_tried_beside_the_models_and_decodes_without_one(workdir, capsys):
+    """--palette auto (the default): on a drawn screen image the palette coder's file is the shortest, `size`
+    reports its payload, and `decompress` needs no model; --palette never keeps the model, --palette only codes
+    with the palette coder alone and refuses a model option and an image of more than 4096 colours."""
+    from test_palette import window
+
+    Image.fromarray(window(96, 160)).save(workdir / "window.png")
+    status, out, err = in_process(workdir, capsys, "compress", "window.png", "window.ride")
+    assert status == 0 and "palette coder" in out and "the shortest of 3 codings" in out, (out, err)
+    data = (workdir / "window.ride").read_bytes()
+    assert codec.is_palette_file(codec.read_header(data))
+    status, out, err = in_process(workdir, capsys, "size", "window.png", "--json")
+    row = json.loads(out)["images"][0]
+    assert status == 0 and row["model"] == "palette coder", err
+    assert row["bits"] == 8 * (len(data) - codec.read_header(data).size)
+    for decoder in ("auto", "numpy"):
+        status, out, err = in_process(workdir, capsys, "decompress", "window.ride", "window_back.png", "--decoder",
+                                      decoder)
+        assert status == 0, err
+        np.testing.assert_array_equal(np.array(Image.open(workdir / "window_back.png")), window(96, 160))
+    status, out, err = in_process(workdir, capsys, "compress", "window.png", "model.ride", "--palette", "never")
+    assert status == 0 and "palette coder" not in out and "shipped" in out, out
+    assert len((workdir / "model.ride").read_bytes()) > len(data)
+    status, out, err = in_process(workdir, capsys, "compress", "window.png", "only.ride", "--palette", "only")
+    assert status == 0 and (workdir / "only.ride").read_bytes() == data, err
+    status, out, err = in_process(workdir, capsys, "compress", "window.png", "x.ride", "--palette", "only",
+                                  "--mode", "rgb")
+    assert status == 1 and "drop --mode" in err, err
+    noise = np.random.default_rng(3).integers(0, 256, (70, 70, 3)).astype(np.uint8)
+    Image.fromarray(noise).save(workdir / "noise.png")
+    status, out, err = in_process(workdir, capsys, "compress", "noise.png", "x.ride", "--palette", "only")
+    assert status == 1 and err.count("\n") == 1 and "distinct colours, more than 4096" in err, err
 
 
 @pytest.fixture(scope="module")
@@ -437,7 +474,7 @@ def test_compress_then_decompress_gives_back_every_mode_exactly_or_refuses_in_on
 def test_a_colour_file_picks_the_colour_model_and_an_explicit_gray_model_is_refused(workdir, capsys):
     files = mode_files(workdir)
     rgb = files["rgb"][0].name
-    status, out, err = in_process(workdir, capsys, "size", rgb, "--json", "--colour", "joint")
+    status, out, err = in_process(workdir, capsys, "size", rgb, "--json", "--colour", "joint", "--palette", "never")
     assert status == 0, err
     row = json.loads(out)["images"][0]
     assert row["channels"] == 3 and row["model"] == "shipped rgb model" and row["note"] == ""

@@ -192,3 +192,27 @@ def test_compress_best_keeps_the_shortest_file_and_refuses_bad_candidates(gray, 
         codec.compress_best([], image)
     with pytest.raises(TypeError, match=r"candidates\[0\]"):
         codec.compress_best([colour], image)
+
+
+def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_model(gray):
+    """palette=True: on a drawn screen image the palette coder's file (index len(candidates)) is shorter than
+    the model's and equals `compress_palette`'s; it decodes with any model or None (every decoder choice).  A
+    model's file with None is refused by name; an image of more than 4096 colours is not given to the palette
+    coder, and `compress_palette` refuses it."""
+    from test_palette import window
+
+    image = window(48, 80, channels=1)
+    data, index = codec.compress_best([(gray, None)], image, palette=True)
+    assert index == 1 and data == codec.compress_palette(image)
+    assert len(data) < len(codec.compress(gray, image))
+    assert codec.is_palette_file(codec.read_header(data))
+    for decoder in codec.DECODERS[:1] + codec.DECODERS[2:]:
+        np.testing.assert_array_equal(codec.decompress(None, data, decoder=decoder), image)
+    np.testing.assert_array_equal(codec.decompress(gray, data), image)
+    with pytest.raises(ValueError, match="pass that model"):
+        codec.decompress(None, codec.compress(gray, image))
+    codes = np.random.default_rng(5).integers(0, 1 << 24, (80, 80))
+    rgb = np.stack([(codes >> (8 * c)) & 255 for c in range(3)], -1).astype(np.uint8)
+    assert codec.compress_best([(gray, "rct")], rgb, palette=True)[1] == 0
+    with pytest.raises(ValueError, match="distinct colours, more than 4096"):
+        codec.compress_palette(rgb)

@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "ride_tf")
 LAYERS = [
     ["checks", "defaults", "lazy_imports", "runtime", "codec.rans", "codec.format"],
     ["io", "data", "nn", "training", "codec"],
-    ["data.files", "data.leaves", "data.synthetic", "codec.lookup"],
+    ["data.files", "data.leaves", "data.synthetic", "codec.lookup", "codec.palette"],
     ["data.bsds", "data.van_hateren"],
     ["quantization", "geometry"],
     ["data.streaming", "neighbourhoods", "preprocessing"],

@@ -9,13 +9,19 @@ import os
 
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
-           "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP"]
+           "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
+           "PALETTE_NAME", "palette_choice"]
 
 MODEL_HELP = ("a .keras model file, or the name of a shipped model (gray, rgb, gray-small, ...; default: the shipped "
               "model for the image's mode, gray or rgb)")
 COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's channels one after the other), planes "
                "(a gray model on the planes of a reversible colour transform) or best (both, with the shipped "
                "models, keeping the shorter: twice the time; with --model or --mode, joint)")
+
+PALETTE_HELP = ("the palette coder (no model; images of at most 4096 colours, such as screenshots and plots, where it "
+                "beats the models): auto tries it beside the model and keeps the shorter, never does not, only codes "
+                "with it alone (default: auto, or never with --model or --mode, which name the model to measure)")
+PALETTE_NAME = "palette coder"
 
 
 class CommandError(Exception):
@@ -251,3 +257,15 @@ def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=Non
             and model_path is None and mode is None):
         return [first, _coded_by_planes(path, first.pixels, first.file_mode, None, models)]
     return [first]
+
+
+def palette_choice(args):
+    """The --palette choice of a command: as given, else "auto" (or "never" when --model or --mode names a model);
+    --palette only with an option that chooses a model is refused (it codes without one)."""
+    given = [name for name, value in (("--model", args.model), ("--mode", args.mode), ("--to-gray", args.to_gray))
+             if value]
+    if args.palette == "only" and given:
+        raise CommandError(f"--palette only codes the image's own pixels without a model; drop {', '.join(given)}")
+    if args.palette is None:
+        return "never" if args.model or args.mode else "auto"
+    return args.palette

@@ -1,6 +1,7 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
-from ride_tf.cli.common import COLOUR_HELP, MODEL_HELP, CommandError, check_output_file, coded_candidates
-from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, check_output_file,
+                               coded_candidates, palette_choice, read_exact)
+from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
 
@@ -19,6 +20,7 @@ def add_parser(commands, formatter):
     compress.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING, help=COLOUR_HELP)
     compress.add_argument("--to-gray", action="store_true",
                           help="code a colour image's luma with a gray model (not lossless: said in the output)")
+    compress.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
     compress.set_defaults(run=run)
     return compress
 
@@ -28,19 +30,30 @@ def run(args):
     from ride_tf.io import atomic_write_bytes
 
     check_output_file(args.output)
-    candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
-    try:
-        data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], candidates[0].pixels,
-                                          metadata=candidates[0].file_mode.to_bytes())
-    except ValueError as error:
-        raise CommandError(f"{args.input}: {error}") from None
-    coded = candidates[index]
-    image = coded.pixels
+    args.palette = palette_choice(args)
+    if args.palette == "only":
+        image, file_mode = read_exact(args.input)
+        try:
+            data = codec.compress_palette(image, metadata=file_mode.to_bytes())
+        except ValueError as error:
+            raise CommandError(f"{args.input}: {error}") from None
+        name, notes = PALETTE_NAME, []
+    else:
+        candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
+        image, file_mode = candidates[0].pixels, candidates[0].file_mode
+        with_palette = args.palette == "auto" and codec.palette.applicable(image)
+        try:
+            data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
+                                              metadata=file_mode.to_bytes(), palette=with_palette)
+        except ValueError as error:
+            raise CommandError(f"{args.input}: {error}") from None
+        coded = candidates[index if index < len(candidates) else 0]     # the palette coder codes candidates[0].pixels
+        name = PALETTE_NAME if index == len(candidates) else coded.model_name
+        notes = [coded.note] if coded.note else []
+        tried = len(candidates) + with_palette
+        if tried > 1:
+            notes.append(f"the shortest of {tried} codings")
     atomic_write_bytes(args.output, data)
-    notes = [coded.note] if coded.note else []
-    if len(candidates) > 1:
-        notes.append(f"the shorter of {len(candidates)} codings (--colour best)")
     note = "".join(f"; {n}" for n in notes)
     print(f"wrote {args.output}: {len(data)} bytes, {8 * len(data) / image.size:.4f} bit/px "
-          f"({image.shape[0]} x {image.shape[1]} x {image.shape[2]}, mode {coded.file_mode.mode}, "
-          f"{coded.model_name}{note})")
+          f"({image.shape[0]} x {image.shape[1]} x {image.shape[2]}, mode {file_mode.mode}, {name}{note})")

@@ -15,11 +15,13 @@ def add_parser(commands, formatter):
     decompress.add_argument("output", help="PNG file to write")
     decompress.add_argument("--model", help="the .keras model, or the name of the shipped model, that compressed "
                             "the file (default: the shipped "
-                            "model that wrote it, found by the fingerprint in the file's header)")
+                            "model that wrote it, found by the fingerprint in the file's header; files of the palette "
+                            "coder need none)")
     decompress.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
                             help="native: the C kernels (the fastest); numpy: front by front, the reference; "
                             "compiled: the decoding loop compiled by XLA (a few seconds to compile); auto: native "
-                            "where the kernels are built, else compiled from 2^20 values. The same pixels")
+                            "where the kernels are built, else compiled from 2^20 values. The same pixels. Files of "
+                            "the palette coder: native or auto the C coder, the others its Python reference")
     decompress.set_defaults(run=run)
     return decompress
 
@@ -35,9 +37,12 @@ def run(args):
         data = stream.read()
     try:
         header = codec.read_header(data)
-        model = load_model(args.model) if args.model else shipped_model_for_file(header, args.input)
+        if codec.is_palette_file(header):
+            model = None                # the palette coder needs no model
+        else:
+            model = load_model(args.model) if args.model else shipped_model_for_file(header, args.input)
         image = codec.decompress(model, data, decoder=args.decoder)
-    except codec.CodecError as error:
+    except ValueError as error:             # CodecError, or a decoder that is not built here
         raise CommandError(f"{args.input}: {error}") from None
     try:
         file_mode = (FileMode.from_bytes(header.metadata) if header.metadata

@@ -1,8 +1,9 @@
 """`ride-tf size IMAGES... [--model M]`: the exact compressed size of image files (what `compress` writes)."""
 import json
 
-from ride_tf.cli.common import COLOUR_HELP, MODEL_HELP, CommandError, coded_candidates
-from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, coded_candidates,
+                               palette_choice, read_exact)
+from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
 
@@ -11,13 +12,15 @@ def add_parser(commands, formatter):
     size = commands.add_parser("size", help="exact compressed size of image files", formatter_class=formatter,
                                description="The exact ideal code length of each image under the model: "
                                "sum over all pixels of -log2 P(8-bit value | earlier pixels).  Without --model "
-                               "each image is measured with the shipped model for its mode (gray or rgb).")
+                               "each image is measured with the shipped model for its mode (gray or rgb).  The "
+                               "palette coder's size is its payload's (what `compress` writes, less the header).")
     size.add_argument("images", nargs="+", help="image files")
     size.add_argument("--model", help=MODEL_HELP)
     size.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
     size.add_argument("--colour", choices=COLOUR_CODINGS, default=COLOUR_CODING, help=COLOUR_HELP)
     size.add_argument("--to-gray", action="store_true",
                       help="measure colour images by their luma with a gray model (said in the output)")
+    size.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
     size.add_argument("--json", action="store_true", help="print JSON")
     size.set_defaults(run=run)
     return size
@@ -28,25 +31,39 @@ def run(args):
 
     from ride_tf.discrete import compressed_size_bits
 
+    from ride_tf.codec import palette
+
+    args.palette = palette_choice(args)
     models, rows = {}, []
     for path in args.images:
-        candidates = coded_candidates(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
-        sizes = []
-        for coded in candidates:
+        if args.palette == "only":
+            image, file_mode = read_exact(path)
+            names, notes, sizes = [PALETTE_NAME], [""], []
+        else:
+            candidates = coded_candidates(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
+            image, file_mode = candidates[0].pixels, candidates[0].file_mode
+            names, notes = [c.model_name for c in candidates], [c.note for c in candidates]
             try:
-                sizes.append(float(compressed_size_bits(coded.model, coded.pixels[np.newaxis],
-                                                        verbose=0 if args.json else 1,
-                                                        colour_transform=coded.colour_transform)[0]))
+                sizes = [float(compressed_size_bits(coded.model, coded.pixels[np.newaxis],
+                                                    verbose=0 if args.json else 1,
+                                                    colour_transform=coded.colour_transform)[0])
+                         for coded in candidates]
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
-        index = min(range(len(sizes)), key=sizes.__getitem__)     # what `compress --colour best` keeps
-        coded, bits, image = candidates[index], sizes[index], candidates[index].pixels
-        note = coded.note
-        if len(candidates) > 1:
-            note = "; ".join([n for n in [note] if n] + ["the shorter of: " + ", ".join(
-                f"{c.model_name} {b / image.size:.4f}" for c, b in zip(candidates, sizes))])
+            if args.palette == "auto" and palette.applicable(image):
+                names.append(PALETTE_NAME), notes.append(candidates[0].note)
+        if len(sizes) < len(names):
+            try:
+                sizes.append(8.0 * len(palette.encode(image)))
+            except ValueError as error:
+                raise CommandError(f"{path}: {error}") from None
+        index = min(range(len(sizes)), key=sizes.__getitem__)     # what `compress` keeps
+        bits, note = sizes[index], notes[index]
+        if len(sizes) > 1:
+            note = "; ".join([n for n in [note] if n] + ["the shortest of: " + ", ".join(
+                f"{name} {b / image.size:.4f}" for name, b in zip(names, sizes))])
         rows.append(dict(path=path, height=image.shape[0], width=image.shape[1], channels=image.shape[2],
-                         mode=coded.file_mode.mode, model=coded.model_name, bits=bits, bytes=bits / 8,
+                         mode=file_mode.mode, model=names[index], bits=bits, bytes=bits / 8,
                          bits_per_pixel=bits / image.size, note=note))
     if args.json:
         print(json.dumps(dict(model=args.model or "shipped", images=rows), indent=1))

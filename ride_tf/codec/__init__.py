@@ -10,6 +10,7 @@
     coding     the coding order, encoding in one batched pass, decoding front by front (NumPy, the reference)
     compiled   the same decoding loop as one XLA program per image shape
     planes     colour by planes: a reversible colour transform, each plane coded by a gray model
+    palette    the palette coder: images of few colours (screenshots, plots) by context mixing, no model
     rans       interleaved rANS on (start, frequency) integers
     format     the container: header, checks, metadata
 
@@ -18,8 +19,8 @@ The names are imported on first use.
 from ride_tf.lazy_imports import lazy_exports
 
 _EXPORTS = {
-    **{name: "ride_tf.codec.api" for name in ("compress", "compress_best", "decompress", "model_fingerprint",
-                                                           "DECODERS")},
+    **{name: "ride_tf.codec.api" for name in ("compress", "compress_best", "compress_palette", "decompress",
+                                                           "is_palette_file", "model_fingerprint", "DECODERS")},
     **{name: "ride_tf.codec.format" for name in (
         "CodecError", "Header", "read_header", "HEADER_SIZE", "MAGIC", "FORMAT_VERSION", "MAX_PIXELS",
         "MAX_METADATA")},
@@ -27,7 +28,7 @@ _EXPORTS = {
     "coder_for_model": "ride_tf.codec.coding",
     "NativeModel": "ride_tf.codec.native",
     **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "lookup", "native", "coding", "compiled",
-                                                                "planes", "rans", "format")},
+                                                                "planes", "palette", "rans", "format")},
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -12,18 +12,25 @@ The payload is within a few bytes per lane of
 `ride_tf.discrete.compressed_size_bits` (the same tables' ideal code length).
 A file decodes with the same model file on any machine: another CPU kernel
 (oneDNN on or off, AVX2 or AVX-512), any thread count, a GPU.
+
+Screenshots, plots and other images of few colours are coded better by the
+palette coder (`ride_tf.codec.palette`, no model): `compress_palette` writes
+such a file, `compress_best(..., palette=True)` keeps it where it is the
+shorter, and `decompress` reads it with any model (or None).
 """
 import numpy as np
 
 from ride_tf.checks import check_choice, check_images
 from ride_tf.defaults import COMPILE_PIXELS, DECODERS
 from ride_tf.codec import compiled, native, planes
+from ride_tf.codec import palette as palette_coding
 from ride_tf.codec.coding import coder_for_model, decode, decode_native, encode
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
 from ride_tf.codec.integer import integer_model
 from ride_tf.codec.rans import RansError
 
-__all__ = ["DECODERS", "compress", "compress_best", "decompress", "model_fingerprint"]
+__all__ = ["DECODERS", "compress", "compress_best", "compress_palette", "decompress", "is_palette_file",
+           "model_fingerprint"]
 
 
 def model_fingerprint(model):
@@ -31,20 +38,24 @@ def model_fingerprint(model):
     return integer_model(model).fingerprint
 
 
-def _check_image(model, image, colour_transform=None):
+def _check_image(model, image, colour_transform=None, owner="compress"):
+    """The image as a C-contiguous uint8 array [H, W, C] for `model` (None: any channel count), or ValueError."""
     array = np.asarray(image.numpy() if hasattr(image, "numpy") else image)
     if array.dtype != np.uint8:
-        raise ValueError(f"compress: image must be uint8 (8-bit values), got dtype {array.dtype}.")
-    if array.ndim == 2 and model.num_channels == 1 and colour_transform is None:
+        raise ValueError(f"{owner}: image must be uint8 (8-bit values), got dtype {array.dtype}.")
+    if array.ndim == 2 and (model is None or model.num_channels == 1) and colour_transform is None:
         array = array[..., None]
     if array.ndim != 3:
-        raise ValueError(f"compress: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
+        raise ValueError(f"{owner}: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
                          f"got shape {array.shape}.")
     if colour_transform is not None:
-        planes.check_transform("compress", colour_transform, model.num_channels)
-    check_images(array[None], 3 if colour_transform else model.num_channels, name="compress: image")
+        planes.check_transform(owner, colour_transform, model.num_channels)
+    channels = array.shape[-1] if model is None else (3 if colour_transform else model.num_channels)
+    if model is None and not 1 <= channels <= 4:
+        raise ValueError(f"{owner}: image must have 1 to 4 channels, got {channels}.")
+    check_images(array[None], channels, name=f"{owner}: image")
     if array.shape[0] * array.shape[1] > MAX_PIXELS:
-        raise ValueError(f"compress: images of more than {MAX_PIXELS} pixels are not supported, got "
+        raise ValueError(f"{owner}: images of more than {MAX_PIXELS} pixels are not supported, got "
                          f"{array.shape[0]} x {array.shape[1]}.")
     return np.ascontiguousarray(array)
 
@@ -68,16 +79,33 @@ def compress(model, image, metadata=b"", colour_transform=None):
     return write_container(image, coder.integer.fingerprint, encode(coder, image), bytes(metadata))
 
 
-def compress_best(candidates, image, metadata=b""):
+def compress_palette(image, metadata=b""):
+    """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with the palette coder (`ride_tf.codec.palette`,
+    no model); returns bytes.  ValueError for an image of more than `ride_tf.codec.palette.MAX_COLOURS`
+    distinct colours."""
+    image = _check_image(None, image, owner="compress_palette")
+    if not isinstance(metadata, (bytes, bytearray)):
+        raise TypeError(f"compress_palette: metadata must be bytes, got {type(metadata).__name__}.")
+    return write_container(image, palette_coding.FINGERPRINT, palette_coding.encode(image), bytes(metadata))
+
+
+def is_palette_file(header):
+    """Whether a file's header (`read_header`) announces the palette coder (decoded without a model)."""
+    return header.fingerprint == palette_coding.FINGERPRINT
+
+
+def compress_best(candidates, image, metadata=b"", palette=False):
     """The shortest of the files `compress` writes for one image under several codings: (bytes, index).
 
     `candidates`: a non-empty sequence of (model, colour_transform) pairs,
     e.g. [(rgb_model, None), (gray_model, "rct")] for a colour image coded
     jointly or by planes; `index` is the position of the one kept (the first
-    of equal lengths).  Every file is self-describing (its header names the
-    model's fingerprint and the colour transform), so `decompress` with the
-    model that won reads it back like any other.  Costs one encoding per
-    candidate.
+    of equal lengths).  `palette`: also try the palette coder
+    (`compress_palette`) where the image has few enough colours; if its file
+    is the shortest, `index` is `len(candidates)`.  Every file is
+    self-describing (its header names the model's fingerprint and the colour
+    transform, or the palette coder), so `decompress` with the model that won
+    reads it back like any other.  Costs one encoding per candidate.
     """
     candidates = list(candidates)
     if not candidates:
@@ -87,13 +115,18 @@ def compress_best(candidates, image, metadata=b""):
             raise TypeError(f"compress_best: candidates[{k}] must be a (model, colour_transform) pair, got "
                             f"{type(candidate).__name__}.")
     files = [compress(model, image, metadata, colour_transform) for model, colour_transform in candidates]
+    if palette:
+        array = _check_image(None, image, owner="compress_best")
+        if palette_coding.applicable(array):
+            files.append(compress_palette(array, metadata))
     index = min(range(len(files)), key=lambda k: len(files[k]))
     return files[index], index
 
 
 def decompress(model, data, decoder="auto"):
     """The image uint8 [H, W, C] that `compress(model, image)` wrote into `data`, bit for bit (a colour image
-    coded by planes with a grayscale model, `compress(..., colour_transform=...)`, decodes with that model).
+    coded by planes with a grayscale model, `compress(..., colour_transform=...)`, decodes with that model;
+    a file of `compress_palette` decodes with any model, or None).
 
     `decoder`: one of `DECODERS`, the same pixels either way: "native" (the
     C kernels of `ride_tf.codec.native`, the fastest), "numpy" (the
@@ -106,6 +139,10 @@ def decompress(model, data, decoder="auto"):
     """
     check_choice("decompress", "decoder", decoder, DECODERS)
     header, payload = read_container(data)
+    if is_palette_file(header):
+        return _decompress_palette(header, payload, decoder)
+    if model is None:
+        raise ValueError("decompress: this file was coded with a model (not the palette coder); pass that model.")
     coder = coder_for_model(model)
     transform = next((t for t in planes.TRANSFORMS if header.channels == 3 and model.num_channels == 1
                       and header.fingerprint == planes.fingerprint(coder.integer.fingerprint, t)), None)
@@ -134,3 +171,15 @@ def decompress(model, data, decoder="auto"):
         raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
     return image
 
+
+
+def _decompress_palette(header, payload, decoder):
+    """A palette-coded file's image: decoder "native" takes the C coder, "numpy" and "compiled" the reference."""
+    engine = {"auto": "auto", "native": "native"}.get(decoder, "reference")
+    try:
+        image = palette_coding.decode(payload, header.height, header.width, header.channels, engine)
+    except RansError as error:
+        raise CodecError(f"corrupted file: the palette decoder failed ({error}).") from None
+    if image_checksum(image) != header.image_crc:
+        raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
+    return image
