@@ -16,11 +16,20 @@ Sets (gray for the gray models, colour for the rgb models):
                 (2560 x 1600, not downscaled)
   screenshots   two synthetic screen images drawn here: a plot with text (matplotlib) and a window with
                 flat panels, text and a gradient (Pillow)
+  more_screenshots  three more, not used to choose the palette coder's constants: a bar chart, a scatter plot
+                with a colour bar (matplotlib) and a terminal with text (Pillow)
 
     python benchmarks/bench_models.py --model gray=ride_tf/pretrained/gray.keras --json runs/bench_models.json
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras --sets held_out evaluation
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
         --model planes=ride_tf/pretrained/gray.keras:planes --sets held_out readme evaluation
+
+`--palette` adds a column of the palette coder (`ride_tf.codec.palette`, no model: the payload of
+`ride_tf.compress_palette`, checked to decode; "-" for images of more than 4096 colours), which `--best` may
+name as "palette": what `ride-tf compress` keeps by default.
+
+    python benchmarks/bench_models.py --model gray=ride_tf/pretrained/gray.keras --palette \
+        --best best=gray+palette --sets screenshots
 
 A model given as PATH:planes is a gray model coding colour images plane by plane after the reversible colour
 transform (`ride_tf.codec.planes`, `ride-tf compress --colour planes`).  `--best NAME=A+B` adds a column with
@@ -45,7 +54,7 @@ import ride_tf  # noqa: E402
 from ride_tf.data.files import read_image_file  # noqa: E402
 from ride_tf.io import atomic_write_json  # noqa: E402
 
-SETS = ("held_out", "readme", "evaluation", "full_size", "screenshots")
+SETS = ("held_out", "readme", "evaluation", "full_size", "screenshots", "more_screenshots")
 CODECS = ("PNG", "WebP", "JPEG-XL e7", "JPEG-XL e9")
 
 
@@ -70,6 +79,23 @@ def codec_bits(image):
             raise AssertionError(f"{name} is not lossless on this image")
         out[name] = 8 * len(data)
     return out
+
+
+def palette_bits(image):
+    """The palette coder's payload in bits for a uint8 image [H, W, C], checked to decode; None for an image of
+    more than 4096 colours."""
+    from ride_tf.codec import palette
+
+    if not palette.applicable(image):
+        return None
+    payload = palette.encode(image)
+    if not np.array_equal(palette.decode(payload, *image.shape), image):
+        raise AssertionError("the palette coder is not lossless on this image")
+    return 8 * len(payload)
+
+
+def show(value):
+    return "-" if value is None else f"{value:.3f}"
 
 
 def folder_images(folder, channels):
@@ -142,6 +168,47 @@ def screenshots(channels):
     return {name: im.reshape(im.shape[0], im.shape[1], channels) for name, im in out.items()}
 
 
+def more_screenshots(channels):
+    """Three more synthetic screen images (uint8 [H, W, channels]; gray: Pillow's luma): a bar chart, a scatter
+    plot with a colour bar, a terminal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image, ImageDraw
+
+    def rendered(figure):
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        plt.close(figure)
+        return np.array(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+    out = {}
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    axis.bar(["alpha", "beta", "gamma", "delta", "eps"], [3, 7, 2, 5, 4], color=["C0", "C1", "C2", "C3", "C4"])
+    axis.set_title("Bar chart")
+    axis.set_ylabel("count")
+    out["bars"] = rendered(figure)
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(300)
+    y = x + 0.5 * rng.standard_normal(300)
+    points = axis.scatter(x, y, c=y, cmap="viridis", s=12)
+    figure.colorbar(points)
+    axis.set_title("Scatter")
+    out["scatter"] = rendered(figure)
+    terminal = Image.new("RGB", (640, 400), (30, 30, 30))
+    draw = ImageDraw.Draw(terminal)
+    lines = ["$ ls -la /usr/lib", "total 1234", "drwxr-xr-x  12 root root  4096 Dec  7 03:12 apt",
+             "-rw-r--r--   1 root root 88123 Nov 30 11:02 libz.so.1"] * 6
+    for k, line in enumerate(lines):
+        draw.text((8, 8 + 15 * k), line, fill=(200, 230, 200) if k % 4 else (120, 200, 255))
+    out["terminal"] = np.array(terminal)
+    if channels == 1:
+        out = {name: np.array(Image.fromarray(im).convert("L")) for name, im in out.items()}
+    return {name: im.reshape(im.shape[0], im.shape[1], channels) for name, im in out.items()}
+
+
 def image_sets(names, corpus, channels):
     from ride_tf import pretrained
 
@@ -158,6 +225,8 @@ def image_sets(names, corpus, channels):
         sets["full_size"] = full_size_images(corpus, channels)
     if "screenshots" in names:
         sets["screenshots"] = screenshots(channels)
+    if "more_screenshots" in names:
+        sets["more_screenshots"] = more_screenshots(channels)
     return {name: images for name, images in sets.items() if images}
 
 
@@ -169,6 +238,7 @@ def main(argv=None):
     parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--best", action="append", default=[], metavar="NAME=A+B",
                         help="a column of each image's smaller code length of the models A and B (repeatable)")
+    parser.add_argument("--palette", action="store_true", help="add the palette coder's column (name: palette)")
     parser.add_argument("--json", help="write the per-image figures and the means here")
     args = parser.parse_args(argv)
     models, transforms = {}, {}
@@ -185,9 +255,11 @@ def main(argv=None):
     for item in args.best:
         name, _, parts = item.partition("=")
         best[name] = parts.split("+")
-        if not name or len(best[name]) < 2 or any(p not in models for p in best[name]):
-            raise SystemExit(f"--best {item}: expected NAME=A+B with A and B names given to --model")
-    measured = list(models) + list(best)
+        known = list(models) + ["palette"] * args.palette
+        if not name or len(best[name]) < 2 or any(p not in known for p in best[name]):
+            raise SystemExit(f"--best {item}: expected NAME=A+B with A and B names given to --model (or palette, "
+                             "with --palette)")
+    measured = list(models) + ["palette"] * args.palette + list(best)
     record = dict(command="python " + " ".join(sys.argv), models={k: v for k, v in
                                                                   (i.split("=", 1) for i in args.model)}, best=best, sets={})
     for set_name, images in image_sets(args.sets, args.corpus, channels).items():
@@ -200,20 +272,26 @@ def main(argv=None):
                 row[model_name] = float(ride_tf.compressed_size_bits(
                     model, image[None], colour_transform=transforms.get(model_name))[0]) / values
                 row[f"{model_name} seconds"] = time.perf_counter() - start
+            if args.palette:
+                bits = palette_bits(image)
+                row["palette"] = None if bits is None else bits / values
             for name, parts in best.items():
-                row[name] = min(row[p] for p in parts)
+                row[name] = min(row[p] for p in parts if row[p] is not None)
             row["shape"] = list(image.shape)
             rows[image_name] = row
-            print(f"{set_name:12s} {image_name:34s} " + " ".join(f"{k} {row[k]:.3f}" for k in measured + list(CODECS)),
+            print(f"{set_name:12s} {image_name:34s} " + " ".join(f"{k} {show(row[k])}" for k in measured + list(CODECS)),
                   flush=True)
-        mean = {key: float(np.mean([r[key] for r in rows.values()])) for key in measured + list(CODECS)}
+        mean = {key: None if any(r[key] is None for r in rows.values()) else float(np.mean([r[key] for r in rows.values()]))
+                for key in measured + list(CODECS)}
         record["sets"][set_name] = dict(images=rows, mean=mean)
     columns = measured + list(CODECS)
     print(f"\nbit per sub-pixel, means (smaller is better)\n{'set':14s}{'images':>7s}" + "".join(f"{c:>12s}" for c in columns))
     for set_name, entry in record["sets"].items():
-        print(f"{set_name:14s}{len(entry['images']):7d}" + "".join(f"{entry['mean'][c]:12.3f}" for c in columns))
+        print(f"{set_name:14s}{len(entry['images']):7d}" + "".join(f"{show(entry['mean'][c]):>12s}" for c in columns))
     for set_name, entry in record["sets"].items():
         for model_name in measured:
+            if entry["mean"][model_name] is None:
+                continue
             change = entry["mean"][model_name] / entry["mean"]["JPEG-XL e9"] - 1
             print(f"{set_name}: {model_name} {100 * change:+.1f}% against JPEG-XL effort 9")
     if args.json:

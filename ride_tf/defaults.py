@@ -33,9 +33,10 @@ DECODERS = ("auto", "native", "numpy", "compiled")
 COLOUR_CODINGS = ("best", "joint", "planes")
 COLOUR_CODING = "best"
 # Whether `ride-tf compress` / `size` try the palette coder (`ride_tf.codec.palette`, no model; images of at most
-# 4096 colours: screenshots, plots): "auto" tries it beside the model and keeps the shorter, "never" does not,
-# "only" codes with it alone.  Without --palette: "auto", or "never" where --model or --mode names the model.
-PALETTE_CODINGS = ("auto", "never", "only")
+# 4096 colours: screenshots, plots) beside the model, keeping the shorter: "auto" where the image looks synthetic
+# (`palette.looks_synthetic`), "always" wherever it has few enough colours, "never"; "only" codes with it alone.
+# Without --palette: "auto", or "never" where --model or --mode names the model.
+PALETTE_CODINGS = ("auto", "always", "never", "only")
 COMPILE_PIXELS = 1 << 20
 
 # ------------------------------------------------------------- the model

@@ -216,3 +216,8 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     assert codec.compress_best([(gray, "rct")], rgb, palette=True)[1] == 0
     with pytest.raises(ValueError, match="distinct colours, more than 4096"):
         codec.compress_palette(rgb)
+    assert codec.compress_best([(gray, None)], image, palette="auto")[1] == 1
+    photo = texture_crop(40, 40)
+    assert codec.compress_best([(gray, None)], photo, palette="auto") == (codec.compress(gray, photo), 0)
+    with pytest.raises(ValueError, match="palette must be True, False or 'auto'"):
+        codec.compress_best([(gray, None)], image, palette="yes")

@@ -103,6 +103,22 @@ def test_a_drawn_window_costs_less_than_its_png():
         assert len(data) < 0.75 * len(buffer.getvalue()), (channels, len(data), len(buffer.getvalue()))
 
 
+def test_screen_images_and_few_colours_look_synthetic_and_photographs_do_not():
+    """`looks_synthetic`: a drawn window (flat share above 0.9) and dithered two-colour noise (2 colours) do, a
+    photograph's crop (flat share below 0.35) and an image of more than 4096 colours do not; `compress_best`
+    with palette="auto" tries the palette coder only on the former."""
+    from skimage import data
+
+    drawn = window(96, 160)
+    dithered = np.where(np.random.default_rng(3).random((40, 40, 1)) < 0.5, 255, 0).astype(np.uint8)
+    photo = data.camera()[100:228, 100:228, None]
+    assert palette.flat_share(drawn) > 0.9 and palette.flat_share(photo) < 0.35      # 0.906, 0.291
+    assert palette.looks_synthetic(drawn) and palette.looks_synthetic(dithered)
+    assert not palette.looks_synthetic(photo) and palette.applicable(photo)
+    noise = np.random.default_rng(4).integers(0, 256, (80, 80, 3)).astype(np.uint8)
+    assert not palette.looks_synthetic(noise)
+
+
 def test_squash_and_stretch_are_inverse_integer_maps():
     """squash(0) = 2047 (PAQ's knots), squash rises from 1 to 4094 over [-2047, 2047], and stretch(p) is the
     smallest d with squash(d) >= p for every p it reaches."""

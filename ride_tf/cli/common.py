@@ -10,7 +10,7 @@ import os
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
-           "PALETTE_NAME", "palette_choice"]
+           "PALETTE_NAME", "palette_choice", "palette_tried"]
 
 MODEL_HELP = ("a .keras model file, or the name of a shipped model (gray, rgb, gray-small, ...; default: the shipped "
               "model for the image's mode, gray or rgb)")
@@ -19,8 +19,10 @@ COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's chan
                "models, keeping the shorter: twice the time; with --model or --mode, joint)")
 
 PALETTE_HELP = ("the palette coder (no model; images of at most 4096 colours, such as screenshots and plots, where it "
-                "beats the models): auto tries it beside the model and keeps the shorter, never does not, only codes "
-                "with it alone (default: auto, or never with --model or --mode, which name the model to measure)")
+                "beats the models): auto tries it beside the model, keeping the shorter, where the image looks "
+                "synthetic (80%% of its pixels repeat a neighbour, or at most 16 colours), always wherever it has few "
+                "enough colours, never not at all, only codes with it alone (default: auto, or never with --model or "
+                "--mode, which name the model to measure)")
 PALETTE_NAME = "palette coder"
 
 
@@ -269,3 +271,10 @@ def palette_choice(args):
     if args.palette is None:
         return "never" if args.model or args.mode else "auto"
     return args.palette
+
+
+def palette_tried(choice, pixels):
+    """Whether a command with --palette `choice` tries the palette coder on `pixels` beside the model."""
+    from ride_tf.codec import palette
+
+    return (choice == "auto" and palette.looks_synthetic(pixels)) or (choice == "always" and palette.applicable(pixels))

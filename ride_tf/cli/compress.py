@@ -1,6 +1,6 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
 from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, check_output_file,
-                               coded_candidates, palette_choice, read_exact)
+                               coded_candidates, palette_choice, palette_tried, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -41,13 +41,13 @@ def run(args):
     else:
         candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
-        with_palette = args.palette == "auto" and codec.palette.applicable(image)
+        with_palette = palette_tried(args.palette, image)
         try:
             data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
                                               metadata=file_mode.to_bytes(), palette=with_palette)
         except ValueError as error:
             raise CommandError(f"{args.input}: {error}") from None
-        coded = candidates[index if index < len(candidates) else 0]     # the palette coder codes candidates[0].pixels
+        coded = candidates[index if index < len(candidates) else 0]     # the palette coder: candidates[0]'s pixels
         name = PALETTE_NAME if index == len(candidates) else coded.model_name
         notes = [coded.note] if coded.note else []
         tried = len(candidates) + with_palette

@@ -2,7 +2,7 @@
 import json
 
 from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, coded_candidates,
-                               palette_choice, read_exact)
+                               palette_choice, palette_tried, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -50,7 +50,7 @@ def run(args):
                          for coded in candidates]
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
-            if args.palette == "auto" and palette.applicable(image):
+            if palette_tried(args.palette, image):
                 names.append(PALETTE_NAME), notes.append(candidates[0].note)
         if len(sizes) < len(names):
             try:

@@ -101,7 +101,9 @@ def compress_best(candidates, image, metadata=b"", palette=False):
     e.g. [(rgb_model, None), (gray_model, "rct")] for a colour image coded
     jointly or by planes; `index` is the position of the one kept (the first
     of equal lengths).  `palette`: also try the palette coder
-    (`compress_palette`) where the image has few enough colours; if its file
+    (`compress_palette`): True wherever the image has few enough colours,
+    "auto" where it also looks synthetic (`palette.looks_synthetic`: most
+    pixels repeat a neighbour, or very few colours), False never; if its file
     is the shortest, `index` is `len(candidates)`.  Every file is
     self-describing (its header names the model's fingerprint and the colour
     transform, or the palette coder), so `decompress` with the model that won
@@ -115,9 +117,11 @@ def compress_best(candidates, image, metadata=b"", palette=False):
             raise TypeError(f"compress_best: candidates[{k}] must be a (model, colour_transform) pair, got "
                             f"{type(candidate).__name__}.")
     files = [compress(model, image, metadata, colour_transform) for model, colour_transform in candidates]
+    if palette not in (True, False, "auto"):
+        raise ValueError(f"compress_best: palette must be True, False or 'auto', got {palette!r}.")
     if palette:
         array = _check_image(None, image, owner="compress_best")
-        if palette_coding.applicable(array):
+        if palette_coding.looks_synthetic(array) if palette == "auto" else palette_coding.applicable(array):
             files.append(compress_palette(array, metadata))
     index = min(range(len(files)), key=lambda k: len(files[k]))
     return files[index], index

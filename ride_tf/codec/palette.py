@@ -20,23 +20,28 @@ PAQ family of coders):
 
 Each decision d (a candidate's rank and which neighbours hold it, or a tree
 node) has a probability p_m = P(bit = 1) from each of the `MODELS` context
-models: an adaptive probability in a hashed table, indexed by the decision
-and that model's neighbourhood (from nothing to the 12 nearest causal
-pixels).  The mixer of the decision's kind combines them in the logistic
-domain,
+models: an adaptive probability in a hashed table (p += (y - p) / (n + 1.5)
+after its n-th update, n at most 255), indexed by the decision and that
+model's neighbourhood (from nothing to the 12 nearest causal pixels).  The
+mixer of the decision's kind (a candidate's rank and neighbour mask, or an
+escape bit's position) combines them in the logistic domain,
 
-    p = squash(sum_m w_m stretch(p_m) / 2^16),   w_m += stretch(p_m) (y - p) LR / 2^10,
+    p_mix = squash(sum_m w_m stretch(p_m) / 2^16),   w_m += stretch(p_m) (y - p_mix) / 2^10  (y, p in 1/4096),
 
-and the binary arithmetic coder codes the bit with p.  A pattern seen before
-(a glyph, a border, a gradient's next step) is found by the larger contexts
-and costs a small fraction of a bit.
+an adaptive probability map of the same kind refines it (p_apm: 33 entries
+per kind, interpolated at stretch(p_mix)), and the binary arithmetic coder
+codes the bit with p = (p_mix + 3 p_apm) / 4.  A pattern seen before (a
+glyph, a border, a gradient's next step) is found by the larger contexts and
+costs a small fraction of a bit.  The constants (the rates, the neighbour
+sets) were chosen on the two synthetic screenshots of
+`benchmarks/bench_models.py` and checked on three others (docs/codec.md).
 
 Everything is integer arithmetic (tables of 12-bit probabilities, 22-bit
-adaptive counts, 32-bit hashes, a 32-bit carry-less binary arithmetic coder,
-the squash function interpolated from 33 integers), so encoder and decoder
-agree on every machine.  This module is the reference; `ride_tf.codec.
-palette_kernels` (C, `palette.c`) computes the same bytes about a hundred
-times faster and is used where it is built.
+adaptive probabilities, 32-bit hashes, a 32-bit carry-less binary arithmetic
+coder, the squash function interpolated from 33 integers), so encoder and
+decoder agree on every machine.  This module is the reference;
+`ride_tf.codec.palette_kernels` (C, `palette.c`) computes the same bytes
+about a hundred times faster and is used where it is built.
 
 Payload: the number of colours P (u32, big endian), the length of the palette
 block (u32), the palette block (zlib of the sorted colours' differences as
@@ -54,12 +59,15 @@ import numpy as np
 from ride_tf.checks import check_choice
 from ride_tf.codec.rans import RansError
 
-__all__ = ["MAX_COLOURS", "MODELS", "FINGERPRINT", "colours", "applicable", "encode", "decode", "available", "squash",
-           "stretch", "table_bits",
-           "encode_indices", "decode_indices", "ENGINES"]
+__all__ = ["MAX_COLOURS", "SYNTHETIC_FLAT_SHARE", "FEW_COLOURS", "flat_share", "looks_synthetic", "MODELS", "NEIGHBOURS", "CANDIDATES", "ENGINES", "FINGERPRINT", "colours", "applicable",
+           "encode", "decode", "encode_indices", "decode_indices", "available", "squash", "stretch", "table_bits"]
 
 # At most this many distinct colours (12-bit indices); images with more are photographs, RIDE's domain.
 MAX_COLOURS = 4096
+# `looks_synthetic`: the share of pixels that repeat a neighbour, or the number of colours, from which the palette
+# coder is worth its time (on photographs it loses to RIDE and codes at about 0.3 Mpx/s).
+SYNTHETIC_FLAT_SHARE = 0.8
+FEW_COLOURS = 16
 # The 12 causal neighbours (di, dj): W, N, NW, NE, WW, NN, then NWW, NNW, NNE, NEE, WWW, NNN.
 NEIGHBOURS = ((0, -1), (-1, 0), (-1, -1), (-1, 1), (0, -2), (-2, 0),
               (-1, -2), (-2, -1), (-2, 1), (-1, 2), (0, -3), (-3, 0))
@@ -152,6 +160,25 @@ def colours(image):
         codes |= image[..., c].astype(np.int64) << (8 * c)
     palette, indices = np.unique(codes, return_inverse=True)
     return palette, indices.reshape(image.shape[:2]).astype(np.int32)
+
+
+def flat_share(image):
+    """The share of the pixels of a uint8 image [H, W, C] that equal their left or their upper neighbour."""
+    x = np.asarray(image)
+    repeats = np.zeros(x.shape[:2], bool)
+    repeats[:, 1:] |= (x[:, 1:] == x[:, :-1]).all(-1)
+    repeats[1:] |= (x[1:] == x[:-1]).all(-1)
+    return float(repeats.mean())
+
+
+def looks_synthetic(image):
+    """Whether the palette coder is worth trying on a uint8 image [H, W, C]: `applicable`, and at least
+    SYNTHETIC_FLAT_SHARE of its pixels repeat a neighbour (`flat_share`) or it has at most FEW_COLOURS colours.
+    Measured: screenshots and plots 0.94-0.99, the corpus's photographs 0.05-0.67 (docs/codec.md)."""
+    image = np.asarray(image)
+    if not applicable(image):
+        return False
+    return flat_share(image) >= SYNTHETIC_FLAT_SHARE or len(colours(image)[0]) <= FEW_COLOURS
 
 
 def applicable(image):
@@ -282,7 +309,8 @@ class _Predictor:
 
 
 def _neighbours(indices, i, j, outside):
-    height, width = len(indices), len(indices[0])
+    """The palette indices of pixel (i, j)'s 12 causal neighbours (NEIGHBOURS), `outside` for those outside."""
+    width = len(indices[0])
     return [indices[i + di][j + dj] if 0 <= i + di and 0 <= j + dj < width else outside
             for di, dj in NEIGHBOURS]
 
