@@ -26,6 +26,11 @@ show "ls -l camera.png camera.ride camera.out.png"
 show "cmp camera.png camera.out.png && echo identical"
 show "ride-tf compress chelsea.png chelsea.ride && ride-tf decompress chelsea.ride chelsea.out.png && cmp chelsea.png chelsea.out.png && echo identical"
 
+# 2b. A screenshot-like image (a plot): the palette coder is tried beside the model, and the shorter file kept.
+show "python -c \"import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt, numpy as np; x = np.linspace(0, 10, 400); plt.plot(x, np.sin(x), label='sin'); plt.plot(x, np.cos(x), label='cos'); plt.legend(); plt.title('A plot'); plt.savefig('plot.png')\""
+show "ride-tf compress plot.png plot.ride && ride-tf decompress plot.ride plot.out.png"
+show "ls -l plot.png plot.ride"
+
 # 3. Evaluate: the density rate in bit/px (larger is better), with the shipped models.
 show "ride-tf evaluate camera.png chelsea.png"
 
