@@ -33,8 +33,8 @@ DECODERS = ("auto", "native", "numpy", "compiled")
 COLOUR_CODINGS = ("best", "joint", "planes")
 COLOUR_CODING = "best"
 # Whether `ride-tf compress` / `size` try the palette coder (`ride_tf.codec.palette`, no model; images of at most
-# 4096 colours: screenshots, plots) beside the model, keeping the shorter: "auto" where the image looks synthetic
-# (`palette.looks_synthetic`), "always" wherever it has few enough colours, "never"; "only" codes with it alone.
+# 4096 colours: screenshots, plots) beside the model, keeping the shorter: "auto" where it may win
+# (`palette.worth_trying`), "always" wherever the image has few enough colours, "never"; "only" codes with it alone.
 # Without --palette: "auto", or "never" where --model or --mode names the model.
 PALETTE_CODINGS = ("auto", "always", "never", "only")
 COMPILE_PIXELS = 1 << 20

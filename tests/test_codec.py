@@ -198,7 +198,7 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     """palette=True: on a drawn screen image the palette coder's file (index len(candidates)) is shorter than
     the model's and equals `compress_palette`'s; it decodes with any model or None (every decoder choice).  A
     model's file with None is refused by name; an image of more than 4096 colours is not given to the palette
-    coder, and `compress_palette` refuses it."""
+    coder, and `compress_palette` refuses it; "auto" leaves a photograph to the shipped model."""
     from test_palette import window
 
     image = window(48, 80, channels=1)
@@ -217,7 +217,11 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     with pytest.raises(ValueError, match="distinct colours, more than 4096"):
         codec.compress_palette(rgb)
     assert codec.compress_best([(gray, None)], image, palette="auto")[1] == 1
-    photo = texture_crop(40, 40)
-    assert codec.compress_best([(gray, None)], photo, palette="auto") == (codec.compress(gray, photo), 0)
+    from skimage import data
+
+    from ride_tf import pretrained
+
+    shipped, photo = pretrained.load("gray"), data.camera()[200:264, 200:264]
+    assert codec.compress_best([(shipped, None)], photo, palette="auto") == (codec.compress(shipped, photo), 0)
     with pytest.raises(ValueError, match="palette must be True, False or 'auto'"):
         codec.compress_best([(gray, None)], image, palette="yes")

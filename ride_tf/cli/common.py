@@ -19,10 +19,10 @@ COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's chan
                "models, keeping the shorter: twice the time; with --model or --mode, joint)")
 
 PALETTE_HELP = ("the palette coder (no model; images of at most 4096 colours, such as screenshots and plots, where it "
-                "beats the models): auto tries it beside the model, keeping the shorter, where the image looks "
-                "synthetic (80%% of its pixels repeat a neighbour, or at most 16 colours), always wherever it has few "
-                "enough colours, never not at all, only codes with it alone (default: auto, or never with --model or "
-                "--mode, which name the model to measure)")
+                "beats the models): auto tries it beside the model, keeping the shorter, where it may win (the image "
+                "looks synthetic, or its rate on a band of the image is close to the model's), always wherever the "
+                "image has few enough colours, never not at all, only codes with it alone (default: auto, or never "
+                "with --model or --mode, which name the model to measure)")
 PALETTE_NAME = "palette coder"
 
 
@@ -273,8 +273,11 @@ def palette_choice(args):
     return args.palette
 
 
-def palette_tried(choice, pixels):
-    """Whether a command with --palette `choice` tries the palette coder on `pixels` beside the model."""
+def palette_tried(choice, pixels, rival_bits):
+    """Whether a command with --palette `choice` tries the palette coder on `pixels` beside the model's coding of
+    `rival_bits` bits ("auto": where it may win, `palette.worth_trying`)."""
     from ride_tf.codec import palette
 
-    return (choice == "auto" and palette.looks_synthetic(pixels)) or (choice == "always" and palette.applicable(pixels))
+    if choice == "auto":
+        return palette.worth_trying(pixels, rival_bits)
+    return choice == "always" and palette.applicable(pixels)

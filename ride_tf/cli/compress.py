@@ -41,16 +41,20 @@ def run(args):
     else:
         candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
-        with_palette = palette_tried(args.palette, image)
         try:
             data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
-                                              metadata=file_mode.to_bytes(), palette=with_palette)
+                                              metadata=file_mode.to_bytes())
+            tried = len(candidates)
+            if palette_tried(args.palette, image, 8 * len(data)):
+                tried += 1
+                palette_data = codec.compress_palette(image, metadata=file_mode.to_bytes())
+                if len(palette_data) < len(data):
+                    data, index = palette_data, len(candidates)
         except ValueError as error:
             raise CommandError(f"{args.input}: {error}") from None
         coded = candidates[index if index < len(candidates) else 0]     # the palette coder: candidates[0]'s pixels
         name = PALETTE_NAME if index == len(candidates) else coded.model_name
         notes = [coded.note] if coded.note else []
-        tried = len(candidates) + with_palette
         if tried > 1:
             notes.append(f"the shortest of {tried} codings")
     atomic_write_bytes(args.output, data)

@@ -50,7 +50,7 @@ def run(args):
                          for coded in candidates]
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
-            if palette_tried(args.palette, image):
+            if palette_tried(args.palette, image, min(sizes)):
                 names.append(PALETTE_NAME), notes.append(candidates[0].note)
         if len(sizes) < len(names):
             try:

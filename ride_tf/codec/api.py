@@ -102,9 +102,10 @@ def compress_best(candidates, image, metadata=b"", palette=False):
     jointly or by planes; `index` is the position of the one kept (the first
     of equal lengths).  `palette`: also try the palette coder
     (`compress_palette`): True wherever the image has few enough colours,
-    "auto" where it also looks synthetic (`palette.looks_synthetic`: most
-    pixels repeat a neighbour, or very few colours), False never; if its file
-    is the shortest, `index` is `len(candidates)`.  Every file is
+    "auto" where it may win (`palette.worth_trying`: the image looks
+    synthetic, or the coder's rate on a band of it is close to the shortest
+    file's), False never; if its file is the shortest, `index` is
+    `len(candidates)`.  Every file is
     self-describing (its header names the model's fingerprint and the colour
     transform, or the palette coder), so `decompress` with the model that won
     reads it back like any other.  Costs one encoding per candidate.
@@ -121,7 +122,9 @@ def compress_best(candidates, image, metadata=b"", palette=False):
         raise ValueError(f"compress_best: palette must be True, False or 'auto', got {palette!r}.")
     if palette:
         array = _check_image(None, image, owner="compress_best")
-        if palette_coding.looks_synthetic(array) if palette == "auto" else palette_coding.applicable(array):
+        shortest = 8 * min(len(f) for f in files)
+        if (palette_coding.worth_trying(array, shortest) if palette == "auto"
+                else palette_coding.applicable(array)):
             files.append(compress_palette(array, metadata))
     index = min(range(len(files)), key=lambda k: len(files[k]))
     return files[index], index
