@@ -59,9 +59,10 @@ import numpy as np
 from ride_tf.checks import check_choice
 from ride_tf.codec.rans import RansError
 
-__all__ = ["MAX_COLOURS", "SYNTHETIC_FLAT_SHARE", "FEW_COLOURS", "flat_share", "looks_synthetic", "trial_rate", "worth_trying",
-           "TRIAL_ROWS", "TRIAL_MIN_ROWS", "TRIAL_MARGIN", "MODELS", "NEIGHBOURS", "CANDIDATES", "ENGINES", "FINGERPRINT", "colours", "applicable",
-           "encode", "decode", "encode_indices", "decode_indices", "available", "squash", "stretch", "table_bits"]
+__all__ = ["MAX_COLOURS", "SYNTHETIC_FLAT_SHARE", "FEW_COLOURS", "flat_share", "looks_synthetic", "trial_rate",
+           "worth_trying", "TRIAL_ROWS", "TRIAL_MIN_ROWS", "TRIAL_MARGIN", "MODELS", "NEIGHBOURS", "CANDIDATES",
+           "ENGINES", "FINGERPRINT", "colours", "num_colours", "applicable", "encode", "decode", "encode_indices",
+           "decode_indices", "available", "squash", "stretch", "table_bits"]
 
 # At most this many distinct colours (12-bit indices); images with more are photographs, RIDE's domain.
 MAX_COLOURS = 4096
@@ -157,15 +158,30 @@ def available():
     return True
 
 
-def colours(image):
-    """(palette, indices): the sorted distinct colours of a uint8 image [H, W, C] as int64 codes
-    sum_c value_c 256^c, and each pixel's index into them, int32 [H, W]."""
+def _codes(image):
+    """Each pixel's colour code sum_c value_c 256^c, int64 [H, W], of a uint8 image [H, W, C]."""
     image = np.asarray(image)
     codes = np.zeros(image.shape[:2], np.int64)
     for c in range(image.shape[2]):
         codes |= image[..., c].astype(np.int64) << (8 * c)
-    palette, indices = np.unique(codes, return_inverse=True)
-    return palette, indices.reshape(image.shape[:2]).astype(np.int32)
+    return codes
+
+
+def colours(image):
+    """(palette, indices): the sorted distinct colours of a uint8 image [H, W, C] as int64 codes
+    sum_c value_c 256^c, and each pixel's index into them, int32 [H, W]."""
+    palette, indices = np.unique(_codes(image), return_inverse=True)
+    return palette, indices.reshape(np.shape(image)[:2]).astype(np.int32)
+
+
+def num_colours(image):
+    """The number of distinct colours of a uint8 image [H, W, C] (counted in 2^24 flags for colour, so that a
+    photograph's count costs no sort)."""
+    image = np.asarray(image)
+    codes = _codes(image).ravel()
+    if image.shape[2] <= 3:
+        return int(np.count_nonzero(np.bincount(codes, minlength=1)))
+    return len(np.unique(codes))
 
 
 def flat_share(image):
@@ -181,10 +197,8 @@ def looks_synthetic(image):
     """Whether the palette coder is worth trying on a uint8 image [H, W, C]: `applicable`, and at least
     SYNTHETIC_FLAT_SHARE of its pixels repeat a neighbour (`flat_share`) or it has at most FEW_COLOURS colours.
     Measured: screenshots and plots 0.94-0.99, the corpus's photographs 0.05-0.67 (docs/codec.md)."""
-    image = np.asarray(image)
-    if not applicable(image):
-        return False
-    return flat_share(image) >= SYNTHETIC_FLAT_SHARE or len(colours(image)[0]) <= FEW_COLOURS
+    count = num_colours(image)
+    return count <= MAX_COLOURS and (count <= FEW_COLOURS or flat_share(image) >= SYNTHETIC_FLAT_SHARE)
 
 
 def trial_rate(image, engine="auto"):
@@ -205,17 +219,17 @@ def worth_trying(image, rival_bits):
     (dead-leaves images: flat share 0.71-0.77, palette coder 12% below JPEG-XL and 30% below the gray photo
     model; docs/codec.md).  Costs one coding of a sixteenth of the image where it does not look synthetic."""
     image = np.asarray(image)
-    if not applicable(image):
+    count = num_colours(image)
+    if count > MAX_COLOURS:
         return False
-    return looks_synthetic(image) or trial_rate(image) < TRIAL_MARGIN * rival_bits / image.size
+    if count <= FEW_COLOURS or flat_share(image) >= SYNTHETIC_FLAT_SHARE:
+        return True
+    return trial_rate(image) < TRIAL_MARGIN * rival_bits / image.size
 
 
 def applicable(image):
     """Whether `encode` takes this uint8 image [H, W, C]: at most MAX_COLOURS distinct colours."""
-    image = np.asarray(image)
-    flat = image.reshape(-1, image.shape[-1])
-    return len(np.unique(flat[:: max(1, len(flat) // 65536)], axis=0)) <= MAX_COLOURS and len(
-        colours(image)[0]) <= MAX_COLOURS
+    return num_colours(image) <= MAX_COLOURS
 
 
 class _Coder:
