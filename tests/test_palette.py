@@ -61,6 +61,14 @@ def test_the_c_coder_writes_the_reference_bytes_and_both_decode_them(name):
         assert back.dtype == np.uint8 and np.array_equal(back, image), engine
 
 
+def test_num_colours_counts_the_palette():
+    """`num_colours` (flags) equals the length of `colours`'s palette (a sort) on every test image, and on a
+    4-channel image."""
+    four = np.random.default_rng(6).integers(0, 3, (9, 11, 4)).astype(np.uint8)
+    for name, image in {**images(), "four channels": four}.items():
+        assert palette.num_colours(image) == len(palette.colours(image)[0]), name
+
+
 def test_every_image_comes_back_with_the_default_engine():
     for name, image in images().items():
         back = palette.decode(palette.encode(image), *image.shape)
