@@ -9,7 +9,9 @@ pixels per second of the float forward pass (`pixel_log_prob(noise=False)`),
 `decompress` (decode, checked bit for bit) with the native, NumPy and XLA
 decoders, and JPEG-XL lossless at effort 7 and 9 (encode and decode), with the
 ratios to the forward pass (targets: encode 0.5 and decode 0.3); the XLA
-decoder's first call (compilation included) is timed apart.  Each figure is the median of --repeats timed
+decoder's first call (compilation included) is timed apart.  Then the palette
+coder (`ride_tf.codec.palette`) on the two screenshots of bench_models.py,
+gray and colour, against JPEG-XL e9 and WebP lossless.  Each figure is the median of --repeats timed
 runs after an untimed one.
 
 For each data set, on the same images:
@@ -191,6 +193,45 @@ def speed_table(models, repeats):
     return table
 
 
+def palette_speed_table(repeats):
+    """Pixels per second of the palette coder (`ride_tf.codec.palette`, the C version; encode and decode, checked
+    bit for bit) against JPEG-XL lossless e9 and WebP lossless on bench_models.py's two screenshots, gray and
+    colour, with each one's bit per sub-pixel."""
+    import imagecodecs
+
+    from bench_models import screenshots
+    from ride_tf.codec import palette
+
+    table = {}
+    for channels in (1, 3):
+        for name, image in screenshots(channels).items():
+            label = f"{name} {image.shape[0]} x {image.shape[1]} {'gray' if channels == 1 else 'colour'}"
+            pixels, plain = image.shape[0] * image.shape[1], image[..., 0] if channels == 1 else image
+            rgb = np.repeat(plain[..., None], 3, -1) if channels == 1 else plain
+            row = {}
+            row["palette encode"], payload = timed(lambda: palette.encode(image, "native"), repeats)
+            row["palette decode"], back = timed(lambda: palette.decode(payload, *image.shape, engine="native"),
+                                                repeats)
+            row["JPEG-XL e9 encode"], jxl = timed(lambda: imagecodecs.jpegxl_encode(plain, lossless=True, effort=9),
+                                                  repeats)
+            row["JPEG-XL e9 decode"], jxl_back = timed(lambda: imagecodecs.jpegxl_decode(jxl), repeats)
+            row["WebP encode"], webp = timed(lambda: imagecodecs.webp_encode(rgb, lossless=True, level=100), repeats)
+            row["WebP decode"], webp_back = timed(lambda: imagecodecs.webp_decode(webp), repeats)
+            for result, original in ((back, image), (jxl_back, plain), (webp_back, rgb)):
+                if not np.array_equal(np.asarray(result).reshape(original.shape), original):
+                    raise AssertionError(f"a codec is not lossless on {label}")
+            speeds = {key: pixels / seconds for key, seconds in row.items()}
+            speeds.update({"palette bit/px": 8 * len(payload) / image.size, "JPEG-XL e9 bit/px": 8 * len(jxl) / image.size,
+                           "WebP bit/px": 8 * len(webp) / rgb.size * (3 if channels == 1 else 1)})
+            table[label] = speeds
+    columns = list(next(iter(table.values())))
+    print("\nthe palette coder on screenshots: pixels per second (median of the timed runs) and bit per sub-pixel")
+    print(f"{'':30s}" + "".join(f"{c:>19s}" for c in columns))
+    for label, row in table.items():
+        print(f"{label:30s}" + "".join(f"{row[c]:19.3f}" if "bit/px" in c else f"{row[c]:19,.0f}" for c in columns))
+    return table
+
+
 def data_sets(args):
     sets = {}
     if args.dead_leaves_model:
@@ -222,9 +263,10 @@ def main():
     args = parser.parse_args()
 
     speed = speed_table(args.models, args.repeats)
+    palette_speed = palette_speed_table(args.repeats)
     if args.speed_only:
         if args.json:
-            atomic_write_json(args.json, dict(command=" ".join(sys.argv), speed=speed))
+            atomic_write_json(args.json, dict(command=" ".join(sys.argv), speed=speed, palette=palette_speed))
         return
     table = {}
     for name, (model, images) in data_sets(args).items():
