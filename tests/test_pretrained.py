@@ -28,7 +28,7 @@ RGB_COFFEE_CROP_RATE = 4.703
 
 def test_available_lists_gray_and_rgb_with_a_description():
     models = pretrained.available()
-    assert set(models) == {"gray", "rgb", "gray-102min", "rgb-67min", "gray-small", "rgb-small"}
+    assert set(models) == {"gray", "rgb", "gray-102min", "rgb-67min", "gray-small", "rgb-small", "gray-2x64"}
     for description in models.values():
         assert isinstance(description, str) and "held-out" in description
     assert ride_tf.pretrained.available() == models
@@ -79,6 +79,19 @@ def test_the_earlier_models_ship_beside_the_new_ones_with_their_configs():
     for a, b in (("gray", "gray-102min"), ("rgb", "rgb-67min")):
         assert any(not np.array_equal(wa, wb) for wa, wb in zip(pretrained.load(a).get_weights(),
                                                                   pretrained.load(b).get_weights()))
+
+
+def test_the_larger_gray_model_ships_beside_the_default_and_codes_camera_in_fewer_bits():
+    """"gray-2x64" (2 layers of 64 units, docs/corpus.md) loads with its configuration, has its own fingerprint,
+    and its exact code length of a 64 x 64 crop of the held-out camera is below the default "gray"'s."""
+    pytest.importorskip("skimage")
+    large, default = pretrained.load("gray-2x64"), pretrained.load("gray")
+    config = large.get_config()
+    assert {k: config[k] for k in GRAY_CONFIG} == dict(GRAY_CONFIG, num_layers=2)
+    assert ride_tf.codec.model_fingerprint(large) != ride_tf.codec.model_fingerprint(default)
+    crop = pretrained.load_photo("camera", 1, crop=False)[CAMERA_CROP][np.newaxis]
+    bits = [float(ride_tf.compressed_size_bits(m, crop)[0]) for m in (large, default)]
+    assert bits[0] < bits[1], bits
 
 
 def test_held_out_data_is_disjoint_from_the_training_data():
