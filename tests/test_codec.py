@@ -225,3 +225,26 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     assert codec.compress_best([(shipped, None)], photo, palette="auto") == (codec.compress(shipped, photo), 0)
     with pytest.raises(ValueError, match="palette must be True, False or 'auto'"):
         codec.compress_best([(gray, None)], image, palette="yes")
+
+
+def test_palette_alternative_is_the_palette_file_where_its_choice_tries_it():
+    """`palette_alternative`: the file of `compress_palette` (with the metadata) for True and, on a drawn screen
+    image, for "auto" whatever the rival; None for False, for "auto" on a photograph against the shipped model's
+    file, and for an image of more than 4096 colours; a bad choice raises naming it."""
+    from skimage import data
+
+    from ride_tf import pretrained
+    from test_palette import window
+
+    image = window(48, 80, channels=1)
+    expected = codec.compress_palette(image, b"mode")
+    for choice in (True, "auto"):
+        assert codec.palette_alternative(image, 1.0, choice, metadata=b"mode") == expected
+    assert codec.palette_alternative(image, 1.0, False) is None
+    shipped, photo = pretrained.load("gray"), data.camera()[200:264, 200:264]
+    assert codec.palette_alternative(photo, 8 * len(codec.compress(shipped, photo)), "auto") is None
+    codes = np.random.default_rng(5).integers(0, 1 << 24, (80, 80))
+    rgb = np.stack([(codes >> (8 * c)) & 255 for c in range(3)], -1).astype(np.uint8)
+    assert codec.palette_alternative(rgb, 1e9, True) is None
+    with pytest.raises(ValueError, match="palette_alternative: palette must be True, False or 'auto'"):
+        codec.palette_alternative(image, 1.0, "yes")

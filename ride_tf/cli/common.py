@@ -10,7 +10,7 @@ import os
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
-           "PALETTE_NAME", "palette_choice", "palette_tried"]
+           "PALETTE_NAME", "PALETTE_TRIES", "palette_choice"]
 
 MODEL_HELP = ("a .keras model file, or the name of a shipped model (gray, rgb, gray-small, ...; default: the shipped "
               "model for the image's mode, gray or rgb)")
@@ -24,6 +24,8 @@ PALETTE_HELP = ("the palette coder (no model; images of at most 4096 colours, su
                 "image has few enough colours, never not at all, only codes with it alone (default: auto, or never "
                 "with --model or --mode, which name the model to measure)")
 PALETTE_NAME = "palette coder"
+# The --palette choices beside a model as `ride_tf.codec.palette_alternative`'s `palette` ("only" codes without one).
+PALETTE_TRIES = {"auto": "auto", "always": True, "never": False}
 
 
 class CommandError(Exception):
@@ -272,12 +274,3 @@ def palette_choice(args):
         return "never" if args.model or args.mode else "auto"
     return args.palette
 
-
-def palette_tried(choice, pixels, rival_bits):
-    """Whether a command with --palette `choice` tries the palette coder on `pixels` beside the model's coding of
-    `rival_bits` bits ("auto": where it may win, `palette.worth_trying`)."""
-    from ride_tf.codec import palette
-
-    if choice == "auto":
-        return palette.worth_trying(pixels, rival_bits)
-    return choice == "always" and palette.applicable(pixels)

@@ -1,6 +1,6 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, check_output_file,
-                               coded_candidates, palette_choice, palette_tried, read_exact)
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, CommandError,
+                               check_output_file, coded_candidates, palette_choice, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -44,17 +44,16 @@ def run(args):
         try:
             data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
                                               metadata=file_mode.to_bytes())
-            tried = len(candidates)
-            if palette_tried(args.palette, image, 8 * len(data)):
-                tried += 1
-                palette_data = codec.compress_palette(image, metadata=file_mode.to_bytes())
-                if len(palette_data) < len(data):
-                    data, index = palette_data, len(candidates)
+            alternative = codec.palette_alternative(image, 8 * len(data), PALETTE_TRIES[args.palette],
+                                                    metadata=file_mode.to_bytes())
+            if alternative is not None and len(alternative) < len(data):
+                data, index = alternative, len(candidates)
         except ValueError as error:
             raise CommandError(f"{args.input}: {error}") from None
         coded = candidates[index if index < len(candidates) else 0]     # the palette coder: candidates[0]'s pixels
         name = PALETTE_NAME if index == len(candidates) else coded.model_name
         notes = [coded.note] if coded.note else []
+        tried = len(candidates) + (alternative is not None)
         if tried > 1:
             notes.append(f"the shortest of {tried} codings")
     atomic_write_bytes(args.output, data)

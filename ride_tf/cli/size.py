@@ -1,8 +1,8 @@
 """`ride-tf size IMAGES... [--model M]`: the exact compressed size of image files (what `compress` writes)."""
 import json
 
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, CommandError, coded_candidates,
-                               palette_choice, palette_tried, read_exact)
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, CommandError,
+                               coded_candidates, palette_choice, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -29,9 +29,8 @@ def add_parser(commands, formatter):
 def run(args):
     import numpy as np
 
+    from ride_tf import codec
     from ride_tf.discrete import compressed_size_bits
-
-    from ride_tf.codec import palette
 
     args.palette = palette_choice(args)
     models, rows = {}, []
@@ -39,6 +38,10 @@ def run(args):
         if args.palette == "only":
             image, file_mode = read_exact(path)
             names, notes, sizes = [PALETTE_NAME], [""], []
+            try:
+                alternative = codec.compress_palette(image)
+            except ValueError as error:
+                raise CommandError(f"{path}: {error}") from None
         else:
             candidates = coded_candidates(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
             image, file_mode = candidates[0].pixels, candidates[0].file_mode
@@ -50,13 +53,11 @@ def run(args):
                          for coded in candidates]
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
-            if palette_tried(args.palette, image, min(sizes)):
+            alternative = codec.palette_alternative(image, min(sizes), PALETTE_TRIES[args.palette])
+            if alternative is not None:
                 names.append(PALETTE_NAME), notes.append(candidates[0].note)
-        if len(sizes) < len(names):
-            try:
-                sizes.append(8.0 * len(palette.encode(image)))
-            except ValueError as error:
-                raise CommandError(f"{path}: {error}") from None
+        if alternative is not None:     # the payload: what `compress` writes, less the header
+            sizes.append(8.0 * (len(alternative) - codec.read_header(alternative).size))
         index = min(range(len(sizes)), key=sizes.__getitem__)     # what `compress` keeps
         bits, note = sizes[index], notes[index]
         if len(sizes) > 1:

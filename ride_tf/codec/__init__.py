@@ -19,8 +19,8 @@ The names are imported on first use.
 from ride_tf.lazy_imports import lazy_exports
 
 _EXPORTS = {
-    **{name: "ride_tf.codec.api" for name in ("compress", "compress_best", "compress_palette", "decompress",
-                                                           "is_palette_file", "model_fingerprint", "DECODERS")},
+    **{name: "ride_tf.codec.api" for name in ("compress", "compress_best", "compress_palette",
+                                                           "palette_alternative", "decompress", "is_palette_file", "model_fingerprint", "DECODERS")},
     **{name: "ride_tf.codec.format" for name in (
         "CodecError", "Header", "read_header", "HEADER_SIZE", "MAGIC", "FORMAT_VERSION", "MAX_PIXELS",
         "MAX_METADATA")},

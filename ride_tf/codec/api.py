@@ -29,8 +29,8 @@ from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_co
 from ride_tf.codec.integer import integer_model
 from ride_tf.codec.rans import RansError
 
-__all__ = ["DECODERS", "compress", "compress_best", "compress_palette", "decompress", "is_palette_file",
-           "model_fingerprint"]
+__all__ = ["DECODERS", "compress", "compress_best", "compress_palette", "palette_alternative", "decompress",
+           "is_palette_file", "model_fingerprint"]
 
 
 def model_fingerprint(model):
@@ -89,6 +89,22 @@ def compress_palette(image, metadata=b""):
     return write_container(image, palette_coding.FINGERPRINT, palette_coding.encode(image), bytes(metadata))
 
 
+def palette_alternative(image, rival_bits, palette="auto", metadata=b""):
+    """The palette coder's file of one uint8 image [H, W, C] (or [H, W]) where `palette` says to try it beside a
+    rival file of `rival_bits` bits, else None: True wherever the image has at most
+    `ride_tf.codec.palette.MAX_COLOURS` colours, "auto" where it may win (`palette.worth_trying`: the image
+    looks synthetic, or the coder's rate on a band of it is within 1.1 of the rival's), False never.  Whether
+    the file is shorter than the rival is the caller's to compare."""
+    if palette not in (True, False, "auto"):
+        raise ValueError(f"palette_alternative: palette must be True, False or 'auto', got {palette!r}.")
+    if not palette:
+        return None
+    array = _check_image(None, image, owner="palette_alternative")
+    tried = (palette_coding.worth_trying(array, rival_bits) if palette == "auto"
+             else palette_coding.applicable(array))
+    return compress_palette(array, metadata) if tried else None
+
+
 def is_palette_file(header):
     """Whether a file's header (`read_header`) announces the palette coder (decoded without a model)."""
     return header.fingerprint == palette_coding.FINGERPRINT
@@ -100,11 +116,9 @@ def compress_best(candidates, image, metadata=b"", palette=False):
     `candidates`: a non-empty sequence of (model, colour_transform) pairs,
     e.g. [(rgb_model, None), (gray_model, "rct")] for a colour image coded
     jointly or by planes; `index` is the position of the one kept (the first
-    of equal lengths).  `palette`: also try the palette coder
-    (`compress_palette`): True wherever the image has few enough colours,
-    "auto" where it may win (`palette.worth_trying`: the image looks
-    synthetic, or the coder's rate on a band of it is close to the shortest
-    file's), False never; if its file is the shortest, `index` is
+    of equal lengths).  `palette`: also try the palette coder where
+    `palette_alternative` says so beside the shortest of these files (True,
+    "auto" or False); if its file is the shortest, `index` is
     `len(candidates)`.  Every file is
     self-describing (its header names the model's fingerprint and the colour
     transform, or the palette coder), so `decompress` with the model that won
@@ -117,15 +131,12 @@ def compress_best(candidates, image, metadata=b"", palette=False):
         if not (isinstance(candidate, (tuple, list)) and len(candidate) == 2):
             raise TypeError(f"compress_best: candidates[{k}] must be a (model, colour_transform) pair, got "
                             f"{type(candidate).__name__}.")
-    files = [compress(model, image, metadata, colour_transform) for model, colour_transform in candidates]
     if palette not in (True, False, "auto"):
         raise ValueError(f"compress_best: palette must be True, False or 'auto', got {palette!r}.")
-    if palette:
-        array = _check_image(None, image, owner="compress_best")
-        shortest = 8 * min(len(f) for f in files)
-        if (palette_coding.worth_trying(array, shortest) if palette == "auto"
-                else palette_coding.applicable(array)):
-            files.append(compress_palette(array, metadata))
+    files = [compress(model, image, metadata, colour_transform) for model, colour_transform in candidates]
+    alternative = palette_alternative(image, 8 * min(len(f) for f in files), palette, metadata)
+    if alternative is not None:
+        files.append(alternative)
     index = min(range(len(files)), key=lambda k: len(files[k]))
     return files[index], index
 
@@ -177,7 +188,6 @@ def decompress(model, data, decoder="auto"):
     if image_checksum(image) != header.image_crc:
         raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
     return image
-
 
 
 def _decompress_palette(header, payload, decoder):

@@ -270,12 +270,22 @@ static int check_sizes(Py_ssize_t height, Py_ssize_t width, int colours) {
     return 0;
 }
 
+/* The arguments of both entry points, (buffer, height, width, colours), parsed and checked; -1 (with the
+   buffer released) on an error. */
+static int parse_args(PyObject *args, Py_buffer *view, Py_ssize_t *height, Py_ssize_t *width, int *colours) {
+    if (!PyArg_ParseTuple(args, "y*nni", view, height, width, colours)) return -1;
+    if (check_sizes(*height, *width, *colours) < 0) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *p_encode(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t height, width;
     int colours;
-    if (!PyArg_ParseTuple(args, "y*nni", &view, &height, &width, &colours)) return NULL;
-    if (check_sizes(height, width, colours) < 0) { PyBuffer_Release(&view); return NULL; }
+    if (parse_args(args, &view, &height, &width, &colours) < 0) return NULL;
     if (view.len != (Py_ssize_t)sizeof(int32_t) * height * width) {
         PyBuffer_Release(&view);
         return PyErr_Format(PyExc_ValueError, "palette coder: %zd bytes of indices for %zd x %zd pixels.",
@@ -310,8 +320,7 @@ static PyObject *p_decode(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t height, width;
     int colours;
-    if (!PyArg_ParseTuple(args, "y*nni", &view, &height, &width, &colours)) return NULL;
-    if (check_sizes(height, width, colours) < 0) { PyBuffer_Release(&view); return NULL; }
+    if (parse_args(args, &view, &height, &width, &colours) < 0) return NULL;
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)sizeof(int32_t) * height * width);
     Predictor *pr = out ? predictor_new(height, width, colours) : NULL;
     if (!pr) {

@@ -198,7 +198,12 @@ def looks_synthetic(image):
     SYNTHETIC_FLAT_SHARE of its pixels repeat a neighbour (`flat_share`) or it has at most FEW_COLOURS colours.
     Measured: screenshots and plots 0.94-0.99, the corpus's photographs 0.05-0.67 (docs/codec.md)."""
     count = num_colours(image)
-    return count <= MAX_COLOURS and (count <= FEW_COLOURS or flat_share(image) >= SYNTHETIC_FLAT_SHARE)
+    return count <= MAX_COLOURS and _synthetic(image, count)
+
+
+def _synthetic(image, count):
+    """`looks_synthetic` for an image of `count` <= MAX_COLOURS colours."""
+    return count <= FEW_COLOURS or flat_share(image) >= SYNTHETIC_FLAT_SHARE
 
 
 def trial_rate(image, engine="auto"):
@@ -216,15 +221,14 @@ def trial_rate(image, engine="auto"):
 def worth_trying(image, rival_bits):
     """Whether the palette coder may beat a rival's file of `rival_bits` bits on a uint8 image [H, W, C]: it
     is `applicable` and `looks_synthetic`, or its `trial_rate` is below TRIAL_MARGIN times the rival's rate
-    (dead-leaves images: flat share 0.71-0.77, palette coder 12% below JPEG-XL and 30% below the gray photo
-    model; docs/codec.md).  Costs one coding of a sixteenth of the image where it does not look synthetic."""
+    (dead-leaves images: flat share 0.71-0.77, palette coder 10-12% below JPEG-XL and 28-31% below the gray
+    photo model; docs/codec.md).  Costs one coding of a sixteenth of the image where it does not look
+    synthetic."""
     image = np.asarray(image)
     count = num_colours(image)
     if count > MAX_COLOURS:
         return False
-    if count <= FEW_COLOURS or flat_share(image) >= SYNTHETIC_FLAT_SHARE:
-        return True
-    return trial_rate(image) < TRIAL_MARGIN * rival_bits / image.size
+    return _synthetic(image, count) or trial_rate(image) < TRIAL_MARGIN * rival_bits / image.size
 
 
 def applicable(image):
