@@ -49,8 +49,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import ride_tf  # noqa: E402
-from ride_tf import codec, datasets, discrete, pretrained  # noqa: E402
+from ride_tf import codec, data as image_data, discrete, pretrained  # noqa: E402
 from ride_tf.codec import coding  # noqa: E402
 from ride_tf.io import atomic_savefig, atomic_write_json  # noqa: E402
 
@@ -238,7 +242,7 @@ def data_sets(args):
         import keras
 
         model = keras.saving.load_model(args.dead_leaves_model)
-        sets["dead leaves"] = (model, list(datasets.dead_leaves_benchmark("test", args.dead_leaves_images)))
+        sets["dead leaves"] = (model, list(image_data.dead_leaves_benchmark("test", args.dead_leaves_images)))
     else:
         print("no --dead-leaves-model: the dead-leaves set is skipped")
     gray = ride_tf.pretrained("gray")

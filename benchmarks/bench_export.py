@@ -31,10 +31,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ride_tf import RIDE, datasets  # noqa: E402
+from ride_tf import RIDE, data  # noqa: E402
 from ride_tf.export import export_saved_model  # noqa: E402
 
 
@@ -77,8 +81,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model = RIDE(num_layers=args.layers, num_hiddens=args.hiddens)
-    model.adapt(datasets.dead_leaves(4, size=64, seed=1, noise_std=0.02))
-    images = datasets.dead_leaves(max(args.batches), size=args.size, seed=2, noise_std=0.02)[..., None]
+    model.adapt(data.dead_leaves(4, size=64, seed=1, noise_std=0.02))
+    images = data.dead_leaves(max(args.batches), size=args.size, seed=2, noise_std=0.02)[..., None]
     with tempfile.TemporaryDirectory() as folder:
         keras_path = os.path.join(folder, "model.keras")
         saved_path = os.path.join(folder, "saved_model")

@@ -24,6 +24,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 
 def rss_mb():
     """Current resident memory of this process (VmRSS), MB."""
@@ -37,11 +41,11 @@ def rss_mb():
 def measure(size, hiddens, layers):
     import numpy as np
 
-    from ride_tf import RIDE, datasets
+    from ride_tf import RIDE, data
 
     model = RIDE(num_layers=layers, num_hiddens=hiddens)
-    model.adapt(datasets.dead_leaves(4, size=64, seed=0, noise_std=0.02))
-    image = datasets.dead_leaves(1, size=size, seed=1, noise_std=0.02)
+    model.adapt(data.dead_leaves(4, size=64, seed=0, noise_std=0.02))
+    image = data.dead_leaves(1, size=size, seed=1, noise_std=0.02)
     model.pixel_log_prob(image[:, :300, :600], noise=False)     # traces the tiled and untiled graphs
     model.pixel_log_prob(image[:, :64, :64], noise=False)
     baseline = rss_mb()

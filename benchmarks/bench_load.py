@@ -2,7 +2,7 @@
 
 One run, one model (default `ride_tf.pretrained("gray")`, or a `.keras` file
 with `--model`), `--num-images` uint8 dead-leaves images of 256 x 256
-generated on the fly, `--batch-size` at a time (`ride_tf.datasets.dead_leaves`
+generated on the fly, `--batch-size` at a time (`ride_tf.data.dead_leaves`
 with `first_index`, so the stream is never held in memory and both routes see
 the same images).  Routes:
 
@@ -37,6 +37,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import numpy as np  # noqa: E402
 
 from bench_large_images import rss_mb  # noqa: E402  (the script's folder is on sys.path)
@@ -62,9 +66,9 @@ def load_model(path):
 
 def chunk(start, count):
     """Images start .. start+count-1 of the stream: uint8 [count, 256, 256, 1]."""
-    from ride_tf import datasets
+    from ride_tf import data
 
-    return datasets.dead_leaves(count, size=SIZE, seed=SEED, first_index=start)[..., None]
+    return data.dead_leaves(count, size=SIZE, seed=SEED, first_index=start)[..., None]
 
 
 def run_route(args):

@@ -50,6 +50,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import ride_tf  # noqa: E402
 from ride_tf.data.files import read_image_file  # noqa: E402
 from ride_tf.io import atomic_write_json  # noqa: E402

@@ -30,10 +30,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ride_tf import RIDE, datasets, geometry  # noqa: E402
+from ride_tf import RIDE, data, geometry  # noqa: E402
 from ride_tf.evaluation import traced  # noqa: E402
 from ride_tf.wavefront.sampling import ONE_MINUS, draws  # noqa: E402
 
@@ -107,7 +111,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     model = RIDE(num_layers=args.layers, num_hiddens=args.hiddens)
-    model.adapt(datasets.dead_leaves(4, size=64, seed=0, noise_std=0.02))
+    model.adapt(data.dead_leaves(4, size=64, seed=0, noise_std=0.02))
     n, size = args.num, args.size
     pixels = n * size * size
     images = np.random.default_rng(0).random((n, size, size, 1)).astype(np.float32)

@@ -131,18 +131,18 @@ def _centre_crop(image, size):
 
 def load_set(name, args):
     """(training images: list of uint8 [H, W, 1], validation images, held-out images {name: uint8 [H, W, 1]})."""
-    from ride_tf import datasets, pretrained
+    from ride_tf import data as image_data, pretrained
     from ride_tf.training import sample_patches
 
     if name in ("dead_leaves", "flat_dead_leaves"):
-        config = dict(datasets.DEAD_LEAVES_BENCHMARK)
+        config = dict(image_data.DEAD_LEAVES_BENCHMARK)
         if name == "flat_dead_leaves":
             config["noise_std"] = 0.0
         config.pop("num_images")
-        num_test = datasets.DEAD_LEAVES_BENCHMARK_NUM_TEST
-        first_test = datasets.DEAD_LEAVES_BENCHMARK["num_images"] - num_test
-        train = datasets.dead_leaves(args.train_images + 2, first_index=0, **config)[..., None]
-        test = datasets.dead_leaves(args.test_images, first_index=first_test, **config)[..., None]
+        num_test = image_data.DEAD_LEAVES_BENCHMARK_NUM_TEST
+        first_test = image_data.DEAD_LEAVES_BENCHMARK["num_images"] - num_test
+        train = image_data.dead_leaves(args.train_images + 2, first_index=0, **config)[..., None]
+        test = image_data.dead_leaves(args.test_images, first_index=first_test, **config)[..., None]
         validation = [_centre_crop(im, 64) for im in train[-2:]]
         held_out = {f"{name}[{first_test + k}]": _centre_crop(im, args.test_crop) for k, im in enumerate(test)}
         return list(train[:-2]), validation, held_out
@@ -386,7 +386,9 @@ def main(argv=None):
         print(combined_tables(results_list))
         return
     args = parse_args(argv)
-    import tensorflow as tf  # after argparse, so that --help is fast
+    from ride_tf.runtime import quiet_tensorflow
+
+    tf = quiet_tensorflow()  # after argparse, so that --help is fast
 
     if args.threads < 0:
         raise SystemExit("--threads: must be >= 0")

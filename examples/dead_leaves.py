@@ -1,6 +1,6 @@
 """The paper's dead-leaves experiment (Table 3 and Figure 2) on this project's benchmark.
 
-Trains, on the training part of `ride_tf.datasets.dead_leaves_benchmark`,
+Trains, on the training part of `ride_tf.data.dead_leaves_benchmark`,
   * the MCGSM image model (num_layers=0) for several neighbourhood widths,
   * RIDE with 1 layer for several neighbourhood widths, and with more layers,
 evaluates every model on held-out benchmark images, prints a table in the shape
@@ -22,6 +22,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import keras  # noqa: E402
 import matplotlib  # noqa: E402
 
@@ -29,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ride_tf import RIDE, datasets, ensemble_log_likelihood_rate, evaluation  # noqa: E402
+from ride_tf import RIDE, data, ensemble_log_likelihood_rate, evaluation  # noqa: E402
 from ride_tf.io import atomic_save_model, atomic_savefig, atomic_write_json, atomic_write_text  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
@@ -102,8 +106,8 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
 
     start = time.time()
-    train_images = datasets.dead_leaves_benchmark("train", args.train_images)
-    test_images = datasets.dead_leaves_benchmark("test", args.test_images)
+    train_images = data.dead_leaves_benchmark("train", args.train_images)
+    test_images = data.dead_leaves_benchmark("test", args.test_images)
     # Validation for early stopping: crops of the last training images (never the test set).
     validation = train_images[-4:, :64, :64]
     results = []

@@ -1,6 +1,6 @@
 """`make demo`: RIDE next to its MCGSM baseline on the project's dead-leaves benchmark.
 
-Generates a part of the dead-leaves benchmark (ride_tf.datasets), fits
+Generates a part of the dead-leaves benchmark (ride_tf.data), fits
   * the Gaussian linear predictor (conditional whitening alone),
   * the MCGSM image model (num_layers=0, L-BFGS), and
   * a small RIDE (one spatial LSTM, the paper's recipe shortened, with Adam),
@@ -19,11 +19,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import ride_tf  # noqa: E402,F401  (first, so that TensorFlow's start-up lines are filtered)
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ride_tf import RIDE, compressed_size_bits, datasets, discrete  # noqa: E402
+from ride_tf import RIDE, compressed_size_bits, data, discrete  # noqa: E402
 from ride_tf.io import atomic_savefig  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
@@ -85,8 +88,8 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
 
     start = time.time()
-    train_images = datasets.dead_leaves_benchmark("train", args.train_images)
-    test_images = datasets.dead_leaves_benchmark("test", args.test_images)
+    train_images = data.dead_leaves_benchmark("train", args.train_images)
+    test_images = data.dead_leaves_benchmark("test", args.test_images)
     print(f"dead-leaves benchmark: {len(train_images)} training and {len(test_images)} test images "
           f"of {train_images.shape[1]} x {train_images.shape[2]} ({time.time() - start:.1f} s)")
 

@@ -24,6 +24,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 import ride_tf  # noqa: E402
 from ride_tf import io, pretrained  # noqa: E402
 from train_pretrained import evaluate  # noqa: E402

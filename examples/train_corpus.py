@@ -1,10 +1,15 @@
 """Train a RIDE on the photograph corpus of `examples/build_corpus.py` (issue J): resumable, with a time budget.
 
 Data: the training pictures of the corpus (OUT/gray/train/*.png or
-OUT/rgb/train/*.png: scikit-image's photos and texture regions and the
-plasma-workspace-wallpapers photographs, downscaled), never its held-out or
-evaluation pictures.  Early stopping and the selection of the best stage
-look at 96 x 96 centre crops of eight training photographs.
+OUT/rgb/train/*.png: the photographs of the corpus's sources, downscaled),
+never its held-out or evaluation pictures.  Most of the corpus's pixels are
+astronomical pictures (stellarium-data); `--share stellarium=F` gives the
+pictures whose names start with "stellarium" the share F of the training
+pixels, by cutting each to a centred window of the same fraction of its area
+(the objects are centred; their dark surroundings go first), so that the
+terrestrial photographs, which the models are meant for, are not drowned.
+Early stopping and the selection of the best stage look at 96 x 96 centre
+crops of eight training photographs of the other sources.
 
 Recipe: `ride_tf.training.train` (the paper's: stages of random flipped
 patches of growing size, L-BFGS fine-tuning of the MCGSM after every stage)
@@ -37,7 +42,10 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import ride_tf  # noqa: E402,F401  (TensorFlow's start-up lines filtered)
+from ride_tf.runtime import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
+
 
 
 def read_pictures(folder, channels):
@@ -55,10 +63,35 @@ def read_pictures(folder, channels):
     return pictures
 
 
-def validation_crops(pictures, size=96, count=8):
-    """Centre crops of `count` training photographs spread over the list (texture regions are skipped)."""
+def centre_window(image, fraction):
+    """The centred window of `image` [H, W, C] holding about `fraction` of its area, both sides scaled alike."""
+    scale = min(1.0, float(np.sqrt(fraction)))
+    height, width = (max(1, int(round(n * scale))) for n in image.shape[:2])
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return image[top:top + height, left:left + width]
+
+
+def limit_shares(pictures, shares):
+    """`pictures` with the pictures of each name prefix in `shares` {prefix: F} cut to centred windows so that
+    they hold the share F of all pixels (never enlarged); the others unchanged."""
+    pictures = dict(pictures)
+    for prefix, share in shares.items():
+        chosen = [name for name in pictures if name.startswith(prefix)]
+        own = sum(pictures[n].shape[0] * pictures[n].shape[1] for n in chosen)
+        rest = sum(im.shape[0] * im.shape[1] for name, im in pictures.items() if name not in chosen)
+        if own and rest and share < 1:
+            fraction = share / (1 - share) * rest / own
+            for name in chosen:
+                pictures[name] = centre_window(pictures[name], fraction)
+    return pictures
+
+
+def validation_crops(pictures, size=96, count=8, exclude=()):
+    """Centre crops of `count` training photographs spread over the list (texture regions and the pictures
+    whose names start with a prefix in `exclude` are skipped)."""
     photos = [name for name in pictures if "-brick-" not in name and "-grass-" not in name
-              and "-gravel-" not in name and min(pictures[name].shape[:2]) >= size]
+              and "-gravel-" not in name and min(pictures[name].shape[:2]) >= size
+              and not name.startswith(tuple(exclude))]
     chosen = photos[::max(1, len(photos) // count)][:count]
     crops = []
     for name in chosen:
@@ -115,7 +148,19 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="the .keras file to write")
     parser.add_argument("--record", required=True, help="the JSON record to write")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--share", nargs="*", default=[], metavar="PREFIX=F",
+                        help="the share F (0-1) of the training pixels for the pictures whose names start with PREFIX "
+                        "(e.g. stellarium=0.3): each is cut to a centred window; they give no validation crops")
     args = parser.parse_args(argv)
+    shares = {}
+    for item in args.share:
+        prefix, _, value = item.partition("=")
+        try:
+            shares[prefix] = float(value)
+        except ValueError:
+            raise SystemExit(f"--share {item}: expected PREFIX=F with 0 < F < 1") from None
+        if not (prefix and 0 < shares[prefix] < 1):
+            raise SystemExit(f"--share {item}: expected PREFIX=F with 0 < F < 1")
 
     import keras
     import tensorflow as tf
@@ -130,11 +175,11 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     start = time.time()
     kind = "gray" if args.channels == 1 else "rgb"
-    training = read_pictures(os.path.join(args.corpus, kind, "train"), args.channels)
+    training = limit_shares(read_pictures(os.path.join(args.corpus, kind, "train"), args.channels), shares)
     held_out = read_pictures(os.path.join(args.corpus, kind, "held_out"), args.channels)
     evaluation_folder = os.path.join(args.corpus, "eval", kind)
     evaluation = read_pictures(evaluation_folder, args.channels) if os.path.isdir(evaluation_folder) else {}
-    chosen, validation = validation_crops(training)
+    chosen, validation = validation_crops(training, exclude=tuple(shares))
     pixels = sum(im.shape[0] * im.shape[1] for im in training.values())
     print(f"{kind}: {len(training)} training pictures ({pixels / 1e6:.2f} Mpx); validation crops of "
           f"{', '.join(chosen)}; {len(held_out)} held out, {len(evaluation)} for evaluation", flush=True)

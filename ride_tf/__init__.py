@@ -1,11 +1,13 @@
 """ride_tf: RIDE, the recurrent image density estimator (Theis & Bethge, NIPS 2015), in TensorFlow/Keras.
 
-Importing the package is cheap: the names below are imported on first use
-(``ride_tf.RIDE``, ``from ride_tf import RIDE``), so the command line answers
-``--help`` without starting TensorFlow, and TensorFlow's start-up lines are
-filtered (`ride_tf.runtime`).  Model files (``.keras``) load with
-`ride_tf.load_model` or ``keras.models.load_model`` (the classes register
-with Keras when Keras is imported, `ride_tf.runtime.register_models_with_keras`).
+Importing the package is cheap and has no side effects: the names below are
+imported on first use (``ride_tf.RIDE``, ``from ride_tf import RIDE``), so the
+command line answers ``--help`` without starting TensorFlow, and the codec
+(`ride_tf.codec`) runs without it.  Model files (``.keras``) load with
+`ride_tf.load_model`, or with ``keras.models.load_model`` once
+`ride_tf.model` is imported (its classes register with Keras then, as any
+Keras custom class does).  The command line and the examples filter
+TensorFlow's start-up lines in their own entry points (`ride_tf.runtime`).
 
 Layers, bottom to top (docs/architecture.md):
   checks, defaults, lazy_imports, runtime, io     no TensorFlow
@@ -18,13 +20,7 @@ Layers, bottom to top (docs/architecture.md):
   training, codec, export, pretrained             the recipe, the lossless codec, SavedModels, shipped models
   cli                                             `ride-tf`
 """
-import os
-
 from ride_tf.lazy_imports import lazy_exports
-from ride_tf.runtime import quiet_tensorflow_import, register_models_with_keras
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-quiet_tensorflow_import()
 
 __version__ = "0.1.0"
 
@@ -48,9 +44,8 @@ _EXPORTS = {
     "CodecError": "ride_tf.codec.format",
     "compressed_size_bits": "ride_tf.discrete",
     **{name: f"ride_tf.{name}" for name in (
-        "checks", "codec", "data", "datasets", "defaults", "discrete", "ensemble", "evaluation", "export",
+        "checks", "codec", "data", "defaults", "discrete", "ensemble", "evaluation", "export",
         "geometry", "io", "nn", "pretrained", "quantization", "training", "wavefront")},
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-register_models_with_keras()

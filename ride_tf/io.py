@@ -192,15 +192,3 @@ def check_model_path(path):
         raise ValueError(f"{path}: not a regular file")
     return path
 
-
-def __getattr__(name):
-    # `load_ride_model` moved to `ride_tf.model.load_model` (this module stays below the model).
-    if name == "load_ride_model":
-        import warnings
-
-        warnings.warn("ride_tf.io.load_ride_model is deprecated; use ride_tf.load_model", DeprecationWarning,
-                      stacklevel=2)
-        from ride_tf.model import load_model  # noqa: layering (deprecated alias)
-
-        return load_model
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from ride_tf import RIDE, datasets, training
+from ride_tf import RIDE, data, training
 from ride_tf.training.checkpoint import TrainingCheckpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,7 @@ RUN = textwrap.dedent("""
     import os, signal, sys, json
     sys.path.insert(0, {root!r})
     import numpy as np, keras
-    from ride_tf import RIDE, datasets, training
+    from ride_tf import RIDE, data, training
 
     class KillAt(keras.callbacks.Callback):
         '''SIGKILL in the middle of stage `stage`'s epoch (after `batch` batches).'''
@@ -34,7 +34,7 @@ RUN = textwrap.dedent("""
     def run(checkpoint_dir=None, resume=False, kill=None):
         keras.utils.set_random_seed(0)
         model = RIDE(num_hiddens=4, num_layers=1, num_components=2, num_scales=2, num_features=3)
-        images = datasets.dead_leaves(6, size=24, seed=1)
+        images = data.dead_leaves(6, size=24, seed=1)
         stages = training.train(model, images[:5], validation_images=images[5:], patch_sizes=(8, 10, 12),
                                 num_patches=40, batch_size=10, optimizer="adam", finetune_max_iter=5,
                                 finetune_samples=2000, patience=5, verbose=0, seed=3,
@@ -93,7 +93,7 @@ def test_a_run_killed_mid_epoch_resumes_and_matches_an_uninterrupted_run(tmp_pat
 def test_resuming_a_finished_run_changes_nothing_and_other_settings_are_refused(tmp_path):
     keras.utils.set_random_seed(0)
     model = RIDE(num_hiddens=3, num_layers=1, num_components=2, num_scales=2, num_features=3)
-    images = datasets.dead_leaves(4, size=20, seed=2)
+    images = data.dead_leaves(4, size=20, seed=2)
     kwargs = dict(patch_sizes=(8, 10), num_patches=20, batch_size=10, finetune_max_iter=0, verbose=0,
                   checkpoint_dir=tmp_path / "run")
     stages = training.train(model, images, **kwargs)
@@ -113,7 +113,7 @@ def test_resuming_a_finished_run_changes_nothing_and_other_settings_are_refused(
 def test_a_stage_with_non_finite_values_is_rolled_back_and_the_run_goes_on(tmp_path):
     keras.utils.set_random_seed(0)
     model = RIDE(num_hiddens=3, num_layers=1, num_components=2, num_scales=2, num_features=3)
-    images = datasets.dead_leaves(4, size=20, seed=2)
+    images = data.dead_leaves(4, size=20, seed=2)
 
     class Poison(keras.callbacks.Callback):
         """Makes the weights NaN during the second stage's training."""
@@ -157,7 +157,7 @@ FIT_RUN = textwrap.dedent("""
     import os, signal, sys, json
     sys.path.insert(0, {root!r})
     import numpy as np, keras
-    from ride_tf import RIDE, datasets, training
+    from ride_tf import RIDE, data, training
     from ride_tf.training.checkpoint import FitCheckpoint
 
     class KillAt(keras.callbacks.Callback):
@@ -174,7 +174,7 @@ FIT_RUN = textwrap.dedent("""
     def run(directory=None, kill=None):
         keras.utils.set_random_seed(0)
         model = RIDE(num_hiddens=4, num_layers=1, num_components=2, num_scales=2, num_features=3)
-        images = datasets.dead_leaves(5, size=24, seed=1)
+        images = data.dead_leaves(5, size=24, seed=1)
         model.adapt(images, seed=0)
         model.compile(optimizer=training.make_optimizer("adam", 3e-3))
         curriculum = training.PatchCurriculum(images, patch_sizes=(8, 10, 12), learning_rates=(3e-3, 1e-3, 3e-4),
@@ -212,7 +212,7 @@ def test_fit_checkpoint_refuses_other_models_and_train_checkpoints(tmp_path):
     from ride_tf.training.checkpoint import FitCheckpoint
 
     keras.utils.set_random_seed(0)
-    images = datasets.dead_leaves(3, size=16, seed=2)
+    images = data.dead_leaves(3, size=16, seed=2)
 
     def fit(model, directory, epochs=1):
         model.adapt(images, seed=0)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ride_tf
-from ride_tf import RIDE, codec, datasets
+from ride_tf import RIDE, codec, data as image_data
 from ride_tf.cli import build_parser, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +34,7 @@ def error_line(result):
 def workdir(tmp_path_factory):
     """Image files and a small saved model."""
     folder = tmp_path_factory.mktemp("cli")
-    images = datasets.dead_leaves(4, size=(24, 30), seed=0, noise_std=0.02)
+    images = image_data.dead_leaves(4, size=(24, 30), seed=0, noise_std=0.02)
     for k, image in enumerate(images):
         Image.fromarray(image).save(folder / f"leaf{k}.png")
     (folder / "notimage.png").write_text("this is not an image")
@@ -246,7 +246,7 @@ def test_colour_files_coded_by_planes_round_trip_and_size_says_what_compress_wri
     """--colour planes: the shipped gray model on the reversible colour transform's planes; decompress finds it
     without --model, and `size` reports the payload's bits."""
     rng = np.random.default_rng(7)
-    base = datasets.dead_leaves(1, size=(20, 26), seed=4)[0].astype(np.int32)
+    base = image_data.dead_leaves(1, size=(20, 26), seed=4)[0].astype(np.int32)
     rgb = np.stack([base, (base + rng.integers(0, 20, base.shape)) % 256, 255 - base], -1).astype(np.uint8)
     Image.fromarray(rgb).save(workdir / "colour.png")
     status, out, err = in_process(workdir, capsys, "size", "colour.png", "--colour", "planes", "--json")
@@ -269,7 +269,7 @@ def test_colour_best_keeps_the_shorter_of_joint_and_planes(workdir, capsys):
     writes the shorter of the two files, which decompresses to the same pixels; --mode rgb names one model.
     (--palette never: on this small piecewise-constant image the palette coder would win.)"""
     rng = np.random.default_rng(11)
-    base = datasets.dead_leaves(1, size=(18, 22), seed=6)[0].astype(np.int32)
+    base = image_data.dead_leaves(1, size=(18, 22), seed=6)[0].astype(np.int32)
     rgb = np.stack([base, (base + rng.integers(0, 9, base.shape)) % 256, (base // 2 + 40)], -1).astype(np.uint8)
     Image.fromarray(rgb).save(workdir / "best.png")
     bits = {}
@@ -419,7 +419,7 @@ def test_errors_of_the_package_are_one_line_too(bad_files, capsys, monkeypatch):
 def mode_files(folder):
     """{name: (path, exact)}: small PNGs of every mode a user may pass; exact: whether ride-tf codes it exactly."""
     rng = np.random.default_rng(3)
-    gray = datasets.dead_leaves(1, size=(10, 13), seed=5)[0]
+    gray = image_data.dead_leaves(1, size=(10, 13), seed=5)[0]
     rgb = np.stack([gray, np.roll(gray, 2, axis=1), 255 - gray], axis=-1)
     files = {}
 
@@ -521,9 +521,9 @@ def test_help_and_usage_errors_do_not_start_tensorflow():
 
 
 def test_tensorflow_start_up_lines_are_filtered_and_real_messages_kept():
-    """A subcommand that loads TensorFlow prints none of its informational start-up lines; Python warnings
-    still reach stderr."""
-    code = ("import warnings, ride_tf; import tensorflow as tf; tf.constant(1.0) + 1.0; "
+    """An entry point that starts TensorFlow with `ride_tf.runtime.quiet_tensorflow` prints none of its
+    informational start-up lines; Python warnings still reach stderr."""
+    code = ("import warnings, ride_tf.runtime; tf = ride_tf.runtime.quiet_tensorflow(); tf.constant(1.0) + 1.0; "
             "warnings.warn('a real warning')")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,

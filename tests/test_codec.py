@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from ride_tf import codec, datasets, discrete
+from ride_tf import codec, data as image_data, discrete
 from test_discrete import colour_dead_leaves, small_ride
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,13 +32,13 @@ def texture_crop(height, width):
 def gray_images():
     rng = np.random.default_rng(0)
     return {
-        "dead leaves": datasets.dead_leaves(1, size=32, seed=8)[0],
+        "dead leaves": image_data.dead_leaves(1, size=32, seed=8)[0],
         "texture": texture_crop(24, 30),
         "uniform noise": rng.integers(0, 256, (16, 16), dtype=np.uint8),
         "constant": np.full((12, 12), 200, np.uint8),
         "1 x 1": np.array([[17]], np.uint8),
-        "3 x 200": datasets.dead_leaves(1, size=(3, 200), seed=2)[0],
-        "37 x 53": datasets.dead_leaves(1, size=(37, 53), seed=4)[0],
+        "3 x 200": image_data.dead_leaves(1, size=(3, 200), seed=2)[0],
+        "37 x 53": image_data.dead_leaves(1, size=(37, 53), seed=4)[0],
         "extremes": np.tile(np.array([[0, 255], [255, 0]], np.uint8), (5, 7)),
     }
 
@@ -79,7 +79,7 @@ def test_decoding_in_a_fresh_process_with_another_thread_count(gray, tmp_path):
     """The decoder reproduces the encoder's tables bit for bit in another process with 1 thread."""
     model_path = tmp_path / "model.keras"
     gray.save(model_path)
-    image = datasets.dead_leaves(1, size=(30, 41), seed=12)[0]
+    image = image_data.dead_leaves(1, size=(30, 41), seed=12)[0]
     data_path = tmp_path / "image.ride"
     data_path.write_bytes(codec.compress(gray, image))
     script = textwrap.dedent(f"""
@@ -101,14 +101,14 @@ def test_decoding_in_a_fresh_process_with_another_thread_count(gray, tmp_path):
 
 
 def test_the_header_describes_the_image_and_the_model(gray):
-    image = datasets.dead_leaves(1, size=(9, 14), seed=1)[0]
+    image = image_data.dead_leaves(1, size=(9, 14), seed=1)[0]
     header = codec.read_header(codec.compress(gray, image))
     assert (header.height, header.width, header.channels) == (9, 14, 1)
     assert header.fingerprint == codec.model_fingerprint(gray)
 
 
 def test_a_file_for_another_model_is_refused(gray, colour):
-    data = codec.compress(gray, datasets.dead_leaves(1, size=10, seed=1)[0])
+    data = codec.compress(gray, image_data.dead_leaves(1, size=10, seed=1)[0])
     other = small_ride(num_layers=2, seed=1)
     with pytest.raises(codec.CodecError, match="another model"):
         codec.decompress(other, data)
@@ -117,7 +117,7 @@ def test_a_file_for_another_model_is_refused(gray, colour):
 
 
 def test_truncated_corrupted_and_foreign_files_raise_codec_error(gray):
-    data = codec.compress(gray, datasets.dead_leaves(1, size=12, seed=1)[0])
+    data = codec.compress(gray, image_data.dead_leaves(1, size=12, seed=1)[0])
     with pytest.raises(codec.CodecError, match="truncated"):
         codec.decompress(gray, data[:-4])
     with pytest.raises(codec.CodecError, match="truncated"):
@@ -138,7 +138,7 @@ def test_truncated_corrupted_and_foreign_files_raise_codec_error(gray):
 
 def test_fuzzed_files_never_decode_to_a_wrong_image(gray):
     """Random mutations (bit flips, byte changes, cuts, insertions) give CodecError or the right image."""
-    image = datasets.dead_leaves(1, size=10, seed=3)[0]
+    image = image_data.dead_leaves(1, size=10, seed=3)[0]
     data = codec.compress(gray, image)
     rng = np.random.default_rng(0)
     outcomes = {"error": 0, "same": 0}

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from ride_tf import codec, datasets, pretrained
+from ride_tf import codec, data as image_data, pretrained
 from ride_tf.codec import coding
 from test_discrete import colour_dead_leaves, small_ride
 
@@ -35,7 +35,7 @@ def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, laye
     on) equals the decoder's front-by-front NumPy pass, integer for integer (any coding order of the channels)."""
     model = small_ride(num_channels=channels, num_layers=layers)
     model.coding_order = order
-    image = colour_dead_leaves(1, 23)[0, :, :19] if channels == 3 else datasets.dead_leaves(1, size=(23, 19),
+    image = colour_dead_leaves(1, 23)[0, :, :19] if channels == 3 else image_data.dead_leaves(1, size=(23, 19),
                                                                                            seed=9)[0][..., None]
     coder = coding.coder_for_model(model)
     old = coding.PIXELS_PER_BAND

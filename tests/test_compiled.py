@@ -3,7 +3,7 @@ stream it decodes, and the same refusals for streams that do not decode."""
 import numpy as np
 import pytest
 
-from ride_tf import codec, datasets, pretrained
+from ride_tf import codec, data as image_data, pretrained
 from ride_tf.codec import coding, compiled
 from ride_tf.codec.rans import RansError
 from test_discrete import colour_dead_leaves, small_ride
@@ -28,7 +28,7 @@ def test_the_compiled_decoder_gives_back_every_image_the_numpy_decoder_does(chan
     model.coding_order = order
     height, width = shape
     image = (colour_dead_leaves(1, max(shape))[0, :height, :width] if channels == 3
-             else datasets.dead_leaves(1, size=max(shape), seed=5)[0, :height, :width, None])
+             else image_data.dead_leaves(1, size=max(shape), seed=5)[0, :height, :width, None])
     reference, decoded = roundtrip(model, np.ascontiguousarray(image))
     np.testing.assert_array_equal(reference, image)
     np.testing.assert_array_equal(decoded, image)
@@ -49,7 +49,7 @@ def test_the_compiled_decoder_decodes_photo_noise_and_constant_images_of_the_shi
 
 def test_the_compiled_decoder_refuses_streams_that_do_not_decode():
     model = small_ride(num_channels=1, num_layers=1)
-    image = datasets.dead_leaves(1, size=12, seed=2)[0][..., None]
+    image = image_data.dead_leaves(1, size=12, seed=2)[0][..., None]
     coder = coding.coder_for_model(model)
     data = bytearray(coding.encode(coder, image))
     lanes = coding.num_lanes(12, 12, 1)
@@ -62,7 +62,7 @@ def test_the_compiled_decoder_refuses_streams_that_do_not_decode():
 
 def test_decompress_takes_either_decoder_and_names_a_wrong_one():
     model = small_ride(num_channels=1, num_layers=1)
-    image = datasets.dead_leaves(1, size=10, seed=4)[0][..., None]
+    image = image_data.dead_leaves(1, size=10, seed=4)[0][..., None]
     data = codec.compress(model, image)
     for decoder in codec.DECODERS:
         np.testing.assert_array_equal(codec.decompress(model, data, decoder=decoder), image)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ride_tf import RIDE, data, datasets
+from ride_tf import RIDE, data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +62,7 @@ def test_tfrecord_shards_hold_the_images_and_workers_read_disjoint_shares(tmp_pa
 
 
 def test_patches_are_crops_of_the_images(tmp_path):
-    image = datasets.dead_leaves(1, size=48, seed=2)[0]
+    image = data.dead_leaves(1, size=48, seed=2)[0]
     Image.fromarray(image).save(tmp_path / "leaf.png")
     ds = data.streaming_patches(tmp_path, 10, batch_size=5, patches_per_image=5, flips=False, repeat=False)
     (batch,) = list(ds)
@@ -79,7 +79,7 @@ def test_the_same_seed_gives_the_same_batches(folder):
 
 def test_fit_trains_on_a_streamed_folder(folder):
     model = RIDE(num_hiddens=3, num_components=2, num_scales=2, num_features=3)
-    model.adapt(datasets.dead_leaves(4, size=24, seed=0))
+    model.adapt(data.dead_leaves(4, size=24, seed=0))
     model.compile(optimizer="adam")
     history = model.fit(data.streaming_patches(folder, 12, batch_size=4), steps_per_epoch=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"]).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets, discrete, evaluation
+from ride_tf import RIDE, data, discrete, evaluation
 from ride_tf.preprocessing import LN2
 
 
@@ -17,7 +17,7 @@ def small_ride(num_channels=1, num_layers=1, seed=0, dtype=None, images=None):
     if dtype is not None:
         config["dtype"] = dtype
     model = RIDE(**config)
-    model.adapt(colour_dead_leaves(6, 24) if num_channels == 3 else datasets.dead_leaves(6, size=24, seed=3))
+    model.adapt(colour_dead_leaves(6, 24) if num_channels == 3 else data.dead_leaves(6, size=24, seed=3))
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
@@ -26,8 +26,8 @@ def small_ride(num_channels=1, num_layers=1, seed=0, dtype=None, images=None):
 
 def colour_dead_leaves(num, size, seed=0):
     """Colour images whose channels are correlated but not deterministic functions of each other."""
-    base = datasets.dead_leaves(num, size=size, seed=seed).astype(np.int32)
-    other = [datasets.dead_leaves(num, size=size, seed=seed + s).astype(np.int32) for s in (11, 12)]
+    base = data.dead_leaves(num, size=size, seed=seed).astype(np.int32)
+    other = [data.dead_leaves(num, size=size, seed=seed + s).astype(np.int32) for s in (11, 12)]
     return np.stack([base, (base + other[0]) // 2, (3 * base + other[1]) // 4], -1).astype(np.uint8)
 
 
@@ -93,7 +93,7 @@ def test_the_256_bin_masses_sum_to_one_even_for_mixtures_far_in_the_tails(dtype)
 def test_grayscale_masses_equal_the_mcgsm_cdf_of_the_whitened_bin_edges():
     """Independent path: P(k) = F(w (b - m(x))) - F(w (a - m(x))) with F the MCGSM distribution's cdf in y^."""
     model = small_ride(dtype="float64")
-    images = datasets.dead_leaves(2, size=9, seed=5)
+    images = data.dead_leaves(2, size=9, seed=5)
     got = discrete.pixel_log_mass(model, images)
     centres = (images[..., None].astype(np.float64) + 0.5) / 256
     u, _ = model.whitened_pairs(tf.constant(centres))
@@ -150,9 +150,9 @@ def test_exact_size_is_below_the_density_bound_of_a_fitted_model():
     """-log2 P(k) summed over an image stays below (8 - rate) x pixels, averaged over dequantization noise."""
     keras.utils.set_random_seed(0)
     model = RIDE(num_layers=0, num_components=4, num_scales=3, num_features=8)
-    train = datasets.dead_leaves(12, size=32, seed=1, noise_std=0.01)
+    train = data.dead_leaves(12, size=32, seed=1, noise_std=0.01)
     model.finetune(train, max_iter=60, num_samples=20_000, verbose=0)
-    test = datasets.dead_leaves(3, size=32, seed=9, noise_std=0.01)
+    test = data.dead_leaves(3, size=32, seed=9, noise_std=0.01)
     bits = discrete.compressed_size_bits(model, test)
     rates = np.mean([model.log_likelihood_rate(test, seed=s) for s in range(8)], axis=0)
     bound = (8.0 - rates) * 32 * 32
@@ -162,7 +162,7 @@ def test_exact_size_is_below_the_density_bound_of_a_fitted_model():
 
 def test_compressed_size_bits_is_the_sum_of_the_pixel_masses_and_tiles_agree(monkeypatch):
     model = small_ride(num_layers=2)
-    images = datasets.dead_leaves(2, size=20, seed=2)
+    images = data.dead_leaves(2, size=20, seed=2)
     log_mass = discrete.pixel_log_mass(model, images)
     assert log_mass.shape == (2, 20, 20) and log_mass.dtype == np.float64 and (log_mass < 0).all()
     np.testing.assert_allclose(discrete.float_code_length_bits(model, images), -log_mass.sum((1, 2)) / LN2)
@@ -180,7 +180,7 @@ def test_compressed_size_bits_is_the_sum_of_the_pixel_masses_and_tiles_agree(mon
 
 def test_log_mass_map_in_graph_matches_the_numpy_api():
     model = small_ride()
-    images = datasets.dead_leaves(2, size=11, seed=6)
+    images = data.dead_leaves(2, size=11, seed=6)
     graph = tf.function(lambda x: discrete.log_mass_map(model, x))
     np.testing.assert_allclose(graph(tf.constant(images[..., None])).numpy(),
                                discrete.pixel_log_mass(model, images), rtol=1e-6)

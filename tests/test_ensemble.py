@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 
 import ride_tf
-from ride_tf import RIDE, datasets, geometry
+from ride_tf import RIDE, data, geometry
 from ride_tf.ensemble import ensemble_log_prob, member_log_probs
 
 
 def fitted_model(num_layers=1, seed=0):
     keras.utils.set_random_seed(seed)
     model = RIDE(num_layers=num_layers, num_hiddens=6, num_components=3, num_scales=2, num_features=5)
-    model.adapt(datasets.dead_leaves(6, size=32, seed=3, noise_std=0.02))
+    model.adapt(data.dead_leaves(6, size=32, seed=3, noise_std=0.02))
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign(v.numpy() + 0.2 * rng.standard_normal(v.shape))
@@ -34,7 +34,7 @@ def test_equals_the_single_model_when_the_eight_terms_are_equal(models):
 
 
 def test_a_mixture_lies_between_the_members_average_and_best(models):
-    images = datasets.dead_leaves(3, size=(13, 18), seed=5, noise_std=0.02)
+    images = data.dead_leaves(3, size=(13, 18), seed=5, noise_std=0.02)
     terms = member_log_probs(models, images, seed=2)                   # [N, M, 8]
     assert terms.shape == (3, 2, 8)
     # The members' rates, each computed directly on the transformed image with the same noise.

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from ride_tf import RIDE, datasets
+from ride_tf import RIDE, data
 from ride_tf.discrete import compressed_size_bits
 from ride_tf.export import SIGNATURES, _versions, export_command, export_saved_model
 
@@ -36,7 +36,7 @@ ROUTES = ["tf2", "rest_inputs", "rest_instances", "grpc", "cli"]
 def tiny_model():
     keras.utils.set_random_seed(0)
     model = RIDE(num_hiddens=4, num_components=2, num_scales=2, num_features=4)
-    model.adapt(datasets.dead_leaves(4, size=24, seed=1, noise_std=0.02))
+    model.adapt(data.dead_leaves(4, size=24, seed=1, noise_std=0.02))
     rng = np.random.default_rng(0)
     for v in model.trainable_variables:       # non-trivial gates and mixtures
         v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
@@ -53,7 +53,7 @@ def exported(tmp_path_factory):
     os.makedirs(base / "3")                    # an existing version: the next one is 4
     saved = export_command(str(folder / "model.keras"), str(base))
 
-    images = datasets.dead_leaves(3, size=(10, 13), seed=2, noise_std=0.02)[..., None]
+    images = data.dead_leaves(3, size=(10, 13), seed=2, noise_std=0.02)[..., None]
     reference = {"images": images, **{f"sample_{k}": v for k, v in SAMPLE.items()}}
     rate = model.log_likelihood_rate(images, noise=False)
     rate_valid = model.log_likelihood_rate(images, noise=False, region="valid")

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets
+from ride_tf import RIDE, data
 from ride_tf.wavefront.inpainting import block_grid, block_schedule, block_windows
 
 
 def small_ride(num_layers=1, seed=0):
     keras.utils.set_random_seed(seed)
     model = RIDE(num_hiddens=6, num_layers=num_layers, num_components=3, num_scales=2, num_features=5)
-    model.adapt(datasets.dead_leaves(6, size=32, seed=3, noise_std=0.02))
+    model.adapt(data.dead_leaves(6, size=32, seed=3, noise_std=0.02))
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:       # non-trivial gates and mixtures
         v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
@@ -30,7 +30,7 @@ def hole(shape, rows, cols):
 
 
 def test_known_pixels_shape_dtype_acceptance_and_determinism(model):
-    image = datasets.dead_leaves(1, size=(16, 18), seed=9, noise_std=0.02)[0]          # uint8 [H, W]
+    image = data.dead_leaves(1, size=(16, 18), seed=9, noise_std=0.02)[0]          # uint8 [H, W]
     mask = hole(image.shape, slice(5, 10), slice(4, 11))
     out, rate = model.inpaint(image, mask, num_sweeps=2, seed=1, verbose=0)
     assert out.shape == (16, 18) and out.dtype == np.uint8
@@ -54,7 +54,7 @@ def test_known_pixels_shape_dtype_acceptance_and_determinism(model):
 
 
 def test_callback_sees_every_sweep_and_zero_sweeps_is_the_initialisation(model):
-    image = datasets.dead_leaves(1, size=(12, 12), seed=4, noise_std=0.02)[0]
+    image = data.dead_leaves(1, size=(12, 12), seed=4, noise_std=0.02)[0]
     mask = hole(image.shape, slice(3, 8), slice(3, 8))
     states = []
     out, rate = model.inpaint(image, mask, num_sweeps=3, seed=5, verbose=0,
@@ -109,8 +109,8 @@ def test_blocks_cover_every_missing_pixel_and_groups_are_independent():
 
 # ------------------------------------------------------------ a Gaussian model with a known posterior
 def gaussian_ar_images(num, size, seed=0):
-    """A causal Gaussian AR process (`datasets.gaussian_autoregressive`), mean 0.5."""
-    return datasets.gaussian_autoregressive(num, size, seed=seed)
+    """A causal Gaussian AR process (`data.gaussian_autoregressive`), mean 0.5."""
+    return data.gaussian_autoregressive(num, size, seed=seed)
 
 
 def gaussian_ride(nb_size=3):

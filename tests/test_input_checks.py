@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import ride_tf
-from ride_tf import MCGSM, RIDE, SpatialLSTM, datasets, discrete
+from ride_tf import MCGSM, RIDE, SpatialLSTM, data, discrete
 from ride_tf.nn.whitening import NotAdaptedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,7 +28,7 @@ def tiny_ride(cell="stable", adapt=True, seed=0):
     keras.utils.set_random_seed(seed)
     model = RIDE(num_layers=1, num_hiddens=4, num_components=2, num_scales=2, num_features=3, cell=cell)
     if adapt:
-        model.adapt(datasets.dead_leaves(4, size=16, seed=0, noise_std=0.02))
+        model.adapt(data.dead_leaves(4, size=16, seed=0, noise_std=0.02))
     return model
 
 
@@ -41,7 +41,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def images():
-    return datasets.dead_leaves(4, size=12, seed=1, noise_std=0.02)[..., None]
+    return data.dead_leaves(4, size=12, seed=1, noise_std=0.02)[..., None]
 
 
 def weights_of(model):
@@ -216,11 +216,11 @@ def test_mcgsm_log_prob_refuses_a_y_of_the_wrong_shape_instead_of_broadcasting()
     lambda: RIDE(num_channels="1"), lambda: RIDE(cell=None), lambda: RIDE(nb_size=True),
     lambda: SpatialLSTM(units=0), lambda: SpatialLSTM(units=3.0), lambda: SpatialLSTM(4, extended=1),
     lambda: SpatialLSTM(4, forget_bias="-1"), lambda: MCGSM(num_components=2.0), lambda: MCGSM(2, num_scales="4"),
-    lambda: datasets.dead_leaves(1, size="16"), lambda: datasets.dead_leaves(1, size=(16.0, 16)),
-    lambda: datasets.dead_leaves(2.0, size=16), lambda: datasets.dead_leaves(1, size=16, antialias="False"),
-    lambda: datasets.dead_leaves(1, size=16, seed=-1), lambda: datasets.dead_leaves(1, size=16, max_radius="64"),
-    lambda: datasets.dead_leaves(1, size=16, noise_std="0.1"), lambda: datasets.dead_leaves_benchmark("test", 1.0),
-    lambda: datasets.gaussian_autoregressive(1, 4.0),
+    lambda: data.dead_leaves(1, size="16"), lambda: data.dead_leaves(1, size=(16.0, 16)),
+    lambda: data.dead_leaves(2.0, size=16), lambda: data.dead_leaves(1, size=16, antialias="False"),
+    lambda: data.dead_leaves(1, size=16, seed=-1), lambda: data.dead_leaves(1, size=16, max_radius="64"),
+    lambda: data.dead_leaves(1, size=16, noise_std="0.1"), lambda: data.dead_leaves_benchmark("test", 1.0),
+    lambda: data.gaussian_autoregressive(1, 4.0),
 ])
 def test_arguments_of_the_wrong_type_are_refused_not_coerced(make):
     with pytest.raises(ValueError):
@@ -230,13 +230,13 @@ def test_arguments_of_the_wrong_type_are_refused_not_coerced(make):
 def test_dead_leaves_with_a_huge_max_radius_refuses_before_allocating():
     start = time.perf_counter()
     with pytest.raises(ValueError, match="max_radius"):
-        datasets.dead_leaves(1, size=16, max_radius=1e6)
+        data.dead_leaves(1, size=16, max_radius=1e6)
     with pytest.raises(ValueError, match="max_radius"):
-        datasets.dead_leaves(1, size=16, max_radius=1e300)
+        data.dead_leaves(1, size=16, max_radius=1e300)
     assert time.perf_counter() - start < 1.0
     # A large max_radius that fits is still drawn, and max_disks can bound the work.
-    assert datasets.dead_leaves(1, size=16, max_radius=1e3).shape == (1, 16, 16)
-    assert datasets.dead_leaves(1, size=16, max_radius=1e6, max_disks=1000).shape == (1, 16, 16)
+    assert data.dead_leaves(1, size=16, max_radius=1e3).shape == (1, 16, 16)
+    assert data.dead_leaves(1, size=16, max_radius=1e6, max_disks=1000).shape == (1, 16, 16)
 
 
 # ---------------------------------------------------------------- the README's example
@@ -244,9 +244,9 @@ README_EXAMPLE = textwrap.dedent("""
     import sys
     sys.path.insert(0, {root!r})
     import ride_tf
-    from ride_tf import RIDE, datasets
+    from ride_tf import RIDE, data
 
-    images = datasets.dead_leaves(8, size=24, seed=0, noise_std=0.02)
+    images = data.dead_leaves(8, size=24, seed=0, noise_std=0.02)
     train_images, test_images = images[:6], images[6:]
     mcgsm = RIDE(num_layers=0, num_components=2, num_features=3)
     mcgsm.adapt(train_images)
@@ -295,7 +295,7 @@ def test_geometry_and_helpers_refuse_bad_arguments():
 
 # ---------------------------------------- every argument of the public API, named (issue #16)
 def _public_calls(model):
-    images = datasets.dead_leaves(2, size=12, seed=1)
+    images = data.dead_leaves(2, size=12, seed=1)
     from ride_tf import ensemble, training
     from ride_tf.training import finetune
 

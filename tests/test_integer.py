@@ -50,7 +50,7 @@ def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cel
     keras.utils.set_random_seed(1)
     model = RIDE(num_channels=channels, num_hiddens=5, num_layers=layers, num_components=3, num_scales=2,
                  num_features=4, cell=cell)
-    model.adapt(colour_dead_leaves(4, 20) if channels == 3 else ride_tf.datasets.dead_leaves(4, size=20, seed=2))
+    model.adapt(colour_dead_leaves(4, 20) if channels == 3 else ride_tf.data.dead_leaves(4, size=20, seed=2))
     integer = IntegerModel(model)
     rng = np.random.default_rng(2)
     m = 50

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from ride_tf.data import leaves
-from ride_tf import datasets
+from ride_tf import data
 
 
 def _reference_dead_leaves(u, height, width, min_radius, max_radius, antialias):
@@ -80,33 +80,33 @@ def test_single_disk_area_and_antialiased_edge():
 
 
 def test_dead_leaves_shape_and_dtype():
-    images = datasets.dead_leaves(2, size=(40, 56), seed=1)
+    images = data.dead_leaves(2, size=(40, 56), seed=1)
     assert images.shape == (2, 40, 56) and images.dtype == np.uint8
-    floats = datasets.dead_leaves(2, size=(40, 56), seed=1, dtype=np.float64)
+    floats = data.dead_leaves(2, size=(40, 56), seed=1, dtype=np.float64)
     assert floats.dtype == np.float64 and floats.min() >= 0.0 and floats.max() <= 1.0
     np.testing.assert_array_equal(np.rint(floats * 255).astype(np.uint8), images)
-    assert datasets.dead_leaves(1, size=16, dtype=np.float32).dtype == np.float32
-    assert datasets.dead_leaves(0, size=16).shape == (0, 16, 16)
+    assert data.dead_leaves(1, size=16, dtype=np.float32).dtype == np.float32
+    assert data.dead_leaves(0, size=16).shape == (0, 16, 16)
     with pytest.raises(ValueError, match="dtype"):
-        datasets.dead_leaves(1, size=16, dtype=np.int16)
+        data.dead_leaves(1, size=16, dtype=np.int16)
     with pytest.raises(ValueError, match="min_radius"):
-        datasets.dead_leaves(1, size=16, min_radius=5, max_radius=2)
+        data.dead_leaves(1, size=16, min_radius=5, max_radius=2)
     with pytest.raises(ValueError, match="size"):
-        datasets.dead_leaves(1, size=(16, 16, 3))
+        data.dead_leaves(1, size=(16, 16, 3))
 
 
 def test_dead_leaves_determinism_and_independence_of_num_images():
-    a = datasets.dead_leaves(3, size=64, seed=7)
-    np.testing.assert_array_equal(a, datasets.dead_leaves(3, size=64, seed=7))
-    b = datasets.dead_leaves(3, size=64, seed=8)
+    a = data.dead_leaves(3, size=64, seed=7)
+    np.testing.assert_array_equal(a, data.dead_leaves(3, size=64, seed=7))
+    b = data.dead_leaves(3, size=64, seed=8)
     assert (a != b).mean() > 0.5
     assert (a[0] != a[1]).mean() > 0.5  # images of one seed differ too
-    np.testing.assert_array_equal(datasets.dead_leaves(5, size=64, seed=7)[:3], a)
-    np.testing.assert_array_equal(datasets.dead_leaves(1, size=64, seed=7, first_index=2)[0], a[2])
+    np.testing.assert_array_equal(data.dead_leaves(5, size=64, seed=7)[:3], a)
+    np.testing.assert_array_equal(data.dead_leaves(1, size=64, seed=7, first_index=2)[0], a[2])
 
 
 def test_dead_leaves_piecewise_constant_and_full_range():
-    images = datasets.dead_leaves(4, size=128, seed=0, antialias=False)
+    images = data.dead_leaves(4, size=128, seed=0, antialias=False)
     # Measured: 0.83-0.89 of the pixels equal their right neighbour (hard edges).
     assert (images[:, :, 1:] == images[:, :, :-1]).mean() > 0.8
     assert images.min() <= 3 and images.max() >= 252
@@ -114,8 +114,8 @@ def test_dead_leaves_piecewise_constant_and_full_range():
 
 
 def test_dead_leaves_antialias_changes_only_edges():
-    hard = datasets.dead_leaves(3, size=128, seed=0, antialias=False)
-    soft = datasets.dead_leaves(3, size=128, seed=0, antialias=True)
+    hard = data.dead_leaves(3, size=128, seed=0, antialias=False)
+    soft = data.dead_leaves(3, size=128, seed=0, antialias=True)
     diff = hard != soft
     assert 0.05 < diff.mean() < 0.4  # measured 0.16-0.24
     padded = np.pad(hard, ((0, 0), (1, 1), (1, 1)), mode="edge").astype(int)
@@ -127,27 +127,27 @@ def test_dead_leaves_antialias_changes_only_edges():
 
 
 def test_dead_leaves_noise():
-    clean = datasets.dead_leaves(2, size=128, seed=3, dtype=np.float64)
-    noisy = datasets.dead_leaves(2, size=128, seed=3, dtype=np.float64, noise_std=0.05)
+    clean = data.dead_leaves(2, size=128, seed=3, dtype=np.float64)
+    noisy = data.dead_leaves(2, size=128, seed=3, dtype=np.float64, noise_std=0.05)
     inside = (clean > 0.2) & (clean < 0.8)  # far from clipping
     noise = (noisy - clean)[inside]
     assert abs(noise.std() - 0.05) < 0.002 and abs(noise.mean()) < 0.002
     assert noisy.min() >= 0.0 and noisy.max() <= 1.0
-    clean8 = datasets.dead_leaves(2, size=128, seed=3)
-    noisy8 = datasets.dead_leaves(2, size=128, seed=3, noise_std=0.05)
+    clean8 = data.dead_leaves(2, size=128, seed=3)
+    noisy8 = data.dead_leaves(2, size=128, seed=3, noise_std=0.05)
     inside8 = (clean8 > 50) & (clean8 < 200)
     assert abs((noisy8.astype(float) - clean8)[inside8].std() / 255 - 0.05) < 0.003
     with pytest.raises(ValueError, match="noise_std"):
-        datasets.dead_leaves(1, size=16, noise_std=-1)
+        data.dead_leaves(1, size=16, noise_std=-1)
 
 
 def test_power_law_radii():
     n = 100_000
-    radii = datasets.sample_power_law_radii(n, 2.0, 128.0, rng=0)
+    radii = data.sample_power_law_radii(n, 2.0, 128.0, rng=0)
     assert radii.min() >= 2.0 and radii.max() <= 128.0
     # Kolmogorov-Smirnov statistic against F(r) = (2^-2 - r^-2) / (2^-2 - 128^-2).
     x = np.sort(radii)
-    cdf = datasets.power_law_cdf(x, 2.0, 128.0)
+    cdf = data.power_law_cdf(x, 2.0, 128.0)
     np.testing.assert_allclose(cdf, (2.0 ** -2 - x ** -2) / (2.0 ** -2 - 128.0 ** -2), atol=1e-12)
     ks = max((np.arange(1, n + 1) / n - cdf).max(), (cdf - np.arange(n) / n).max())
     assert ks < 1.95 / np.sqrt(n)  # 0.1% critical value, 0.0062 (measured 0.0026)
@@ -159,9 +159,9 @@ def test_power_law_radii():
     assert abs(slope + 3.0) < 0.1
     # Other exponents, including the logarithmic case exponent = 1.
     for exponent in (1.0, 2.0):
-        r = datasets.sample_power_law_radii(20_000, 1.0, 50.0, exponent=exponent, rng=1)
+        r = data.sample_power_law_radii(20_000, 1.0, 50.0, exponent=exponent, rng=1)
         for q in (0.25, 0.5, 0.75):
-            assert abs(datasets.power_law_cdf(np.quantile(r, q), 1.0, 50.0, exponent) - q) < 0.02
+            assert abs(data.power_law_cdf(np.quantile(r, q), 1.0, 50.0, exponent) - q) < 0.02
 
 
 def test_stopping_rule_cap_shows_background_leaf():
@@ -176,18 +176,18 @@ def test_stopping_rule_cap_shows_background_leaf():
 
 
 def test_dead_leaves_benchmark_splits():
-    config = datasets.DEAD_LEAVES_BENCHMARK
+    config = data.DEAD_LEAVES_BENCHMARK
     assert config["num_images"] == 1000 and config["size"] == 256
-    assert datasets.DEAD_LEAVES_BENCHMARK_NUM_TEST == 100
-    test = datasets.dead_leaves_benchmark("test", num_images=1)
+    assert data.DEAD_LEAVES_BENCHMARK_NUM_TEST == 100
+    test = data.dead_leaves_benchmark("test", num_images=1)
     assert test.shape == (1, 256, 256) and test.dtype == np.uint8
     # Image 900 of "all" is image 0 of "test".
-    image_900 = datasets.dead_leaves(**{**config, "num_images": 1, "first_index": 900})
+    image_900 = data.dead_leaves(**{**config, "num_images": 1, "first_index": 900})
     np.testing.assert_array_equal(test, image_900)
-    train = datasets.dead_leaves_benchmark("train", num_images=2)
-    np.testing.assert_array_equal(train, datasets.dead_leaves_benchmark("all", num_images=2))
+    train = data.dead_leaves_benchmark("train", num_images=2)
+    np.testing.assert_array_equal(train, data.dead_leaves_benchmark("all", num_images=2))
     assert (train[0] != test[0]).mean() > 0.5
     with pytest.raises(ValueError, match="split"):
-        datasets.dead_leaves_benchmark("validation")
+        data.dead_leaves_benchmark("validation")
     with pytest.raises(ValueError, match="num_images"):
-        datasets.dead_leaves_benchmark("test", num_images=101)
+        data.dead_leaves_benchmark("test", num_images=101)

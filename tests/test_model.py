@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets
+from ride_tf import RIDE, data as image_data
 from ride_tf.training import patch_dataset, sample_patches, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,7 +26,7 @@ def small_ride(num_layers=1, num_channels=1, seed=0, **kwargs):
 
 @pytest.fixture(scope="module")
 def leaves():
-    images = datasets.dead_leaves(14, size=48, seed=7, noise_std=0.02)
+    images = image_data.dead_leaves(14, size=48, seed=7, noise_std=0.02)
     return images[:10], images[10:]
 
 
@@ -413,7 +413,7 @@ def adversarial_ride(cell):
 
 
 def test_stable_cell_gives_finite_likelihoods_on_1024_images_where_eq6_overflows(leaves):
-    image = datasets.dead_leaves(1, size=1024, seed=11, noise_std=0.02)
+    image = image_data.dead_leaves(1, size=1024, seed=11, noise_std=0.02)
     stable = adversarial_ride("stable")
     stable.adapt(leaves[0])
     pixel_map = stable.pixel_log_prob(image, noise=False)

@@ -6,7 +6,7 @@ import copy
 import numpy as np
 import pytest
 
-from ride_tf import RIDE, codec, datasets
+from ride_tf import RIDE, codec, data as image_data
 from ride_tf.codec import coding, native
 from ride_tf.codec.integer import NUMPY, TOTAL
 from ride_tf.codec.rans import RansEncoder, RansError
@@ -31,7 +31,7 @@ def variant(kind):
     if kind == "paper cell, extended, no skip inputs":
         config.update(cell="paper", extended=True, skip_inputs=False)
     model = RIDE(**config)
-    model.adapt(datasets.dead_leaves(4, size=20, seed=5))
+    model.adapt(image_data.dead_leaves(4, size=20, seed=5))
     rng = np.random.default_rng(6)
     for v in model.trainable_variables:
         v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
@@ -48,7 +48,7 @@ def images_for(channels):
         leaves = colour_dead_leaves(1, 21)[0, :, :17]
         return [leaves, rng.integers(0, 256, (6, 9, 3), dtype=np.uint8), np.full((4, 13, 3), 200, np.uint8),
                 np.zeros((1, 1, 3), np.uint8), rng.integers(0, 256, (9, 2, 3), dtype=np.uint8)]
-    leaves = datasets.dead_leaves(1, size=(19, 23), seed=2)[0][..., None]
+    leaves = image_data.dead_leaves(1, size=(19, 23), seed=2)[0][..., None]
     return [leaves, rng.integers(0, 256, (11, 7, 1), dtype=np.uint8), np.full((5, 16, 1), 255, np.uint8),
             np.array([[[3]]], np.uint8), rng.integers(0, 256, (2, 30, 1), dtype=np.uint8),
             rng.integers(0, 256, (30, 2, 1), dtype=np.uint8)]

@@ -131,9 +131,9 @@ def test_a_trial_band_finds_dead_leaves_worth_trying_though_they_do_not_look_syn
     """Dead leaves (256 x 256, 256 gray values) repeat a neighbour at fewer than 80% of the pixels, so they do
     not look synthetic; the trial band's rate (measured 2.37 bit/px) sends them to the palette coder against a
     rival at 3 bit/px (the gray photo model takes 3.24) and not against one at 1.5."""
-    from ride_tf import datasets
+    from ride_tf import data as image_data
 
-    leaves = datasets.dead_leaves(1, size=256, seed=123)[0][..., None]
+    leaves = image_data.dead_leaves(1, size=256, seed=123)[0][..., None]
     assert 0.6 < palette.flat_share(leaves) < palette.SYNTHETIC_FLAT_SHARE and not palette.looks_synthetic(leaves)
     rate = palette.trial_rate(leaves)
     assert 2.0 < rate < 2.6, rate

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ride_tf import RIDE, codec, datasets, discrete, preprocessing
+from ride_tf import RIDE, codec, data as image_data, discrete, preprocessing
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ride_tf")
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
@@ -32,7 +32,7 @@ SLOW = settings(max_examples=10, **SETTINGS)
 def model():
     keras.utils.set_random_seed(0)
     model = RIDE(num_layers=1, num_hiddens=3, num_components=2, num_scales=2, num_features=3, nb_size=3)
-    model.adapt(datasets.dead_leaves(3, size=12, seed=0, noise_std=0.02))
+    model.adapt(image_data.dead_leaves(3, size=12, seed=0, noise_std=0.02))
     return model
 
 
@@ -182,7 +182,7 @@ def test_codec_round_trip(model, image):
     dtype=(st.sampled_from([np.uint8, np.float32, np.float64, "uint8"]), st.sampled_from([np.int16, "no-such", None])),
     seed=(st.integers(0, 2 ** 32), st.sampled_from([-1, 1.5]))))
 def test_dead_leaves_arguments(kwargs):
-    images, error = outcome(datasets.dead_leaves, **kwargs)
+    images, error = outcome(image_data.dead_leaves, **kwargs)
     num_images, size, dtype = kwargs["num_images"], kwargs["size"], kwargs["dtype"]
     if error is not None:
         return

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets, geometry
+from ride_tf import RIDE, data as image_data, geometry
 from ride_tf.wavefront.sampling import draws
 
 
@@ -15,7 +15,7 @@ def small_ride(num_layers=2, seed=0, dtype=None, **kwargs):
     if dtype is not None:
         config["dtype"] = dtype
     model = RIDE(**config)
-    model.adapt(datasets.dead_leaves(6, size=32, seed=3, noise_std=0.02))
+    model.adapt(image_data.dead_leaves(6, size=32, seed=3, noise_std=0.02))
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:       # non-trivial gates and mixtures
         v.assign(v.numpy() + 0.3 * rng.standard_normal(v.shape))
@@ -75,7 +75,7 @@ def test_seed_determinism_and_batch_size_independence():
 
 def test_conditional_sampling_keeps_the_known_pixels():
     model = small_ride()
-    images = datasets.dead_leaves(3, size=(14, 15), seed=9, noise_std=0.02)
+    images = image_data.dead_leaves(3, size=(14, 15), seed=9, noise_std=0.02)
     mask = np.zeros((14, 15), bool)
     mask[4:10, 3:11] = True
     out = model.sample(images=images, mask=mask, seed=1)
@@ -92,8 +92,8 @@ def test_conditional_sampling_keeps_the_known_pixels():
 
 
 def gaussian_ar_images(num, size, seed=0):
-    """A causal Gaussian AR process (`datasets.gaussian_autoregressive`), mean 0.5."""
-    return datasets.gaussian_autoregressive(num, size, seed=seed)
+    """A causal Gaussian AR process (`image_data.gaussian_autoregressive`), mean 0.5."""
+    return image_data.gaussian_autoregressive(num, size, seed=seed)
 
 
 def autocorrelations(images, margin):

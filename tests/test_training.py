@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, datasets, discrete
+from ride_tf import RIDE, data, discrete
 from ride_tf.training.finetune import discrete_mean_log_mass, finetune_mcgsm_discrete
 from ride_tf.training import fit_baseline, patch_dataset, sample_patches, train
 
@@ -15,7 +15,7 @@ CONFIG = dict(num_components=3, num_scales=2, num_features=5, nb_size=5)
 
 @pytest.fixture(scope="module")
 def leaves():
-    images = datasets.dead_leaves(8, size=32, seed=5, noise_std=0.02)
+    images = data.dead_leaves(8, size=32, seed=5, noise_std=0.02)
     return images[:6], images[6:]
 
 

@@ -18,8 +18,8 @@ mode; modes without an exact 8-bit gray or RGB form are refused
 (`ride_tf.data.files.EXACT_MODES`).
 
 The arguments are parsed before TensorFlow is imported, so `--help` and usage
-errors answer at once; TensorFlow's start-up lines are filtered
-(`ride_tf.runtime`).  A problem with the input (a missing file, a file that is
+errors answer at once; a subcommand that needs the float model then imports
+TensorFlow without its start-up lines (`ride_tf.runtime.quiet_tensorflow`).  A problem with the input (a missing file, a file that is
 not an image, a file that is not a ride-tf model, bad option values) prints
 one line, ``ride-tf: error: ...``, and exits with status 1 (2 for usage
 errors); no traceback.  Every option's help shows its default, taken from
@@ -28,6 +28,7 @@ errors); no traceback.  Every option's help shows its default, taken from
 import argparse
 import sys
 
+from ride_tf import runtime
 from ride_tf.cli import compress, decompress, evaluate, export, inpaint, sample, size, train
 from ride_tf.cli.common import CommandError, HelpFormatter
 
@@ -48,6 +49,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if getattr(args, "needs_tensorflow", True):
+        runtime.quiet_tensorflow()
     try:
         args.run(args)
     except CommandError as error:
