@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,examples,serving]"
+	$(PY) -m pip install --quiet -e ".[test,examples,serving,beam]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 

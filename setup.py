@@ -13,12 +13,16 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
     "imagecodecs==2026.3.6",  # PNG, JPEG-LS, WebP and JPEG-XL lossless, for comparisons
     "threadpoolctl==3.6.0",  # one BLAS thread for the decoder's small matrix products
+    "tqdm==4.70.1",          # the progress bar of `ride-tf size` / `evaluate` over many files (standard error)
 ]
 TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
 EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
 # The PredictionService stub of export/grpc_client.py (the REST client needs nothing extra).
 SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
+# The Apache Beam pipeline of ride_tf.pipelines (sizes of datasets beyond one machine); pyarrow comes with it
+# (Parquet output).  On Dataflow install "apache-beam[gcp]==2.78.0" instead (the same pins resolve).
+BEAM_REQUIRES = ["apache-beam==2.78.0"]
 
 # The codec's integer arithmetic in C (ride_tf.codec.native).  Optional: without a C compiler the package installs
 # and codes the same files with the NumPy reference path.  No -ffast-math: the kernels need exact int64 arithmetic.
@@ -37,7 +41,8 @@ setup(
     package_data={"ride_tf.pretrained": ["*.keras", "*.json"], "ride_tf.codec": ["lookup_tables.npz"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES},
+    extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES,
+                    "beam": BEAM_REQUIRES},
     ext_modules=[KERNELS, PALETTE_KERNELS],
     entry_points={"console_scripts": ["ride-tf=ride_tf.cli:main"]},
 )

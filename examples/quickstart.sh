@@ -49,5 +49,15 @@ show "ride-tf evaluate tiny.keras validation.png camera.png"
 show "ride-tf sample tiny.keras --size 64x64 -n 2 --output samples/ --seed 0"
 show "ls samples"
 
-# 6. The Python equivalent (README, "The same in Python").
+# 6. Many files: folders (recursively), lists, a row per image as it is measured, failures as rows (exit status 1).
+show "head -c 2000 camera.png > photos/cut.png"
+show "ride-tf size photos/ validation.png; echo \"exit status \$?\""
+show "ride-tf size photos/ --pattern 'moon*' --output sizes.jsonl && cat sizes.jsonl"
+show "ride-tf size photos/ --output sizes.jsonl --resume; echo \"exit status \$?\"; wc -l sizes.jsonl"
+show "ls photos/coins* | ride-tf evaluate --from-list - --csv --jobs 2"
+
+# 7. The same over a dataset with Apache Beam (here the DirectRunner on every core).
+show "python -m ride_tf.pipelines --input 'photos/*.png' --output results/sizes --direct_num_workers 0 --direct_running_mode multi_processing 2>/dev/null; echo \"exit status \$?\"; cat results/sizes.errors-*.jsonl results/sizes.summary.json"
+
+# 8. The Python equivalent (README, "The same in Python").
 show "python $REPO/examples/quickstart.py"

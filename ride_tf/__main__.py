@@ -3,4 +3,5 @@ import sys
 
 from ride_tf.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":         # not when a "spawn" worker of `size --jobs` imports this module again
+    sys.exit(main())

@@ -12,6 +12,13 @@ The project's files all go through these helpers: models (`atomic_save_model`),
 PNGs (`atomic_write_png`), figures (`atomic_savefig`), JSON records and
 tables (`atomic_write_json`, `atomic_write_text`), compressed images
 (`atomic_write_bytes`) and exported SavedModels (`atomic_directory`).
+
+One writer is not atomic, by design: `open_line_stream`, the streamed output
+of `ride-tf size` / `evaluate` over many files (JSON lines, CSV or a table),
+which must keep every finished line when a run is interrupted.  It writes
+line by line and flushes each line; a run killed in the middle of a line
+leaves that partial line at the end, which `open_line_stream(...,
+append=True)` cuts off before it appends (`--resume`).
 This module imports neither TensorFlow nor Keras.
 """
 import contextlib
@@ -21,7 +28,8 @@ import shutil
 import uuid
 
 __all__ = ["atomic_path", "atomic_directory", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "atomic_save_model", "atomic_savefig", "atomic_write_png", "is_temporary_name", "check_model_path"]
+           "atomic_save_model", "atomic_savefig", "atomic_write_png", "is_temporary_name", "check_model_path",
+           "open_line_stream"]
 
 _TMP_MARK = ".tmp-"
 
@@ -110,6 +118,28 @@ def atomic_write_text(path, text, encoding="utf-8"):
     if not isinstance(text, str):
         raise TypeError(f"atomic_write_text: text must be a str, got {type(text).__name__}.")
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def open_line_stream(path, append=False):
+    """A text stream (UTF-8, "\\n" line ends) that a run writes its result lines to, one at a time; the caller
+    flushes after each line.  append=False starts the file afresh; append=True continues it: a partial last
+    line (what a killed writer leaves) is cut off first, so the file holds whole lines only."""
+    path = _check_path(path, "open_line_stream")
+    if append and os.path.exists(path):
+        with open(path, "rb+") as stream:
+            end = stream.seek(0, os.SEEK_END)
+            keep = position = end
+            while position > 0:
+                start = max(0, position - 65536)
+                stream.seek(start)
+                newline = stream.read(position - start).rfind(b"\n")
+                if newline >= 0:
+                    keep = start + newline + 1
+                    break
+                position = keep = start
+            if keep < end:
+                stream.truncate(keep)
+    return open(path, "a" if append else "w", encoding="utf-8", newline="")
 
 
 def atomic_write_json(path, obj, indent=1, **kwargs):

@@ -35,10 +35,11 @@ LAYERS = [
     ["ensemble", "training.callbacks", "pretrained"],
     ["training.recipe", "export"],
     ["cli.common"],
+    ["cli.batch"],
     ["cli.train", "cli.evaluate", "cli.sample", "cli.inpaint", "cli.size", "cli.compress", "cli.decompress",
      "cli.export"],
     ["cli", ""],
-    ["__main__"],
+    ["__main__", "pipelines"],
 ]
 
 

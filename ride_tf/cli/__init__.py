@@ -22,7 +22,9 @@ errors answer at once; a subcommand that needs the float model then imports
 TensorFlow without its start-up lines (`ride_tf.runtime.quiet_tensorflow`).  A problem with the input (a missing file, a file that is
 not an image, a file that is not a ride-tf model, bad option values) prints
 one line, ``ride-tf: error: ...``, and exits with status 1 (2 for usage
-errors); no traceback.  Every option's help shows its default, taken from
+errors); no traceback.  `size` and `evaluate` measure many files
+(`ride_tf.cli.batch`): a file that fails is reported on its own line, the
+others are measured, and the exit status is 1 when any failed.  Every option's help shows its default, taken from
 `ride_tf.defaults`.
 """
 import argparse
@@ -30,7 +32,7 @@ import sys
 
 from ride_tf import runtime
 from ride_tf.cli import compress, decompress, evaluate, export, inpaint, sample, size, train
-from ride_tf.cli.common import CommandError, HelpFormatter
+from ride_tf.cli.common import CommandError, HelpFormatter, UsageError
 
 __all__ = ["main", "build_parser", "CommandError", "SUBCOMMANDS"]
 
@@ -52,7 +54,10 @@ def main(argv=None):
     if getattr(args, "needs_tensorflow", True):
         runtime.quiet_tensorflow()
     try:
-        args.run(args)
+        status = args.run(args)
+    except UsageError as error:
+        print(f"ride-tf: error: {error}", file=sys.stderr)
+        return 2
     except CommandError as error:
         print(f"ride-tf: error: {error}", file=sys.stderr)
         return 1
@@ -65,7 +70,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("ride-tf: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import argparse
 import math
 import os
 
-__all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
+__all__ = ["CommandError", "UsageError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
            "PALETTE_NAME", "PALETTE_TRIES", "palette_choice"]
@@ -30,6 +30,10 @@ PALETTE_TRIES = {"auto": "auto", "always": True, "never": False}
 
 class CommandError(Exception):
     """A problem with the user's input: printed as one line, exit status 1."""
+
+
+class UsageError(CommandError):
+    """Options that do not go together, found after parsing: printed as one line, exit status 2 (as argparse's)."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
