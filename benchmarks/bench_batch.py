@@ -72,17 +72,19 @@ def unniced_cpu_seconds(exclude=()):
 
 
 def wait_quiet(limit, threshold=0.25):
-    """Wait (at most `limit` seconds) until the processes that are not niced use under `threshold` cores over
-    3 s: a niced job (a training run) yields its CPU to the command and is not waited for."""
-    deadline = time.time() + limit
+    """Wait (at most `limit` seconds) until the processes that are not niced use under `threshold` cores in three
+    windows of 3 s in a row: a niced job (a training run) yields its CPU to the command and is not waited for."""
+    deadline, quiet = time.time() + limit, 0
     while True:
         before = unniced_cpu_seconds({os.getpid()})
         time.sleep(3)
         after = unniced_cpu_seconds({os.getpid()})
         load = sum(max(0.0, seconds - before.get(pid, 0.0)) for pid, seconds in after.items()) / 3
-        if load < threshold or time.time() > deadline:
+        quiet = quiet + 1 if load < threshold else 0
+        if quiet == 3 or time.time() > deadline:
             return load
-        print(f"  waiting: other processes use {load:.2f} cores", flush=True)
+        if not quiet:
+            print(f"  waiting: other processes use {load:.2f} cores", flush=True)
 
 
 def run_size(folder, jobs):

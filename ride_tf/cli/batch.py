@@ -306,7 +306,7 @@ class _Pool:
 
 
 def _checked(results):
-    if results and results[0][0] == "fatal":
+    if results and len(results[0]) == 2:          # ("fatal", message)
         raise CommandError(results[0][1])
     return results
 
@@ -319,11 +319,9 @@ def _measure_in_pool(command, options, paths, jobs):
     pending = collections.deque()
     interrupted = True
     try:
-        for chunk in chunks:
+        for chunk in chunks:          # _IN_FLIGHT chunks per worker submitted: none of them waits for work
             pending.append((chunk, pool.submit(chunk)))
-            if len(pending) < _IN_FLIGHT * jobs:
-                continue
-            yield from _drain(pool, pending, 1)
+            yield from _drain(pool, pending, _IN_FLIGHT * jobs - 1)
         yield from _drain(pool, pending, 0)
         interrupted = False
     finally:

@@ -7,8 +7,8 @@ import argparse
 import math
 import os
 
-__all__ = ["CommandError", "UsageError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
-           "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
+__all__ = ["CommandError", "UsageError", "HelpFormatter", "image_size", "int_at_least", "positive_int",
+           "non_negative_int", "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
            "PALETTE_NAME", "PALETTE_TRIES", "palette_choice"]
 
