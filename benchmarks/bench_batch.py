@@ -9,7 +9,12 @@ jobs alternating over `--rounds` rounds; the table has each one's best wall
 time, the ratio jobs 1 / jobs N, and "other load": the most CPU (in cores)
 that processes other than the command used during one of its runs (from
 /proc/stat less the command's own CPU time): above ~0.2 the times are
-disturbed.  The rows of every run must be equal.  Then a corrupt PNG (half a
+disturbed.  The column "CPU s" is the CPU time of the command and its worker
+processes, which the load hardly changes; on N free cores --jobs 1 takes
+about its CPU time and --jobs N about 1/N of its own (every worker's start,
+then 1/N of the images each), so N x CPU(--jobs 1) / CPU(--jobs N) is the
+speed-up that the work allows, printed beside the measured one.  The rows of
+every run must be equal.  Then a corrupt PNG (half a
 file) and an unsupported file (a 16-bit PNG) are added, and `--jobs N` must
 exit with status 1 with a row for every photo and an error row for each of the
 two files.
@@ -88,7 +93,8 @@ def wait_quiet(limit, threshold=0.25):
 
 
 def run_size(folder, jobs):
-    """(wall seconds, rows, exit status, other load in cores) of one `ride-tf size FOLDER --jsonl --jobs N`."""
+    """(wall seconds, rows, exit status, other load in cores, CPU seconds of the command and its workers) of one
+    `ride-tf size FOLDER --jsonl --jobs N`."""
     command = [sys.executable, "-m", "ride_tf", "size", folder, "--jsonl", "--jobs", str(jobs)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -100,7 +106,7 @@ def run_size(folder, jobs):
     if result.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    return wall, rows, result.returncode, max(0.0, busy - own) / wall
+    return wall, rows, result.returncode, max(0.0, busy - own) / wall, own
 
 
 def main():
@@ -120,28 +126,33 @@ def main():
         write_crops(photos, args.images, args.crop)
         print(f"{args.images} gray crops of {args.crop} x {args.crop} (camera, coffee, chelsea) in {photos}; "
               f"{os.cpu_count()} cores")
-        times, loads, results = {1: [], args.jobs: []}, {1: [], args.jobs: []}, {}
+        times, loads, cpus, results = {1: [], args.jobs: []}, {1: [], args.jobs: []}, {1: [], args.jobs: []}, {}
         for round_ in range(args.rounds):
             for jobs in (1, args.jobs) if round_ % 2 == 0 else (args.jobs, 1):
                 if args.wait_quiet:
                     wait_quiet(args.wait_quiet)
-                wall, rows, status, load = run_size(photos, jobs)
+                wall, rows, status, load, cpu = run_size(photos, jobs)
                 if status != 0 or len(rows) != args.images:
                     raise SystemExit(f"--jobs {jobs}: status {status}, {len(rows)} rows")
                 if results.setdefault("rows", rows) != rows:
                     raise SystemExit(f"--jobs {jobs} gave other rows than the first run")
                 times[jobs].append(wall)
                 loads[jobs].append(load)
-                print(f"  round {round_ + 1}: --jobs {jobs}: {wall:6.1f} s (other load {load:.2f} cores)",
-                      flush=True)
-        print(f"\n{'command':44s} {'wall s':>7s} {'images/s':>9s} {'other load':>10s}")
+                cpus[jobs].append(cpu)
+                print(f"  round {round_ + 1}: --jobs {jobs}: {wall:6.1f} s, CPU {cpu:6.1f} s (other load {load:.2f} "
+                      "cores)", flush=True)
+        print(f"\n{'command':44s} {'wall s':>7s} {'images/s':>9s} {'CPU s':>7s} {'other load':>10s}")
         for jobs in (1, args.jobs):
             best = min(times[jobs])
             print(f"{f'ride-tf size photos/ --jsonl --jobs {jobs}':44s} {best:7.1f} {args.images / best:9.2f} "
-                  f"{max(loads[jobs]):10.2f}")
+                  f"{min(cpus[jobs]):7.1f} {max(loads[jobs]):10.2f}")
         ratio = min(times[1]) / min(times[args.jobs])
+        # On free cores a run takes at least its CPU time spread over its processes: --jobs 1 about its CPU time
+        # (one busy thread), --jobs N about 1/N of its CPU time (the start of every worker, then 1/N of the images).
+        bound = args.jobs * min(cpus[1]) / min(cpus[args.jobs])
         total = sum(r["bytes"] for r in results["rows"])
-        print(f"speed-up --jobs {args.jobs} / --jobs 1: {ratio:.2f} (target 1.7); rows equal: yes; "
+        print(f"speed-up --jobs {args.jobs} / --jobs 1: {ratio:.2f} measured (target 1.7), {bound:.2f} from the CPU times "
+              f"on {args.jobs} free cores ({args.jobs} x CPU of --jobs 1 / CPU of --jobs {args.jobs}); rows equal: yes; "
               f"{total:,.1f} bytes in all, {8 * total / (args.images * args.crop ** 2):.4f} bit/px")
 
         png = open(os.path.join(photos, "crop_0000.png"), "rb").read()
@@ -151,7 +162,7 @@ def main():
         from PIL import Image
 
         Image.fromarray(np.full((32, 32), 1000, np.uint16)).save(os.path.join(photos, "deep16.png"))
-        wall, rows, status, load = run_size(photos, args.jobs)
+        wall, rows, status, load, _ = run_size(photos, args.jobs)
         errors = [r for r in rows if "error" in r]
         measured = [r for r in rows if "error" not in r]
         print(f"\nwith a corrupt and a 16-bit PNG added, --jobs {args.jobs}: exit status {status}, "
