@@ -7,17 +7,30 @@ Sources, and nothing else:
     and one region per texture) kept out of training;
   * the photographs in the Debian (bookworm) packages of `TRAIN_PACKAGES`:
     plasma-workspace-wallpapers, lomiri-wallpapers, ukui-wallpapers,
-    gnome-backgrounds, sway-backgrounds, stellarium-data, lxqt-themes and
-    sddm-theme-maldives.  lomiri-wallpapers, ukui-wallpapers,
-    gnome-backgrounds and sway-backgrounds ship rendered art only and add
-    nothing, but are still fetched and checked, so that a version that adds
-    pictures is noticed (see "Checks").  stellarium-data (issue 30) gives
+    gnome-backgrounds, sway-backgrounds, stellarium-data, lxqt-themes,
+    sddm-theme-maldives, gcompris-qt-data and digikam-data.
+    lomiri-wallpapers, ukui-wallpapers, gnome-backgrounds and
+    sway-backgrounds ship rendered art only and add nothing, but are still
+    fetched and checked, so that a version that adds pictures is noticed
+    (see "Checks").  stellarium-data (issue 30) gives
     astronomical photographs (the 61 nebula/galaxy/cluster pictures of 1024
     px, the Milky Way and Moon mosaics, the solar corona), a rapeseed-field
     panorama in four parts and the Mars Pathfinder panorama (both cut below
     their transparent sky) and three photographs of artefacts; its many
     drawings and paintings (sky-culture art), charts and maps are excluded.
     lxqt-themes gives 11 nature photographs, sddm-theme-maldives one.
+    gcompris-qt-data (the educational suite's activities, packed in Qt
+    resource files) gives 120 terrestrial photographs, all lossy WebP: the 33
+    animal backgrounds of "erase" (1920 x 1080), 48 buildings and places of
+    "explore_monuments", 15 wild and 9 farm animals, 9 musicians and
+    instruments (the "explore_*" activities, 1024 px) and 6 underwater
+    backgrounds of "clickgame"; its cartoons (the 600 px word pictures of
+    "lang" and everything else under 0.4 Mpx) are small and not used, its SVG
+    files are vector art.  digikam-data gives one landscape photograph (its
+    "about" page background).  Looked at and not used (issue 30): jigzo-data
+    (its puzzle files hold piece atlases and thumbnails, no whole photograph),
+    hugin-data (help pages: diagrams, screenshots, photographs of 800 px and
+    less), mypaint-data-extras (paper and canvas textures).
   * with --eval, a separate evaluation set, "data the models never saw":
     the photographs of `EVAL_PACKAGES` (lomiri-wallpapers-16.04,
     lomiri-wallpapers-20.04, mate-backgrounds), never used for training.
@@ -25,6 +38,10 @@ Each package is fetched with `apt-get download PKG=VERSION` (the version
 pinned in the tables; the current candidate, with a warning, if that version
 is gone) into --cache and unpacked there with `dpkg -x`; both steps are
 skipped when already done, so a rerun from scratch rebuilds everything.
+A package with `rcc` set (gcompris-qt-data) ships its pictures inside Qt
+resource files: each NAME.rcc under its root is unpacked, right after
+`dpkg -x`, into NAME.rcc.d/ (the resource paths kept; `extract_rcc` reads
+stored and zlib-compressed entries).
 
 Photograph rule: a picture is used when it is a photograph of a real scene
 (bokeh, motion blur and gray pictures included); rendered graphics, 3-D
@@ -36,19 +53,23 @@ other picture with a one-word reason (`excluded`).  A picture shipped at
 several resolutions (plasma's `NAME/contents/images/WxH.ext`) counts once:
 the largest version (most pixels) is used; plasma's `screenshot.*`
 thumbnails are never used.  A package may set `min_pixels` (stellarium-data:
-500,000): image files of fewer pixels (icons, textures, its 512 px and
-smaller nebula pictures) are not used and need no table entry.  A photograph
+500,000, gcompris-qt-data: 400,000): image files of fewer pixels (icons,
+textures, stellarium's 512 px and smaller nebula pictures, gcompris's
+cartoons and small photographs) are not used and need no table entry.  A photograph
 may list a crop (top, left, bottom, right), cut from the source before the
 downscaling rule: stellarium's landscape panoramas, whose sky is transparent
-(and the Mars panorama's bottom rows are black gaps).
+(and the Mars panorama's bottom rows are black gaps), and the black frame
+at the bottom and right of gcompris's georgeWashingtonBirthplace.
 
 Downscaling rule: each picture is cropped at the bottom and right to
 multiples of f and reduced by the integer factor f with a box filter (the
 mean of each f x f block, computed in float64 and rounded half to even to
 uint8), with f = max(ceil(longer side / --max-side), 2 if the source file is
-a JPEG else 1) (the longer side of the crop where one is listed) and
---max-side 1024: the result's longer side is at most 1024 px, and averaging
-at least 2 x 2 pixels of a JPEG hides its 8 x 8 block artefacts.  (So the
+lossy (a JPEG, or a WebP whose bitstream is "VP8 ", not the lossless "VP8L")
+else 1) (the longer side of the crop where one is listed) and --max-side
+1024: the result's longer side is at most 1024 px, and averaging at least
+2 x 2 pixels of a JPEG or lossy WebP hides its block artefacts (the
+manifest's "jpeg" is true for both kinds).  (So the
 small scikit-image JPEGs hubble_deep_field, retina and rocket are halved
 too; the scikit-image PNGs keep f = 1.)
 
@@ -67,12 +88,15 @@ texture (from `ride_tf.pretrained.HELD_OUT`), and the photographs of
 (boats at sunset, a detailed close-up of stacked cups, a smooth foggy pier in
 gray), 6 of stellarium's 72 (a galaxy: m31; dark and bright nebulae: ic434,
 the Horsehead, and n7000; a reflection nebula around a cluster: pleiades; a
-globular cluster: m13; faint filaments: sh2-240) and 1 of lxqt's 11 (a
-detailed flower meadow).  That is 13 of the 111 whole photographs (12 %);
-the evaluation set of `--eval` (photographs of other packages, never used for
-training) is the test of terrestrial photographs, which are only about a
-fifth of the training megapixels (stellarium's astronomical pictures are
-about 59 of the 77).
+globular cluster: m13; faint filaments: sh2-240), 1 of lxqt's 11 (a
+detailed flower meadow) and 12 of gcompris's 120 (animals: kingfisher,
+meerkats, swans on dark water, crab, koala, sheep; places: the Eiffel Tower,
+the Hawa Mahal facade, Machu Picchu, the Taj Mahal; an orchestra; corals
+under water).  That is 25 of the 232 whole photographs (11 %); the
+evaluation set of `--eval` (photographs of other packages, never used for
+training) is the test of terrestrial photographs.  Stellarium's
+astronomical pictures are 59.4 of the 107.8 training megapixels (before
+gcompris-qt-data and digikam-data: of 76.6).
 
 Outputs (OUT = --output, default /work/corpus):
   OUT/gray/train-0000k-of-0000N.tfrecord, OUT/rgb/train-...   training shards (`ride_tf.data.write_tfrecords`;
@@ -98,8 +122,8 @@ share a picture; pairs compared by eye and found different, `DISTINCT_PAIRS`,
 are reported without a warning); the shards are read back with
 `ride_tf.data.streaming_patches(..., patch_size=16, batch_size=50)`.
 
-Usage (from the repository root; about 110 s from scratch on 2 cores, 500 MB of .deb files downloaded, 65 s
-once they are cached):
+Usage (from the repository root; 120 s on 2 cores with the 555 MB of .deb files cached, gcompris-qt-data and
+digikam-data unpacked in that run; the downloads come on top of that):
 
     nice -n 10 .venv/bin/python examples/build_corpus.py --eval        # everything, into /work/corpus
     .venv/bin/python examples/build_corpus.py --eval --dry-run         # list what would be used; writes nothing
@@ -121,9 +145,11 @@ import json
 import math
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,6 +165,7 @@ Image.MAX_IMAGE_PIXELS = None       # wallpapers up to 6028 x 3391, from trusted
 DEFAULT_OUTPUT = "/work/corpus"
 IMAGE_FILES = (".png", ".jpg", ".jpeg", ".webp", ".svg", ".gif", ".bmp", ".tif", ".tiff", ".jxl", ".avif")
 JPEG_FILES = (".jpg", ".jpeg")
+RCC_FOLDER = ".d"           # a Qt resource file NAME.rcc is unpacked into NAME.rcc.d/
 
 
 @dataclass(frozen=True)
@@ -153,6 +180,7 @@ class Package:
     photos: dict = field(default_factory=dict)
     excluded: dict = field(default_factory=dict)
     min_pixels: int = 0
+    rcc: bool = False       # the pictures are inside Qt resource files (*.rcc): unpacked next to each as NAME.rcc.d/
 
 
 def _plasma(name):
@@ -168,6 +196,81 @@ def _garching(part):
 
 
 GARCHING_SKY_CUT = (57, 0, 512, 1024)     # the rows below the transparent sky (all 1024 x 512 parts alike)
+
+
+def _gcompris_group(prefix, activity, subjects, folder=""):
+    """{PREFIX-NAME: (path, subject[, crop])} of {[SUBFOLDER/]NAME: subject or (subject, crop)}: the photographs
+    NAME.webp in the resources of a gcompris ACTIVITY (unpacked from ACTIVITY.rcc)."""
+    resources = f"{activity}.rcc{RCC_FOLDER}/gcompris/src/activities/{activity}/resource/{folder}"
+    return {f"{prefix}-{key.rpartition('/')[2]}": (f"{resources}{key}.webp",
+                                                     *((value,) if isinstance(value, str) else value))
+            for key, value in subjects.items()}
+
+
+GCOMPRIS_ERASE = {       # the backgrounds of "erase": animals, 1920 x 1080
+    "alpaca": "alpaca head, trees behind", "bee": "bee at red flowers, bokeh", "butterfly": "butterfly on a flower",
+    "calf": "calf's face", "camels": "camel and foal in a steppe", "caterpillar": "caterpillar on a twig, bokeh",
+    "chamaeleon": "chameleon on a branch", "cheetah": "cheetah lying in grass", "crab": "red crab on sand",
+    "dolphin": "dolphin under water, sun rays", "flying_fox": "flying fox hanging in a tree",
+    "gibbon": "gibbon in a tree", "giraffe": "giraffe's head and neck", "goat": "goat on a mountain slope",
+    "gorilla": "gorilla in foliage", "gosling": "gosling walking on a path", "heron": "heron in flight, bokeh",
+    "horse": "pony in a plain, mountains", "kingfisher": "kingfisher on a branch, plain background",
+    "kitten": "kitten on a wooden board", "long_nosed_monkey": "proboscis monkey with young",
+    "macaque": "macaque, green background", "meerkats": "three meerkats on red earth",
+    "northern_harrier": "harrier in flight", "nubian_ibex": "ibex on a ridge", "penguin": "penguin on grass",
+    "pika": "pika on a rock, flowers", "red_panda": "red panda on a branch", "rhinoceros": "rhinoceros walking",
+    "spoonbills": "two spoonbills in shallow water", "squirrel": "squirrel on a tree trunk",
+    "swans": "swans and cygnets on dark water", "toucan": "toucan on a mossy branch",
+}
+GCOMPRIS_MONUMENTS = {   # "explore_monuments": buildings and places, 1024 px; FOLDER/NAME
+    "egypt/bentPyramid": "pyramid in a desert", "egypt/greatPyramidOfGiza": "pyramid of Giza, close",
+    "egypt/meidumPyramid": "ruined pyramid in sand", "egypt/redPyramid": "pyramid in golden light",
+    "france/arlesAmphitheater": "Roman amphitheatre", "france/chateaudeChambord": "chateau, lawn, clouds",
+    "france/chateaudeChenonceau": "chateau over a river", "france/citedeCarcassonne": "walled city",
+    "france/eiffelTower": "Eiffel Tower over a park", "france/montStMichel": "Mont-Saint-Michel across flats",
+    "france/palaisdesPapes": "stone palace", "france/pontduGard": "Roman aqueduct bridge, trees",
+    "france/reimsCathedral": "cathedral at dusk", "france/rocamadour": "village on a cliff, forest",
+    "germany/aulaPalatina": "brick basilica", "germany/berlinCathedral": "domed cathedral",
+    "germany/brandenburgGate": "gate lit at dusk", "germany/neuschwansteinCastle": "castle over forest",
+    "germany/schwerinPalace": "palace on a lake", "germany/trierImperialBaths": "Roman bath ruins, lawn",
+    "germany/wormsCathedral": "cathedral towers, statue", "india/ajantaCave": "cave temples in a green gorge",
+    "india/charminar": "mosque with minarets", "india/gatewayofIndia": "gateway lit at night",
+    "india/goldenTemple": "temple on a lake, haze", "india/greatStupa": "stupa in warm light",
+    "india/hawaMahal": "palace facade, detailed", "india/konarkSunTemple": "carved temple walls, courtyard",
+    "india/mysorePalace": "palace and garden", "india/qutubMinar": "minaret through an arch",
+    "india/rangGhar": "pavilion, trees", "india/victoriaMemorial": "marble memorial, sky",
+    "usa/canyondeChelly": "canyon and river", "usa/castillodeSanMarcos": "star fort from above",
+    "usa/castleClinton": "fort and harbour from above, gray", "usa/fortSumter": "fort ruins, lawn",
+    "usa/georgeWashingtonBirthplace": ("brick house, trees", (0, 0, 672, 998)),
+    "usa/lincolnMemorial": "memorial lit at night", "usa/mountRushmore": "carved mountain faces",
+    "usa/navajo": "cliff dwellings in a canyon wall", "usa/statueofLiberty": "statue, gray sky",
+    "wonders/chichenItza": "step pyramid", "wonders/christTheRedeemer": "statue over a city and bay",
+    "wonders/colosseum": "Colosseum", "wonders/greatWallofChina": "wall on green ridges",
+    "wonders/machuPicchu": "ruins and mountains", "wonders/petra": "rock-cut facade",
+    "wonders/tajMahal": "Taj Mahal and garden",
+}
+GCOMPRIS_WORLD_ANIMALS = {   # "explore_world_animals", 1024 px
+    "bison": "bison on grass", "chameleon": "chameleon in leaves", "crocodile": "crocodile on a bank",
+    "dragon": "Komodo dragon on stone", "giraffe": "two giraffes, bushes", "hedgehog": "hedgehog in grass",
+    "jaguar": "two jaguars on rocks", "kangaroo": "kangaroos under trees", "koala": "koala in a tree",
+    "lemur": "ring-tailed lemurs", "moose": "moose lying in grass", "narwhal": "narwhals at the surface",
+    "panda": "giant panda on rocks", "polar_bear": "polar bear in snow", "scarlet_macaw": "scarlet macaw",
+}
+GCOMPRIS_MUSIC = {       # "explore_world_music", 1024 px
+    "africa": "drums on grass", "america": "drum kit and guitar", "australia": "didgeridoo player",
+    "ireland": "folk band on a dark stage", "italy": "costumed choir", "japan": "festival at night, lanterns",
+    "mexico": "mariachi trumpeters", "middleeast": "long-necked lute, gray background",
+    "orchestra": "orchestra on a stage",
+}
+GCOMPRIS_FARM = {        # "explore_farm_animals", 1024 px
+    "cat": "cat with wool on a red carpet", "chicken": "hens on grass", "cow": "cow in a pasture",
+    "dog": "German shepherd on grass", "duck": "white duck by dark water", "horse": "horses on a hill, sky",
+    "owl": "tawny owl on a branch", "pig": "pig on grass", "sheep": "sheep on grass",
+}
+GCOMPRIS_SEA = {         # the backgrounds of "clickgame": under water, 1440 to 1620 x 1080
+    "sea1": "shallow sea floor, blue-green", "sea2": "rocky reef, blue water", "sea3": "corals in sunlit water",
+    "sea4": "soft coral, green water", "sea5": "underwater arch, dark blue", "sea6": "basket star on a rocky floor",
+}
 
 
 # ---------------------------------------------------------------- training sources
@@ -335,12 +438,29 @@ TRAIN_PACKAGES = {
         "maldives", "0.19.0-5", "usr/share/sddm/themes/maldives",
         photos={"jetty": ("background.jpg", "jetty to water bungalows, palms")},
         excluded={"maldives.jpg": "screenshot", "angle-down.png": "icon", "rectangle.png": "icon"}),
+    "gcompris-qt-data": Package(
+        "gcompris", "3.1-2", "usr/share/gcompris-qt/rcc", min_pixels=400_000, rcc=True,
+        photos={**_gcompris_group("erase", "erase", GCOMPRIS_ERASE),
+                **_gcompris_group("monuments", "explore_monuments", GCOMPRIS_MONUMENTS),
+                **_gcompris_group("animals", "explore_world_animals", GCOMPRIS_WORLD_ANIMALS, folder="animals/"),
+                **_gcompris_group("music", "explore_world_music", GCOMPRIS_MUSIC, folder="music/"),
+                **_gcompris_group("farm", "explore_farm_animals", GCOMPRIS_FARM, folder="animals/"),
+                **_gcompris_group("sea", "clickgame", GCOMPRIS_SEA)},
+        excluded={"*.svg": "vector"}),
+    "digikam-data": Package(
+        "digikam", "4:7.9.0-1", "usr/share/digikam/about/images",
+        photos={"lake": ("body-background.jpg", "red hills mirrored in a lake")},
+        excluded={"top-left-digikam.png": "logo"}),
 }
 
 # Whole photographs of the packages held out for testing, fixed by hand (see the module docstring).
 HELD_OUT_PHOTOS = ("plasma-EveningGlow", "plasma-ColorfulCups", "plasma-ColdRipple",
                    "stellarium-m31", "stellarium-ic434", "stellarium-pleiades", "stellarium-m13",
-                   "stellarium-n7000", "stellarium-sh2-240", "lxqt-flowers")
+                   "stellarium-n7000", "stellarium-sh2-240", "lxqt-flowers",
+                   "gcompris-erase-kingfisher", "gcompris-erase-meerkats", "gcompris-erase-swans",
+                   "gcompris-erase-crab", "gcompris-monuments-eiffelTower", "gcompris-monuments-hawaMahal",
+                   "gcompris-monuments-machuPicchu", "gcompris-monuments-tajMahal", "gcompris-animals-koala",
+                   "gcompris-music-orchestra", "gcompris-farm-sheep", "gcompris-sea-sea3")
 
 # Pairs whose 16 x 16 thumbnails correlate above the duplicate threshold but that were compared by eye and are
 # different pictures (three globular clusters: a bright blob centred in a star field); the check reports them
@@ -460,8 +580,56 @@ def fetch(cache, package):
         os.makedirs(folder)
         log(f"  dpkg -x {os.path.basename(deb)}")
         subprocess.run(["dpkg", "-x", deb, folder], check=True)
+        if ALL_PACKAGES[package].rcc:
+            resources = sorted(glob.glob(os.path.join(folder, ALL_PACKAGES[package].root, "**", "*.rcc"),
+                                         recursive=True))
+            log(f"  unpacking {len(resources)} Qt resource files")
+            for path in resources:
+                extract_rcc(path, path + RCC_FOLDER)
         atomic_write_text(marker, version)
     return folder, deb, version
+
+
+def extract_rcc(path, destination):
+    """Write the files of the Qt resource file `path` (rcc format versions 1 to 3, entries stored or
+    zlib-compressed) under `destination`, keeping their resource paths."""
+    with open(path, "rb") as stream:
+        data = stream.read()
+    if data[:4] != b"qres":
+        raise ValueError(f"{path} is not a Qt resource file")
+    version, tree, payload, names = struct.unpack(">4I", data[4:20])
+    if version not in (1, 2, 3):
+        raise ValueError(f"{path}: rcc format version {version} is not supported")
+    node_size = 14 if version == 1 else 22          # version 2 added a 64-bit modification time
+
+    def name(offset):
+        length, = struct.unpack(">H", data[names + offset:names + offset + 2])
+        return data[names + offset + 6:names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    def walk(index, prefix):
+        node = tree + index * node_size
+        name_offset, flags = struct.unpack(">IH", data[node:node + 6])
+        label = name(name_offset) if index else ""
+        if label in ("..", ".") or "/" in label:
+            raise ValueError(f"{path}: unsafe resource name {label!r}")
+        if flags & 2:                                # a directory: its children are consecutive nodes
+            count, first = struct.unpack(">II", data[node + 6:node + 14])
+            for child in range(first, first + count):
+                walk(child, os.path.join(prefix, label))
+            return
+        offset, = struct.unpack(">I", data[node + 10:node + 14])
+        size, = struct.unpack(">I", data[payload + offset:payload + offset + 4])
+        content = data[payload + offset + 4:payload + offset + 4 + size]
+        if flags & 4:
+            raise ValueError(f"{path}: {prefix}/{label} is zstd-compressed, which this script does not read")
+        if flags & 1:                                # qCompress: 4-byte big-endian length, then a zlib stream
+            content = zlib.decompress(content[4:])
+        target = os.path.join(destination, prefix, label)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as stream:
+            stream.write(content)
+
+    walk(0, "")
 
 
 def sha256_file(path):
@@ -501,7 +669,7 @@ def package_pictures(package, folder, split_of):
         used.add(full)
         name = f"{spec.short}-{name}"
         pictures.append(Picture(name, package, os.path.relpath(full, folder), split_of(name),
-                                load=lambda f=full: load_file(f), jpeg=full.lower().endswith(JPEG_FILES),
+                                load=lambda f=full: load_file(f), jpeg=is_lossy(full),
                                 subject=subject, crop=tuple(crop[0]) if crop else None))
     warnings = []
     for directory, _, files in os.walk(root):
@@ -512,6 +680,24 @@ def package_pictures(package, folder, split_of):
                     fnmatch.fnmatch(relative, pattern) for pattern in spec.excluded) and not is_small(full, spec):
                 warnings.append(f"{package}: {spec.root}/{relative} is neither a listed photograph nor excluded")
     return pictures, warnings
+
+
+def is_lossy(path):
+    """True for a JPEG file or a lossy WebP (its bitstream a "VP8 " chunk; "VP8L" is lossless): the files that
+    the downscaling rule halves at least."""
+    if path.lower().endswith(JPEG_FILES):
+        return True
+    if not path.lower().endswith(".webp"):
+        return False
+    with open(path, "rb") as stream:
+        data = stream.read()
+    offset = 12                                      # after "RIFF", the size and "WEBP": chunks of id, size, data
+    while offset + 8 <= len(data):
+        chunk, size = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
+        if chunk in (b"VP8 ", b"VP8L"):
+            return chunk == b"VP8 "
+        offset += 8 + size + (size & 1)
+    raise ValueError(f"{path}: no VP8 or VP8L chunk")
 
 
 def is_small(path, spec):
@@ -811,7 +997,8 @@ def main(argv=None):
         "script": "examples/build_corpus.py", "command": ["examples/build_corpus.py", *sys.argv[1:]],
         "max_side": args.max_side,
         "rules": {"crop": "a listed crop [top, left, bottom, right] is cut from the source first; H, W are its size",
-                  "factor": "max(ceil(max(H, W) / max_side), 2 if JPEG else 1); crop bottom/right to multiples",
+                  "factor": "max(ceil(max(H, W) / max_side), 2 if JPEG or lossy WebP else 1); crop bottom/right "
+                            "to multiples",
                   "filter": "mean of f x f blocks in float64, rounded half to even",
                   "gray": "Pillow 'L' (ITU-R 601) of the downscaled uint8 RGB; gray pictures are box-filtered",
                   "sizes": "[height, width]; megapixels of the output"},
