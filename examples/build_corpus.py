@@ -158,7 +158,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ride_tf.io import atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
+from ride_tf.io import atomic_write_bytes, atomic_write_json, atomic_write_png, atomic_write_text  # noqa: E402
 
 Image.MAX_IMAGE_PIXELS = None       # wallpapers up to 6028 x 3391, from trusted Debian packages
 
@@ -624,10 +624,7 @@ def extract_rcc(path, destination):
             raise ValueError(f"{path}: {prefix}/{label} is zstd-compressed, which this script does not read")
         if flags & 1:                                # qCompress: 4-byte big-endian length, then a zlib stream
             content = zlib.decompress(content[4:])
-        target = os.path.join(destination, prefix, label)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "wb") as stream:
-            stream.write(content)
+        atomic_write_bytes(os.path.join(destination, prefix, label), content)
 
     walk(0, "")
 

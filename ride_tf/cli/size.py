@@ -1,8 +1,8 @@
 """`ride-tf size IMAGES... [--model M]`: the exact compressed size of image files (what `compress` writes)."""
 import json
 
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, CommandError,
-                               coded_candidates, palette_choice, read_exact)
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
+                               CommandError, coded_candidates, palette_choice, positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -22,7 +22,8 @@ def add_parser(commands, formatter):
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
     size.add_argument("--json", action="store_true", help="print JSON")
-    size.set_defaults(run=run)
+    size.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    size.set_defaults(run=run, needs_tensorflow=False)
     return size
 
 
@@ -30,7 +31,6 @@ def run(args):
     import numpy as np
 
     from ride_tf import codec
-    from ride_tf.discrete import compressed_size_bits
 
     args.palette = palette_choice(args)
     models, rows = {}, []
@@ -47,9 +47,9 @@ def run(args):
             image, file_mode = candidates[0].pixels, candidates[0].file_mode
             names, notes = [c.model_name for c in candidates], [c.note for c in candidates]
             try:
-                sizes = [float(compressed_size_bits(coded.model, coded.pixels[np.newaxis],
-                                                    verbose=0 if args.json else 1,
-                                                    colour_transform=coded.colour_transform)[0])
+                sizes = [float(codec.compressed_size_bits(coded.model, coded.pixels[np.newaxis],
+                                                          colour_transform=coded.colour_transform,
+                                                          threads=args.threads)[0])
                          for coded in candidates]
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
