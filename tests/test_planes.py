@@ -55,7 +55,7 @@ def test_planes_files_need_the_same_gray_model_and_bad_arguments_are_named(gray_
     image = colour_dead_leaves(1, 12, seed=6)[0]
     data = codec.compress(gray_model, image, colour_transform="rct")
     other = small_ride(num_channels=1, num_layers=1, seed=1)
-    with pytest.raises(codec.CodecError, match="3-channel image"):
+    with pytest.raises(codec.CodecError, match="another model"):
         codec.decompress(other, data)
     colour = small_ride(num_channels=3, num_layers=1)
     with pytest.raises(codec.CodecError, match="another model"):

@@ -12,8 +12,8 @@ import os
 
 __all__ = ["CommandError", "HelpFormatter", "image_size", "int_at_least", "positive_int", "non_negative_int",
            "positive_float", "load_model", "load_integer_model", "shipped_model", "check_output_file", "read_exact",
-           "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
-           "PALETTE_NAME", "PALETTE_TRIES", "palette_choice"]
+           "read_for_model", "coded_image", "coded_candidates", "coding_note", "CodedImage", "MODEL_HELP",
+           "COLOUR_HELP", "PALETTE_HELP", "PALETTE_NAME", "PALETTE_TRIES", "THREADS_HELP", "palette_choice"]
 
 MODEL_HELP = ("a .keras model file (its integer model derived once, then cached), an integer model file "
               "(.integer.npz, `ride-tf export --codec`), or the name of a shipped model (gray, rgb, gray-small, ...; "
@@ -260,6 +260,17 @@ def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=Non
             and model_path is None and mode is None):
         return [first, _coded_by_planes(path, first.pixels, first.file_mode, None, models, True)]
     return [first]
+
+
+def coding_note(note, colour_transform, packed):
+    """The output line's note for a coding (`ride_tf.codec.codings_to_try`): the candidate's own note, with what
+    the coding does where it is not the candidate's plain one."""
+    parts = [note] if note and colour_transform != "equal" else []
+    if colour_transform == "equal":
+        parts.append("three equal channels, coded once by the gray model")
+    if packed:
+        parts.append("values coded as indices in each channel's table of used values")
+    return "; ".join(parts)
 
 
 def palette_choice(args):

@@ -2,7 +2,7 @@
 import json
 
 from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
-                               CommandError, coded_candidates, palette_choice, positive_int, read_exact)
+                               CommandError, coded_candidates, coding_note, palette_choice, positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -45,12 +45,14 @@ def run(args):
         else:
             candidates = coded_candidates(path, args.model, args.mode, args.to_gray, models, colour=args.colour)
             image, file_mode = candidates[0].pixels, candidates[0].file_mode
-            names, notes = [c.model_name for c in candidates], [c.note for c in candidates]
+            names, notes, sizes = [], [], []
             try:
-                sizes = [float(codec.compressed_size_bits(coded.model, coded.pixels[np.newaxis],
-                                                          colour_transform=coded.colour_transform,
-                                                          threads=args.threads)[0])
-                         for coded in candidates]
+                for integer, transform, packed, index in codec.codings_to_try(
+                        [(c.model, c.colour_transform) for c in candidates], image):
+                    sizes.append(float(codec.compressed_size_bits(integer, image[np.newaxis], colour_transform=transform,
+                                                                  threads=args.threads, packed=packed)[0]))
+                    names.append(candidates[index].model_name)
+                    notes.append(coding_note(candidates[index].note, transform, packed))
             except ValueError as error:
                 raise CommandError(f"{path}: {error}") from None
             alternative = codec.palette_alternative(image, min(sizes), PALETTE_TRIES[args.palette])

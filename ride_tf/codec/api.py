@@ -35,9 +35,9 @@ import os
 
 import numpy as np
 
-from ride_tf.checks import check_choice, check_images, check_integer, check_verbose
+from ride_tf.checks import check_bool, check_choice, check_images, check_integer, check_verbose
 from ride_tf.defaults import DECODERS
-from ride_tf.codec import native, planes, registry
+from ride_tf.codec import native, planes, registry, structure
 from ride_tf.codec import palette as palette_coding
 from ride_tf.codec.coding import coder_for, decode, decode_native, encode, pixel_code_length_bits
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
@@ -45,7 +45,8 @@ from ride_tf.codec.integer import IntegerModel
 from ride_tf.codec.model_file import load_integer_model, save_integer_model
 from ride_tf.codec.rans import RansError
 
-__all__ = ["DECODERS", "compress", "compress_best", "compress_palette", "palette_alternative", "decompress",
+__all__ = ["DECODERS", "compress", "compress_best", "codings_to_try", "compress_palette", "palette_alternative",
+           "decompress",
            "is_palette_file", "model_fingerprint", "as_integer_model", "integer_model_of_file", "find_model",
            "compressed_size_bits", "pixel_code_lengths", "UnknownModelError"]
 
@@ -110,6 +111,16 @@ def _check_threads(owner, threads):
     return None if threads is None else check_integer(owner, "threads", threads, 1)
 
 
+def check_colour_transform(owner, colour_transform, channels):
+    """`colour_transform` if it is one of `structure.COLOUR_TRANSFORMS` and the model is grayscale (`channels` 1);
+    ValueError naming the problem otherwise."""
+    check_choice(owner, "colour_transform", colour_transform, structure.COLOUR_TRANSFORMS)
+    if channels != 1:
+        raise ValueError(f"{owner}: colour_transform={colour_transform!r} codes a colour image with a grayscale "
+                         f"model; this model has {channels} channels.")
+    return colour_transform
+
+
 def _check_image(channels, image, colour_transform=None, owner="compress"):
     """The image as a C-contiguous uint8 array [H, W, C] for a model of `channels` channels (None: any channel
     count), or ValueError."""
@@ -122,7 +133,7 @@ def _check_image(channels, image, colour_transform=None, owner="compress"):
         raise ValueError(f"{owner}: image must be one image [H, W, C] (or [H, W] for a grayscale model), "
                          f"got shape {array.shape}.")
     if colour_transform is not None:
-        planes.check_transform(owner, colour_transform, channels)
+        check_colour_transform(owner, colour_transform, channels)
     wanted = array.shape[-1] if channels is None else (3 if colour_transform else channels)
     if channels is None and not 1 <= wanted <= 4:
         raise ValueError(f"{owner}: image must have 1 to 4 channels, got {wanted}.")
@@ -133,24 +144,33 @@ def _check_image(channels, image, colour_transform=None, owner="compress"):
     return np.ascontiguousarray(array)
 
 
-def compress(model, image, metadata=b"", colour_transform=None, threads=None):
+def compress(model, image, metadata=b"", colour_transform=None, threads=None, packed=False):
     """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with `model`; returns bytes.
 
     `metadata`: opaque bytes stored in the header (e.g. the image file's mode;
-    `read_header(data).metadata` gives them back).  `colour_transform`
-    ("rct", see `ride_tf.codec.planes`): code a colour image [H, W, 3] with a
-    grayscale model, plane by plane after the reversible colour transform.
+    `read_header(data).metadata` gives them back).  `colour_transform`: code a
+    colour image [H, W, 3] with a grayscale model, "rct" plane by plane after
+    the reversible colour transform (`ride_tf.codec.planes`), "equal" as one
+    plane when its three channels are equal (`ride_tf.codec.structure`).
+    `packed`: code each channel's values as their indices in the table of the
+    values it uses (the table in the file; `ride_tf.codec.structure`).
     """
     integer = as_integer_model(model, "compress")
     image = _check_image(integer.num_channels, image, colour_transform)
     if not isinstance(metadata, (bytes, bytearray)):
         raise TypeError(f"compress: metadata must be bytes, got {type(metadata).__name__}.")
+    check_bool("compress", "packed", packed)
     threads = _check_threads("compress", threads)
     coder = coder_for(integer)
-    if colour_transform is not None:
-        return write_container(image, planes.fingerprint(integer.fingerprint, colour_transform),
-                               planes.encode_planes(coder, image, colour_transform, threads=threads), bytes(metadata))
-    return write_container(image, integer.fingerprint, encode(coder, image, threads=threads), bytes(metadata))
+    values = structure.coded_channels(image, colour_transform)
+    tables = b""
+    if packed:
+        used = structure.used_values(values)
+        tables, values = structure.table_bytes(used), structure.pack(values, used)
+    stream = (planes.encode_planes(coder, values, colour_transform, threads=threads) if colour_transform == "rct"
+              else encode(coder, values, threads=threads))
+    return write_container(image, structure.coding_fingerprint(integer.fingerprint, colour_transform, packed),
+                           tables + stream, bytes(metadata))
 
 
 def compress_palette(image, metadata=b""):
@@ -184,19 +204,42 @@ def is_palette_file(header):
     return header.fingerprint == palette_coding.FINGERPRINT
 
 
+def codings_to_try(candidates, image):
+    """The codings `compress_best` tries for one uint8 image [H, W, C]: a list of (integer model,
+    colour_transform, packed, index), `index` the position in `candidates` ((model, colour_transform) pairs) of
+    the candidate each comes from.
+
+    Each candidate as given, except that a gray model's "rct" becomes "equal" where the image's three channels
+    are equal (never longer: the same first plane, no constant ones); and beside each, its packed form where
+    `structure.worth_packing` finds gaps in the histogram of what it codes."""
+    image = np.asarray(image)
+    equal = structure.channels_equal(image)
+    out = []
+    for index, (model, transform) in enumerate(candidates):
+        integer = as_integer_model(model, "compress_best")
+        if equal and integer.num_channels == 1 and transform == "rct":
+            transform = "equal"
+        out.append((integer, transform, False, index))
+        if structure.worth_packing(structure.coded_channels(image, transform) if image.ndim == 3 else image[..., None]):
+            out.append((integer, transform, True, index))
+    return out
+
+
 def compress_best(candidates, image, metadata=b"", palette=False, threads=None):
     """The shortest of the files `compress` writes for one image under several codings: (bytes, index).
 
     `candidates`: a non-empty sequence of (model, colour_transform) pairs,
     e.g. [("rgb", None), ("gray", "rct")] for a colour image coded jointly or
-    by planes; `index` is the position of the one kept (the first of equal
-    lengths).  `palette`: also try the palette coder where
+    by planes; each is tried as `codings_to_try` says (equal channels coded
+    once, histograms with gaps packed, where the image has them), and `index`
+    is the position of the candidate whose coding was kept (the first of
+    equal lengths).  `palette`: also try the palette coder where
     `palette_alternative` says so beside the shortest of these files (True,
     "auto" or False); if its file is the shortest, `index` is
     `len(candidates)`.  Every file is self-describing (its header names the
-    model's fingerprint and the colour transform, or the palette coder), so
-    `decompress` reads it back like any other.  Costs one encoding per
-    candidate.
+    model's fingerprint and the coding, or the palette coder), so
+    `decompress` reads it back like any other.  Costs one encoding per coding
+    tried.
     """
     candidates = list(candidates)
     if not candidates:
@@ -207,18 +250,22 @@ def compress_best(candidates, image, metadata=b"", palette=False, threads=None):
                             f"{type(candidate).__name__}.")
     if palette not in (True, False, "auto"):
         raise ValueError(f"compress_best: palette must be True, False or 'auto', got {palette!r}.")
-    files = [compress(model, image, metadata, colour_transform, threads) for model, colour_transform in candidates]
+    codings = codings_to_try(candidates, image)
+    files = [compress(integer, image, metadata, transform, threads, packed)
+             for integer, transform, packed, _ in codings]
+    indices = [index for *_, index in codings]
     alternative = palette_alternative(image, 8 * min(len(f) for f in files), palette, metadata)
     if alternative is not None:
         files.append(alternative)
-    index = min(range(len(files)), key=lambda k: len(files[k]))
-    return files[index], index
+        indices.append(len(candidates))
+    best = min(range(len(files)), key=lambda k: len(files[k]))
+    return files[best], indices[best]
 
 
 def find_model(header):
-    """The `registry.Found` (integer model, colour transform, name) that wrote the file of `header`, among the
+    """The `registry.Found` (integer model, (colour_transform, packed) coding, name) that wrote the file of `header`, among the
     shipped and cached integer models; UnknownModelError naming the fingerprint if none did."""
-    found = registry.find(header.fingerprint)
+    found = registry.find(header.fingerprint, header.channels)
     if found is None:
         raise UnknownModelError(
             f"the file was written with a model that is neither shipped with ride-tf nor cached here (fingerprint "
@@ -253,17 +300,17 @@ def decompress(model, data=None, decoder="auto", threads=None):
     if is_palette_file(header):
         return _decompress_palette(header, payload, decoder)
     if model is None:
-        integer, transform, _ = find_model(header)
+        integer, (transform, packed), _ = find_model(header)
     else:
         integer = as_integer_model(model, "decompress")
-        transform = next((t for t in planes.TRANSFORMS if header.channels == 3 and integer.num_channels == 1
-                          and header.fingerprint == planes.fingerprint(integer.fingerprint, t)), None)
-        if transform is None and header.channels != integer.num_channels:
+        coding = structure.match(integer.fingerprint, integer.num_channels, header.fingerprint, header.channels)
+        if coding is None and header.channels != integer.num_channels and integer.num_channels != 1:
             raise CodecError(f"the file holds a {header.channels}-channel image but the model has "
-                             f"{integer.num_channels} channel(s).")
-        if transform is None and header.fingerprint != integer.fingerprint:
+                             f"{integer.num_channels} channels.")
+        if coding is None:
             raise CodecError("the file was compressed with another model (model fingerprints differ); decode it "
                              "with the model that compressed it, or without naming one (ride_tf.decompress(data)).")
+        transform, packed = coding
     coder = coder_for(integer)
     if decoder == "auto":
         decoder = "native" if native.usable(integer) else "numpy"
@@ -277,9 +324,14 @@ def decompress(model, data=None, decoder="auto", threads=None):
         decoding = decode
     try:
         shape = (header.height, header.width)
-        image = (planes.decode_planes(decoding, coder, payload, *shape, transform) if transform
-                 else decoding(coder, payload, *shape))
-    except RansError as error:
+        if packed:
+            used, payload = structure.read_tables(payload, 1 if transform == "equal" else header.channels)
+        values = (planes.decode_planes(decoding, coder, payload, *shape, transform) if transform == "rct"
+                  else decoding(coder, payload, *shape))
+        if packed:
+            values = structure.unpack(values, used)
+        image = np.ascontiguousarray(np.repeat(values, 3, axis=-1)) if transform == "equal" else values
+    except (RansError, structure.PackingError) as error:
         raise CodecError(f"corrupted file: the range decoder failed ({error}).") from None
     if image_checksum(image) != header.image_crc:
         raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
@@ -299,17 +351,19 @@ def _decompress_palette(header, payload, decoder):
 
 
 # ------------------------------------------------------------------ exact sizes
-def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=None):
+def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=None, packed=False):
     """The code length of every pixel of uint8 images in bits under the codec's tables, float64 [N, H, W] (the
-    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform`
-    ("rct"): colour images [N, H, W, 3] coded plane by plane by a grayscale model (`ride_tf.codec.planes`).
+    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform` and
+    `packed`: the coding, as for `compress` ("rct": colour images [N, H, W, 3] coded plane by plane by a
+    grayscale model, "equal": as one plane; packed: each image's values coded as indices in its own tables).
     verbose=1 shows a progress bar over the images (tqdm, on standard error)."""
     integer = as_integer_model(model, "pixel_code_lengths")
     check_verbose("pixel_code_lengths", verbose, (0, 1))
+    check_bool("pixel_code_lengths", "packed", packed)
     threads = _check_threads("pixel_code_lengths", threads)
     channels = 3 if colour_transform else integer.num_channels
     if colour_transform is not None:
-        planes.check_transform("pixel_code_lengths", colour_transform, integer.num_channels)
+        check_colour_transform("pixel_code_lengths", colour_transform, integer.num_channels)
     array = np.asarray(images)
     if array.dtype != np.uint8:
         raise ValueError(f"pixel_code_lengths: images must be uint8 (8-bit values), got dtype {array.dtype}.")
@@ -320,29 +374,34 @@ def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=
     out = np.empty(array.shape[:3], np.float64)
     progress = _progress(len(array), verbose and len(array) > 1)
     for k, image in enumerate(array):
-        image = np.ascontiguousarray(image)
-        out[k] = (planes.pixel_code_length_bits_planes(coder, image, colour_transform, threads=threads)
-                  if colour_transform else pixel_code_length_bits(coder, image, threads=threads))
+        values = structure.coded_channels(np.ascontiguousarray(image), colour_transform)
+        if packed:
+            values = structure.pack(values, structure.used_values(values))
+        out[k] = (planes.pixel_code_length_bits_planes(coder, values, colour_transform, threads=threads)
+                  if colour_transform == "rct" else pixel_code_length_bits(coder, values, threads=threads))
         progress.update(1)
     progress.close()
     return out
 
 
-def compressed_size_bits(model, images, verbose=0, colour_transform=None, threads=None):
+def compressed_size_bits(model, images, verbose=0, colour_transform=None, threads=None, packed=False):
     """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what `compress`
     writes.
 
     The sum over every pixel (borders included) of log2(TOTAL / f_ij), f_ij
     the frequency of the pixel's value in the integer model's table
     (`ride_tf.codec.integer`, the tables the codec codes with, the same on
-    every machine).  A file holds this many bits rounded up to 32-bit words,
-    plus at most 96 bits per rANS lane and the header.  Divide by H * W * C
-    for bit per pixel and channel.  verbose=1 shows a progress bar over the
-    images.  `colour_transform` ("rct"): the size of colour images coded
-    plane by plane by a grayscale model (`compress(..., colour_transform=)`).
-    Runs without TensorFlow for integer models, shipped names and model files.
+    every machine), and for a packed coding its tables (256 bits per coded
+    channel).  A file holds this many bits rounded up to 32-bit words, plus at
+    most 96 bits per rANS lane and the header.  Divide by H * W * C for bit
+    per pixel and channel.  verbose=1 shows a progress bar over the images.
+    `colour_transform` and `packed`: the coding, as for `compress`.  Runs
+    without TensorFlow for integer models, shipped names and model files.
     """
-    return pixel_code_lengths(model, images, verbose, colour_transform, threads).sum(axis=(1, 2))
+    tables = 8 * structure.TABLE_BYTES * (1 if colour_transform == "equal" else 3 if colour_transform else
+                                          as_integer_model(model, "compressed_size_bits").num_channels)
+    return (pixel_code_lengths(model, images, verbose, colour_transform, threads, packed).sum(axis=(1, 2))
+            + (tables if packed else 0))
 
 
 def _progress(total, shown):

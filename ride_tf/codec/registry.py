@@ -15,13 +15,14 @@ the SHA-256 of the ``.keras`` file's bytes, in
 
 A file's header names the model by its fingerprint; `find` looks through the
 shipped models, then the cache, reading each file's meta record only.  A
-colour file coded by planes carries the fingerprint of (gray model,
-transform) (`ride_tf.codec.planes.fingerprint`), which `find` matches too.
+file of another coding than the plain one (colour planes, equal channels,
+packed histograms) carries the fingerprint of (model, coding)
+(`ride_tf.codec.structure.coding_fingerprint`), which `find` matches too.
 """
 import functools
 import os
 
-from ride_tf.codec import planes
+from ride_tf.codec import structure
 from ride_tf.codec.model_file import SUFFIX, ModelFileError, load_integer_model, read_meta
 
 __all__ = ["SHIPPED_FOLDER", "shipped_names", "shipped_path", "shipped_model", "cache_folder", "cached_path",
@@ -31,15 +32,15 @@ SHIPPED_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 class Found(tuple):
-    """What `find` returns: (model, colour_transform, name): the IntegerModel, None or a transform of
-    `ride_tf.codec.planes.TRANSFORMS` for a colour file coded by planes, and where the model came from."""
+    """What `find` returns: (model, coding, name): the IntegerModel, the (colour_transform, packed) coding of the
+    file (`ride_tf.codec.structure`), and where the model came from (a shipped model's name, or "cached ...")."""
     __slots__ = ()
 
-    def __new__(cls, model, colour_transform, name):
-        return super().__new__(cls, (model, colour_transform, name))
+    def __new__(cls, model, coding, name):
+        return super().__new__(cls, (model, tuple(coding), name))
 
     model = property(lambda self: self[0])
-    colour_transform = property(lambda self: self[1])
+    coding = property(lambda self: self[1])
     name = property(lambda self: self[2])
 
 
@@ -85,19 +86,17 @@ def _candidates():
     return out
 
 
-def find(fingerprint):
-    """The `Found` (model, colour_transform, name) whose fingerprint, or planes fingerprint, is `fingerprint` (16
-    bytes), among the shipped and cached integer models; None if none is."""
+def find(fingerprint, channels):
+    """The `Found` (model, coding, name) that wrote a file whose header holds `fingerprint` (16 bytes) for an
+    image of `channels` channels, among the shipped and cached integer models; None if none did."""
     for name, path in _candidates():
         try:
             meta = read_meta(path)
-            own = bytes.fromhex(meta["fingerprint"])
+            own, own_channels = bytes.fromhex(meta["fingerprint"]), meta["config"]["num_channels"]
         except (ModelFileError, KeyError, ValueError, TypeError):
             continue                      # a damaged cache entry is not a match; `load` reports it when named
-        transform = None if own == fingerprint else next(
-            (t for t in planes.TRANSFORMS if meta["config"].get("num_channels") == 1
-             and planes.fingerprint(own, t) == fingerprint), False)
-        if transform is not False:
+        coding = structure.match(own, own_channels, fingerprint, channels)
+        if coding is not None:
             model = shipped_model(name) if path.startswith(SHIPPED_FOLDER + os.sep) else load_integer_model(path)
-            return Found(model, transform, name)
+            return Found(model, coding, name)
     return None
