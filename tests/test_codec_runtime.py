@@ -97,10 +97,12 @@ def test_a_decompress_imports_no_tensorflow_module(tmp_path):
 
 @pytest.mark.parametrize("kind", ["gray", "rgb", "planes"])
 def test_files_and_pixels_do_not_depend_on_the_thread_count(kind):
-    """1, 2 and 3 coding threads write the same bytes, and decode them to the same pixels (the image is large
-    enough for 3 threads: at least 3 x `PIXELS_PER_THREAD` pixels); the exact sizes agree too."""
-    image = photo(1) if kind == "gray" else photo(3)
+    """1, 2 and 3 coding threads write the same bytes, and decode them to the same pixels; the exact sizes agree
+    too.  The images are large enough for 3 threads (at least 3 x `PIXELS_PER_THREAD` pixels) and for rounds of
+    pixels that the threads share (at least 6 rANS lanes)."""
+    image = {"gray": photo(1, 192, 256), "rgb": photo(3, 128, 160), "planes": photo(3, 192, 256)}[kind]
     assert image.shape[0] * image.shape[1] >= 3 * native.PIXELS_PER_THREAD
+    assert codec.coding.num_lanes(*image.shape[:2], 1 if kind == "planes" else image.shape[2]) >= 6
     model, transform = ("rgb", None) if kind == "rgb" else ("gray", "rct" if kind == "planes" else None)
     files = [codec.compress(model, image, colour_transform=transform, threads=t) for t in (1, 2, 3)]
     assert files[0] == files[1] == files[2]

@@ -44,6 +44,13 @@
 #include <stdatomic.h>
 #define HAVE_THREADS 1
 #endif
+#ifdef __linux__
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define HAVE_FUTEX 1
+#endif
 /* a function whose body is compiled into each instruction set's variant that calls it */
 #define BODY static inline __attribute__((always_inline))
 
@@ -1093,29 +1100,28 @@ TARGET_AVX2 static void gemm_avx2(const double *x, Py_ssize_t ldx, const double 
     }
 }
 
-TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const double *w,
-                                                            Py_ssize_t k, Py_ssize_t cols, double *out,
-                                                            Py_ssize_t ldo, Py_ssize_t n) {
+TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
+                                      double *out, Py_ssize_t ldo, Py_ssize_t n) {
+    /* 8 rows x 16 columns of accumulators (16 of the 32 registers): each pair of weight rows loaded from the
+       cache serves 8 pixels */
     Py_ssize_t p = 0;
-    for (; p + 4 <= n; p += 4) {
-        const double *x0 = x + p * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    for (; p + 8 <= n; p += 8) {
+        const double *xr = x + p * ldx;
         for (Py_ssize_t c = 0; c < cols; c += 16) {
-            __m512d a00 = _mm512_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
-                    a31 = a00;
+            __m512d a0[8], a1[8];
+            for (int r = 0; r < 8; r++) a0[r] = a1[r] = _mm512_setzero_pd();
             for (Py_ssize_t q = 0; q < k; q++) {
                 __m512d w0 = _mm512_loadu_pd(w + q * cols + c), w1 = _mm512_loadu_pd(w + q * cols + c + 8);
-                __m512d b0 = _mm512_set1_pd(x0[q]), b1 = _mm512_set1_pd(x1[q]);
-                __m512d b2 = _mm512_set1_pd(x2[q]), b3 = _mm512_set1_pd(x3[q]);
-                a00 = _mm512_fmadd_pd(b0, w0, a00); a01 = _mm512_fmadd_pd(b0, w1, a01);
-                a10 = _mm512_fmadd_pd(b1, w0, a10); a11 = _mm512_fmadd_pd(b1, w1, a11);
-                a20 = _mm512_fmadd_pd(b2, w0, a20); a21 = _mm512_fmadd_pd(b2, w1, a21);
-                a30 = _mm512_fmadd_pd(b3, w0, a30); a31 = _mm512_fmadd_pd(b3, w1, a31);
+                for (int r = 0; r < 8; r++) {
+                    __m512d b = _mm512_set1_pd(xr[r * ldx + q]);
+                    a0[r] = _mm512_fmadd_pd(b, w0, a0[r]);
+                    a1[r] = _mm512_fmadd_pd(b, w1, a1[r]);
+                }
             }
-            double *o = out + p * ldo + c;
-            _mm512_storeu_pd(o, a00); _mm512_storeu_pd(o + 8, a01);
-            _mm512_storeu_pd(o + ldo, a10); _mm512_storeu_pd(o + ldo + 8, a11);
-            _mm512_storeu_pd(o + 2 * ldo, a20); _mm512_storeu_pd(o + 2 * ldo + 8, a21);
-            _mm512_storeu_pd(o + 3 * ldo, a30); _mm512_storeu_pd(o + 3 * ldo + 8, a31);
+            for (int r = 0; r < 8; r++) {
+                _mm512_storeu_pd(out + (p + r) * ldo + c, a0[r]);
+                _mm512_storeu_pd(out + (p + r) * ldo + c + 8, a1[r]);
+            }
         }
     }
     for (; p < n; p++) {
@@ -1217,12 +1223,15 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
 typedef struct {
     int count;
 #ifdef HAVE_THREADS
-    atomic_int arrived, phase;
+    atomic_int arrived, phase, sleepers;
 #endif
 } Barrier;
 
-/* Wait until all `count` threads have arrived: spin a while (the other threads are usually a few microseconds
-   behind), then yield the core (they may be waiting for one). */
+#define SPINS 256          /* a waiting thread spins this many pauses (microseconds), then sleeps */
+
+/* Wait until all `count` threads have arrived: spin a little (the others are usually microseconds behind), then
+   sleep on a futex (Linux) or yield (elsewhere), so that a machine busy with other work loses no time slices to
+   spinning. */
 static void barrier_wait(Barrier *b) {
 #ifdef HAVE_THREADS
     if (b->count <= 1) return;
@@ -1230,14 +1239,26 @@ static void barrier_wait(Barrier *b) {
     if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->count - 1) {
         atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&b->phase, 1, memory_order_acq_rel);
+#ifdef HAVE_FUTEX
+        if (atomic_load_explicit(&b->sleepers, memory_order_acquire))
+            syscall(SYS_futex, (int *)&b->phase, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
         return;
     }
-    for (long spin = 0; atomic_load_explicit(&b->phase, memory_order_acquire) == phase; spin++) {
-        if (spin > 4000) sched_yield();
+    for (int spin = 0; spin < SPINS; spin++) {
+        if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase) return;
 #if defined(__x86_64__) || defined(__i386__)
-        else __builtin_ia32_pause();
+        __builtin_ia32_pause();
 #endif
     }
+#ifdef HAVE_FUTEX
+    atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_acq_rel);
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase)
+        syscall(SYS_futex, (int *)&b->phase, FUTEX_WAIT_PRIVATE, phase, NULL, NULL, 0);
+    atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_acq_rel);
+#else
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase) sched_yield();
+#endif
 #else
     (void)b;
 #endif
@@ -1376,9 +1397,10 @@ static void encode_worker(Job *job, int tid) {
     }
 }
 
-/* Decoding: per wavefront, thread `tid`'s share of its pixels' LSTM and mixtures; then, per channel and round of
-   `lanes` pixels, every thread finds the bins of its pixels of the round (p = tid, tid + T, ...) from its lanes'
-   states, and thread 0 reads the round's words in increasing lane order. */
+/* Decoding: per wavefront, thread `tid`'s share of its pixels' LSTM and mixtures, then its share of the values of
+   each round of pixels on distinct lanes (found from the lanes' slots), thread 0 reading each round's words in
+   increasing lane order.  An error (too few words) is set by thread 0 only and read by all after a barrier, so
+   every thread leaves at the same point. */
 static void decode_worker(Job *job, int tid) {
     const Model *m = job->m;
     Work *w = &job->work[tid];
@@ -1401,24 +1423,26 @@ static void decode_worker(Job *job, int tid) {
                            w->mix);
         }
         barrier_wait(&job->barrier);
+        /* the front's values, channel by channel and round by round of pixels on distinct lanes: the threads find
+           the values of the round's pixels p = tid, tid + T, ... from their lanes' slots (rounds of fewer than
+           2 T pixels: thread 0 alone), then thread 0 reads the round's words in increasing lane order, and all
+           meet before the next round */
         for (int ch = 0; ch < channels; ch++) {
             for (Py_ssize_t a = 0; a < n; a += lanes) {
                 Py_ssize_t end = a + lanes < n ? a + lanes : n;
-                for (Py_ssize_t p = a + tid; p < end; p += threads) {
-                    Py_ssize_t lane = (i_lo + p) % lanes;
-                    int64_t *values = job->front_values + p * channels, f_lo, f_hi;
-                    uint64_t x = job->states[lane];
-                    int64_t slot = (int64_t)(x % TOTAL);
-                    pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts, w->mean,
-                                 slot, &f_lo, &f_hi);
-                    job->states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
-                    if (ch + 1 == channels) {
-                        Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
-                        for (int c = 0; c < channels; c++)
-                            job->out_image[(i * width + j) * channels + job->natural[c]] = (uint8_t)values[c];
+                int shared = threads > 1 && end - a >= 2 * threads;
+                if (shared || tid == 0) {
+                    for (Py_ssize_t p = a + (shared ? tid : 0); p < end; p += shared ? threads : 1) {
+                        Py_ssize_t lane = (i_lo + p) % lanes;
+                        int64_t *values = job->front_values + p * channels, f_lo, f_hi;
+                        uint64_t x = job->states[lane];
+                        int64_t slot = (int64_t)(x % TOTAL);
+                        pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts,
+                                     w->mean, slot, &f_lo, &f_hi);
+                        job->states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
                     }
                 }
-                barrier_wait(&job->barrier);
+                if (shared) barrier_wait(&job->barrier);
                 if (tid == 0) {        /* the round's lanes are (i_lo + a .. i_lo + end - 1) mod lanes: distinct */
                     Py_ssize_t count = end - a, start = a;
                     for (Py_ssize_t q = a; q < end; q++)
@@ -1432,10 +1456,20 @@ static void decode_worker(Job *job, int tid) {
                         }
                     }
                 }
+                /* the next round (of this channel or the next) reads the states this one left */
                 barrier_wait(&job->barrier);
                 if (job->error) return;
             }
         }
+        if (tid == 0)
+            for (Py_ssize_t p = 0; p < n; p++) {
+                Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
+                for (int c = 0; c < channels; c++)
+                    job->out_image[(i * width + j) * channels + job->natural[c]] =
+                        (uint8_t)job->front_values[p * channels + c];
+            }
+        barrier_wait(&job->barrier);
+        if (job->error) return;
     }
 }
 
@@ -1476,6 +1510,7 @@ static void run_job(Job *job, int decode) {
     job->barrier.count = started;
     atomic_init(&job->barrier.arrived, 0);
     atomic_init(&job->barrier.phase, 0);
+    atomic_init(&job->barrier.sleepers, 0);
     atomic_store_explicit(&gate, 1, memory_order_release);
 #else
     job->threads = 1;
