@@ -470,44 +470,6 @@ static int get_ring(PyObject *h_obj, PyObject *c_obj, Py_buffer *hv, Py_buffer *
     return 0;
 }
 
-/* states(model, ring_h, ring_c, height, width, slots, (i0, j0, slope, n), out, ld, offset): the neighbours'
-   states [h_left, h_up] (and [c_left, c_up] for extended cells) of the line's pixels into out. */
-static PyObject *k_states(PyObject *self, PyObject *args) {
-    PyObject *capsule, *h_obj, *c_obj, *out_obj;
-    Py_ssize_t height, width, slots, ld, offset;
-    Line line;
-    if (!PyArg_ParseTuple(args, "OOOnnn(nnnn)Onn", &capsule, &h_obj, &c_obj, &height, &width, &slots, &line.i0,
-                          &line.j0, &line.slope, &line.n, &out_obj, &ld, &offset))
-        return NULL;
-    Model *m = get_model(capsule);
-    if (!m || check_line(&line, height, width) < 0) return NULL;
-    Py_ssize_t units = m->units, parts = m->extended ? 4 : 2;
-    Py_buffer hv, cv, out;
-    Ring ring;
-    if (get_ring(h_obj, c_obj, &hv, &cv, &ring, height, slots, units) < 0) return NULL;
-    if (get_rows(out_obj, &out, line.n, ld, offset, parts * units, "out") < 0) {
-        PyBuffer_Release(&hv);
-        PyBuffer_Release(&cv);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < line.n; p++) {
-        Py_ssize_t i = line.i0 + p, j = line.j0 - line.slope * p;
-        double *row = (double *)out.buf + offset + p * ld;
-        memcpy(row, ring_at(ring.h, &ring, i + 1, j - 1), units * sizeof(double));
-        memcpy(row + units, ring_at(ring.h, &ring, i, j), units * sizeof(double));
-        if (m->extended) {
-            memcpy(row + 2 * units, ring_at(ring.c, &ring, i + 1, j - 1), units * sizeof(double));
-            memcpy(row + 3 * units, ring_at(ring.c, &ring, i, j), units * sizeof(double));
-        }
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&hv);
-    PyBuffer_Release(&cv);
-    PyBuffer_Release(&out);
-    Py_RETURN_NONE;
-}
-
 /* ------------------------------------------------------------------ the spatial LSTM cell */
 /* out[u] = T[clip(index[u] - low, 0, last)] for u < n, int32 arguments (every argument of the cell fits: +-2^16):
    gathers where the instruction set has them. */
@@ -1707,7 +1669,6 @@ r_i:
 static PyMethodDef methods[] = {
     {"model", k_model, METH_VARARGS, "model(dict) -> the integer model's constants (a capsule)."},
     {"inputs", k_inputs, METH_VARARGS, "Centred inputs u = [c, e] of a line of pixels."},
-    {"states", k_states, METH_VARARGS, "The neighbours' LSTM states of a line of pixels, from the ring buffers."},
     {"cell", k_cell, METH_VARARGS, "The spatial LSTM cell of a line of pixels from their products."},
     {"mixture", k_mixture, METH_VARARGS, "The MCGSM's weights and means of pixels from their products."},
     {"rans_encode", k_rans_encode, METH_VARARGS, "The interleaved rANS stream of steps of symbols."},
