@@ -13,7 +13,7 @@ INSTALL_REQUIRES = [
     "tensorboard==2.21.0",   # tf.summary, for `ride-tf train --logdir`
     "imagecodecs==2026.3.6",  # PNG, JPEG-LS, WebP and JPEG-XL lossless, for comparisons
     "threadpoolctl==3.6.0",  # one BLAS thread for the decoder's small matrix products
-    "tqdm==4.70.1",          # the progress bar of `ride-tf size` / `evaluate` over many files (standard error)
+    "tqdm==4.70.1",          # progress bars of the codec and the many-files commands (no TensorFlow)
 ]
 TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
@@ -38,7 +38,7 @@ setup(
     description="Generative image modelling with spatial LSTMs (RIDE) in TensorFlow/Keras",
     packages=find_packages(include=["ride_tf", "ride_tf.*"]),
     # The pretrained models (ride_tf.pretrained) and their JSON records, a few hundred kB.
-    package_data={"ride_tf.pretrained": ["*.keras", "*.json"], "ride_tf.codec": ["lookup_tables.npz"]},
+    package_data={"ride_tf.pretrained": ["*.keras", "*.json", "*.integer.npz"], "ride_tf.codec": ["lookup_tables.npz"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES,

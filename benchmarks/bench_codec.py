@@ -16,7 +16,7 @@ runs after an untimed one.
 
 For each data set, on the same images:
   * RIDE: the size of the files `ride_tf.compress` writes (header included),
-    the exact ideal size (`ride_tf.discrete.compressed_size_bits`), encode and
+    the exact ideal size (`ride_tf.compressed_size_bits`), encode and
     decode pixels per second, and the wavefront sampler's pixels per second on
     the same model and image size (the speed target: decoding at least half the
     sampler's rate; every file is decoded and checked bit for bit);
@@ -106,7 +106,7 @@ def ride_figures(model, images):
         start = time.perf_counter()
         model.sample(1, height, width, seed=0)
         sample = time.perf_counter() - start
-        exact = float(discrete.compressed_size_bits(model, image[None])[0])
+        exact = float(codec.compressed_size_bits(model, image[None])[0])
         rows.append(dict(pixels=height * width, bytes=len(data), exact_bits=exact, encode_s=encode,
                          decode_s=decode, sample_s=sample))
     return rows
@@ -135,9 +135,9 @@ def speed_row(model, image, repeats):
     batch = image[np.newaxis]
     row = {}
     row["forward"], _ = timed(lambda: model.pixel_log_prob(batch, noise=False), repeats)
-    row["compressed_size_bits"], bits = timed(lambda: discrete.compressed_size_bits(model, batch)[0], repeats)
+    row["compressed_size_bits"], bits = timed(lambda: codec.compressed_size_bits(model, batch)[0], repeats)
     row["encode"], data = timed(lambda: codec.compress(model, image), repeats)
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     row["encode (reference)"], stream = timed(lambda: coding.encode(coder, image.reshape(image.shape[:2] + (-1,)),
                                                                     engine="reference"), repeats)
     if not data.endswith(stream):

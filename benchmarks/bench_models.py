@@ -38,6 +38,14 @@ each image's smaller code length of the models A and B: what `ride-tf compress -
 
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
         --model planes=ride_tf/pretrained/gray.keras:planes --best best=rgb+planes --sets held_out readme evaluation
+
+`--kept NAME=A+B[+palette]` adds a column with the size of the file `ride_tf.compress_best` writes with the
+models A, B (their colour transforms as given) and, with +palette, the palette coder where it may win: the
+whole file, header included, each decoded and checked; this is what `ride-tf compress` writes (and which tries
+equal channels and packed histograms where the image has them, `ride_tf.codec.structure`).
+
+    python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
+        --model planes=ride_tf/pretrained/gray.keras:planes --kept compress=rgb+planes+palette --sets evaluation
 """
 import argparse
 import glob
@@ -243,6 +251,9 @@ def main(argv=None):
     parser.add_argument("--best", action="append", default=[], metavar="NAME=A+B",
                         help="a column of each image's smaller code length of the models A and B (repeatable)")
     parser.add_argument("--palette", action="store_true", help="add the palette coder's column (name: palette)")
+    parser.add_argument("--kept", action="append", default=[], metavar="NAME=A+B[+palette]",
+                        help="a column of the whole file compress_best writes with the models A, B (and the palette "
+                        "coder), decoded and checked (repeatable)")
     parser.add_argument("--json", help="write the per-image figures and the means here")
     args = parser.parse_args(argv)
     models, transforms = {}, {}
@@ -263,9 +274,16 @@ def main(argv=None):
         if not name or len(best[name]) < 2 or any(p not in known for p in best[name]):
             raise SystemExit(f"--best {item}: expected NAME=A+B with A and B names given to --model (or palette, "
                              "with --palette)")
-    measured = list(models) + ["palette"] * args.palette + list(best)
+    kept = {}
+    for item in args.kept:
+        name, _, parts = item.partition("=")
+        kept[name] = parts.split("+")
+        if not name or not parts or any(p not in list(models) + ["palette"] for p in kept[name]):
+            raise SystemExit(f"--kept {item}: expected NAME=A+B[+palette] with names given to --model")
+    measured = list(models) + ["palette"] * args.palette + list(best) + list(kept)
     record = dict(command="python " + " ".join(sys.argv), models={k: v for k, v in
-                                                                  (i.split("=", 1) for i in args.model)}, best=best, sets={})
+                                                                  (i.split("=", 1) for i in args.model)}, best=best, kept=kept,
+                  sets={})
     for set_name, images in image_sets(args.sets, args.corpus, channels).items():
         rows = {}
         for image_name, image in images.items():
@@ -281,6 +299,13 @@ def main(argv=None):
                 row["palette"] = None if bits is None else bits / values
             for name, parts in best.items():
                 row[name] = min(row[p] for p in parts if row[p] is not None)
+            for name, parts in kept.items():
+                candidates = [(models[p], transforms.get(p)) for p in parts if p != "palette"]
+                data, index = ride_tf.compress_best(candidates, image, palette="auto" if "palette" in parts else False)
+                winner = candidates[index][0] if index < len(candidates) else None     # None: the palette coder
+                if not np.array_equal(ride_tf.decompress(winner, data).reshape(image.shape), image):
+                    raise AssertionError(f"{image_name}: the file of --kept {name} did not decode to the image")
+                row[name] = 8 * len(data) / values
             row["shape"] = list(image.shape)
             rows[image_name] = row
             print(f"{set_name:12s} {image_name:34s} " + " ".join(f"{k} {show(row[k])}" for k in measured + list(CODECS)),

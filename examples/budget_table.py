@@ -8,7 +8,7 @@ the held-out images:
     dequantized pixels (every pixel, `RIDE.log_likelihood_rate`, noise seed 0);
   * code length [bit/px], smaller is better: the exact ideal code length of the
     8-bit values, sum -log2 P(k_ij | k_<ij) / pixels
-    (`ride_tf.discrete.compressed_size_bits`; the codec writes within a fraction
+    (`ride_tf.compressed_size_bits`; the codec writes within a fraction
     of a percent of it);
 
 next to PNG (level 9), WebP lossless, JPEG-XL lossless (effort 9) and lzma on
@@ -169,12 +169,12 @@ def load_set(name, args):
 # ---------------------------------------------------------------- the scores
 def scores(model, held_out, seed=0):
     """{image: (density rate, code length)} in bit/px and their means."""
-    from ride_tf import discrete
+    from ride_tf import codec, discrete
 
     per_image = {}
     for name, image in held_out.items():
         rate = float(model.log_likelihood_rate(image[None], seed=seed)[0])
-        code_length = float(discrete.compressed_size_bits(model, image[None])[0]) / image.size
+        code_length = float(codec.compressed_size_bits(model, image[None])[0]) / image.size
         per_image[name] = (rate, code_length)
     rates, lengths = zip(*per_image.values())
     return float(np.mean(rates)), float(np.mean(lengths)), per_image

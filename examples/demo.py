@@ -26,7 +26,7 @@ quiet_tensorflow()      # before TensorFlow is first imported: its start-up line
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ride_tf import RIDE, compressed_size_bits, data, discrete  # noqa: E402
+from ride_tf import RIDE, codec, compressed_size_bits, data, discrete  # noqa: E402
 from ride_tf.io import atomic_savefig  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 
@@ -124,7 +124,7 @@ def main(argv=None):
         exact = "-" if code_length is None else f"{code_length:.3f}"
         print(f"{name:50s} {rate:13.3f} {8 - rate:9.3f} {exact:>12s} {valid:19.3f}")
     picture = os.path.join(args.output, "code_length.png")
-    code_lengths = discrete.pixel_code_lengths(ride, test_images[:1])[0]
+    code_lengths = codec.pixel_code_lengths(ride, test_images[:1])[0]
     code_length_picture(test_images[0], code_lengths, f"RIDE (1 layer, {args.hiddens} units)",
                         "dead-leaves test image 0", picture)
     print(f"\nper-pixel code length of test image 0 under RIDE: {picture}")

@@ -8,10 +8,15 @@ scores on the corpus's held-out and evaluation pictures).  With
 --keep-previous-as OLD the model shipped as NAME so far is kept as OLD
 (OLD.keras and OLD.json), so that files it compressed keep decoding
 (`ride-tf decompress` finds a shipped model by the fingerprint in a file's
-header).  The full training record goes to docs/pretrained_NAME.json.
+header).  The full training record goes to docs/pretrained_NAME.json.  Each
+shipped model's integer model (what the codec codes with, without
+TensorFlow) is derived from its float weights and written beside it as
+NAME.integer.npz (`ride_tf.codec.model_file`); `--integer-models` rewrites
+those of every shipped model (or of the names given) and nothing else.
 
     python examples/ship_model.py --name gray --model runs/corpus/g1x64.keras --record runs/corpus/g1x64.json \\
         --keep-previous-as gray-small
+    python examples/ship_model.py --integer-models
 """
 import argparse
 import json
@@ -29,7 +34,8 @@ from ride_tf.runtime import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
 
 import ride_tf  # noqa: E402
-from ride_tf import io, pretrained  # noqa: E402
+from ride_tf import codec, io, pretrained  # noqa: E402
+from ride_tf.codec.model_file import SUFFIX  # noqa: E402
 from train_pretrained import evaluate  # noqa: E402
 
 FOLDER = os.path.dirname(os.path.abspath(pretrained.__file__))
@@ -37,11 +43,19 @@ FOLDER = os.path.dirname(os.path.abspath(pretrained.__file__))
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--name", required=True, help="the shipped name, e.g. gray or rgb")
-    parser.add_argument("--model", required=True, help="the .keras file of train_corpus.py")
-    parser.add_argument("--record", required=True, help="its JSON record (train_corpus.py --record)")
+    parser.add_argument("--name", help="the shipped name, e.g. gray or rgb")
+    parser.add_argument("--model", help="the .keras file of train_corpus.py")
+    parser.add_argument("--record", help="its JSON record (train_corpus.py --record)")
     parser.add_argument("--keep-previous-as", metavar="OLD", help="ship the current NAME model as OLD too")
+    parser.add_argument("--integer-models", nargs="*", metavar="NAME",
+                        help="only (re)write the integer model files of these shipped models (none named: all)")
     args = parser.parse_args(argv)
+    if args.integer_models is not None:
+        for name in args.integer_models or sorted(pretrained.available()):
+            write_integer_model(name)
+        return
+    if not (args.name and args.model and args.record):
+        parser.error("--name, --model and --record are needed (or --integer-models)")
 
     with open(args.record) as f:
         record = json.load(f)
@@ -59,6 +73,7 @@ def main(argv=None):
                                   f"{record['date'][:10]})"
         io.atomic_write_json(old + ".json", previous)
         print(f"kept the previous {args.name!r} as {old}.keras")
+        write_integer_model(args.keep_previous_as)
     channels = model.num_channels
     results = evaluate(model, pretrained.held_out_images(channels))
     photos = [n for n in results if "[" not in n]
@@ -81,10 +96,25 @@ def main(argv=None):
     io.atomic_save_model(model, target)
     io.atomic_write_json(target[:-len(".keras")] + ".json", short)
     io.atomic_write_json(os.path.join(ROOT, "docs", f"pretrained_{args.name}.json"), dict(record, shipped=short))
+    write_integer_model(args.name)
     for name, r in results.items():
         print(f"  held out {name:12s} {r['full']:.3f} bit/px (valid region {r['valid']:.3f}; Gaussian "
               f"{r['gaussian']:.3f})")
     print(f"wrote {target} and its record; {description}")
+
+
+def write_integer_model(name):
+    """Derive the shipped model `name`'s integer model from its float weights and write NAME.integer.npz beside
+    NAME.keras (the source recorded: the .keras file's SHA-256)."""
+    import hashlib
+
+    keras_path = pretrained.model_path(name)
+    with open(keras_path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    integer = codec.integer_model(pretrained.load(name))
+    path = codec.save_integer_model(integer, keras_path[:-len(".keras")] + SUFFIX,
+                                    source=dict(keras_sha256=digest, keras_file=os.path.basename(keras_path)))
+    print(f"wrote {path} (fingerprint {integer.fingerprint.hex()})")
 
 
 def earlier_training(record):

@@ -165,7 +165,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from ride_tf import RIDE
+    from ride_tf import RIDE, load_model
     from ride_tf.io import atomic_save_model, atomic_write_json
     from ride_tf.training import sample_patches, train, validation_scores
 
@@ -185,7 +185,7 @@ def main(argv=None):
           f"{', '.join(chosen)}; {len(held_out)} held out, {len(evaluation)} for evaluation", flush=True)
 
     if args.init:
-        model = ride_tf.load_model(args.init)
+        model = load_model(args.init)
         if model.num_channels != args.channels:
             raise SystemExit(f"{args.init}: a {model.num_channels}-channel model, not {args.channels}")
     else:

@@ -42,7 +42,7 @@ _EXPORTS = {
     "compress_palette": "ride_tf.codec.api",
     "decompress": "ride_tf.codec.api",
     "CodecError": "ride_tf.codec.format",
-    "compressed_size_bits": "ride_tf.discrete",
+    "compressed_size_bits": "ride_tf.codec.api",
     **{name: f"ride_tf.{name}" for name in (
         "checks", "codec", "data", "defaults", "discrete", "ensemble", "evaluation", "export",
         "geometry", "io", "nn", "pretrained", "quantization", "training", "wavefront")},

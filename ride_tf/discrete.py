@@ -9,9 +9,10 @@ bins cover the real line and their masses sum to exactly 1:
 
 where the context x_ij holds the earlier pixels at their bin centres
 (k + 1/2) / 256: what a decoder knows.  The exact ideal code length of an image
-is sum_ij -log2 P(k_ij | k_<ij) bits (`compressed_size_bits`); an entropy coder
-driven by the same masses (`ride_tf.codec`) writes files within a fraction of a
-percent of it.
+is sum_ij -log2 P(k_ij | k_<ij) bits (`float_code_length_bits`).  The codec
+(`ride_tf.codec`) codes with the same masses computed in integers, the same on
+every machine (`ride_tf.compressed_size_bits`, within a fraction of a percent
+of the float ones).
 
 In intensities y (undoing the conditional whitening y^ = W (y - m(x)), an
 affine map for fixed x), the MCGSM of a pixel is a mixture of K Gaussians
@@ -41,22 +42,19 @@ Shapes: M pixels, K = num_components * num_scales experts, C channels.
 """
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from ride_tf import evaluation, geometry
 from ride_tf.checks import check_choice, check_images, check_verbose
-from ride_tf.codec import planes
-from ride_tf.codec.coding import coder_for_model, pixel_code_length_bits
 from ride_tf.defaults import REGIONS
 from ride_tf.nn.mcgsm import IntensityMixture
 from ride_tf.quantization import LN2, NUM_BINS, bin_centres
 
 __all__ = ["NUM_BINS", "IntensityMixture", "normal_bin_log_mass", "intensity_mixture", "channel_moments",
            "channel_log_mass", "bin_table", "window_start", "window_table", "mixture_constants", "log_mass", "log_mass_map", "pixel_log_mass",
-           "compressed_size_bits", "pixel_code_lengths", "float_code_length_bits", "bin_centres", "coding_values"]
+           "float_code_length_bits", "bin_centres", "coding_values"]
 
 
 def _bin_edges(values, dtype):
@@ -300,42 +298,6 @@ def float_code_length_bits(model, images, verbose=0):
 
     sum over every pixel of -log2 P(k_ij | k_<ij) of `pixel_log_mass`: what
     training for the code length optimises.  The codec's tables are the
-    integer model's (`compressed_size_bits`), within a fraction of a percent
-    of these."""
+    integer model's (`ride_tf.compressed_size_bits`), within a fraction of a
+    percent of these."""
     return -pixel_log_mass(model, images, verbose=verbose).sum(axis=(1, 2)) / LN2
-
-
-def pixel_code_lengths(model, images, verbose=0, colour_transform=None):
-    """The code length of every pixel of uint8 images in bits under the codec's tables, float64 [N, H, W] (the
-    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform`
-    ("rct"): colour images [N, H, W, 3] coded plane by plane by a grayscale model (`ride_tf.codec.planes`)."""
-    if colour_transform is not None:
-        planes.check_transform("pixel_code_lengths", colour_transform, model.num_channels)
-    images = _check_uint8(images, model, "images", num_channels=3 if colour_transform else None)
-    check_verbose("pixel_code_lengths", verbose)
-    model.whitening.require_adapted("compressed size")
-    coder = coder_for_model(model)
-    bar = keras.utils.Progbar(len(images), verbose=verbose if len(images) > 1 else 0, unit_name="image")
-    out = np.empty(images.shape[:3], np.float64)
-    for k, image in enumerate(images):
-        out[k] = (planes.pixel_code_length_bits_planes(coder, image, colour_transform) if colour_transform
-                  else pixel_code_length_bits(coder, image))
-        bar.update(k + 1)
-    return out
-
-
-def compressed_size_bits(model, images, verbose=0, colour_transform=None):
-    """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what
-    `ride_tf.compress` writes.
-
-    The sum over every pixel (borders included) of log2(TOTAL / f_ij), f_ij
-    the frequency of the pixel's value in the integer model's table
-    (`ride_tf.codec.integer`, the tables the codec codes with, the same on
-    every machine).  A file holds this many bits rounded up to 32-bit words,
-    plus at most 96 bits per rANS lane and the header.  Divide by H * W * C
-    for bit per pixel and channel.  verbose=1 shows a progress bar over the
-    images.  `colour_transform` ("rct"): the size of colour images coded
-    plane by plane by a grayscale model (`compress(..., colour_transform=)`).
-    """
-    check_verbose("compressed_size_bits", verbose)
-    return pixel_code_lengths(model, images, verbose, colour_transform).sum(axis=(1, 2))

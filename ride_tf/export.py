@@ -25,7 +25,7 @@ with `region="valid"` (rows r..H-1, columns r..W-1-r, r = nb_size // 2),
 `log_prob` and `pixel_log_prob` likewise.  Sums and means run in float64, as
 in the Python API.  `compressed_size` needs no dequantization: it sums the
 code lengths of the integer model's tables (`ride_tf.codec.integer`), and
-equals `ride_tf.discrete.compressed_size_bits`, the size of what
+equals `ride_tf.compressed_size_bits`, the size of what
 `ride_tf.compress` writes.
 
 Sampling.  `sample` runs the wavefront sampler (`ride_tf.sampling`) with the
@@ -59,7 +59,8 @@ import tensorflow as tf
 
 from ride_tf import geometry
 from ride_tf.checks import check_integer
-from ride_tf.codec.integer import integer_model
+from ride_tf.codec.derive import integer_model
+from ride_tf.codec.graph import code_length_bits
 from ride_tf.io import atomic_directory
 from ride_tf.model import RIDE, load_model
 from ride_tf.quantization import LN2, dequantize, quantize
@@ -177,11 +178,11 @@ class _Endpoints:
         sum over every pixel of log2(TOTAL / f), f the frequency of the
         pixel's value in the integer model's table (`ride_tf.codec.integer`,
         its integers constants of this graph), as
-        `ride_tf.discrete.compressed_size_bits`: the size of what
+        `ride_tf.compressed_size_bits`: the size of what
         `ride_tf.compress` writes, on any machine.
         """
         images = _check_images(images, self.channels, "compressed_size")
-        bits = _finite(self.integer.code_length_bits(images), "compressed_size", self.model.cell, "code lengths")
+        bits = _finite(code_length_bits(self.integer, images), "compressed_size", self.model.cell, "code lengths")
         return {"bits": tf.reduce_sum(bits, axis=[1, 2])}
 
     def sample(self, num_samples, height, width, seed):

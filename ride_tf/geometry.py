@@ -27,9 +27,13 @@ The eight dihedral maps (rotations by multiples of 90 degrees, with and
 without a horizontal flip) act on [N, H, W, C] arrays; they are the ensemble's
 transformations T_k (paper section 3.1), permutations of the pixels with
 |det T_k| = 1.
+
+The module imports no TensorFlow: the codec's runtime uses its index
+arithmetic on ints and NumPy arrays; the functions that also take Tensors
+(`outside_indicators`, `front_rows` inside a graph, `dihedral`) import it
+when they get one.
 """
 import numpy as np
-import tensorflow as tf
 
 __all__ = ["radius", "causal_offsets", "causal_mask", "num_inputs", "num_indicators", "padding",
            "valid_shape", "valid_slices", "outside_indicators", "outside_indicators_at", "front_index", "num_fronts", "front_rows",
@@ -90,7 +94,7 @@ def valid_slices(nb_size):
     return slice(r, None), slice(r, -r)
 
 
-def outside_indicators(rows, cols, width, nb_size, dtype=tf.float32):
+def outside_indicators(rows, cols, width, nb_size, dtype="float32"):
     """Indicators [len(rows), len(cols), P]: 1 where causal input k of pixel (i, j) is outside the image.
 
     Args:
@@ -100,13 +104,17 @@ def outside_indicators(rows, cols, width, nb_size, dtype=tf.float32):
         those with row i + di < 0 or column j + dj outside 0 .. W - 1.
       nb_size: the neighbourhood width.
     """
+    import tensorflow as tf
+
     rows = tf.convert_to_tensor(rows, tf.int32)[:, None]
     cols = tf.convert_to_tensor(cols, tf.int32)[None, :]
     return outside_indicators_at(rows, cols, width, nb_size, dtype)
 
 
-def outside_indicators_at(rows, cols, width, nb_size, dtype=tf.float32):
+def outside_indicators_at(rows, cols, width, nb_size, dtype="float32"):
     """Indicators broadcast(rows, cols).shape + [P] for pixels (rows[k], cols[k]) (broadcasting int Tensors)."""
+    import tensorflow as tf
+
     rows = tf.convert_to_tensor(rows, tf.int32)
     cols = tf.convert_to_tensor(cols, tf.int32)
     width = tf.convert_to_tensor(width, tf.int32)
@@ -133,6 +141,8 @@ def front_rows(t, height, width, nb_size):
     if isinstance(t, (int, np.integer)):
         i_lo = max(0, -((width - 1 - t) // step))   # ceil((t - W + 1) / step)
         return i_lo, min(height - 1, t // step)
+    import tensorflow as tf
+
     i_lo = tf.maximum(0, -tf.math.floordiv(width - 1 - t, step))
     return i_lo, tf.minimum(height - 1, tf.math.floordiv(t, step))
 
@@ -154,6 +164,8 @@ def dihedral(images, index):
     if isinstance(images, np.ndarray):
         out = images[:, :, ::-1] if flip else images
         return np.rot90(out, turns, axes=(1, 2))
+    import tensorflow as tf
+
     out = tf.reverse(images, [2]) if flip else images
     return tf.image.rot90(out, turns) if turns else out
 
@@ -164,5 +176,7 @@ def inverse_dihedral(images, index):
     if isinstance(images, np.ndarray):
         out = np.rot90(images, -turns, axes=(1, 2))
         return out[:, :, ::-1] if flip else out
+    import tensorflow as tf
+
     out = tf.image.rot90(images, (4 - turns) % 4) if turns else images
     return tf.reverse(out, [2]) if flip else out

@@ -148,8 +148,10 @@ def in_process(workdir, capsys, *args):
     return status, out, err
 
 
-def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys):
-    """`size` prints the exact size; `compress` then `decompress` give back the PNG's pixels."""
+def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys, monkeypatch, tmp_path):
+    """`size` prints the exact size; `compress` then `decompress` give back the PNG's pixels; without --model,
+    `decompress` finds the model's integer model in the cache (derived by `size`); with an empty cache it refuses
+    the file with one line naming the model's fingerprint."""
     status, out, err = in_process(workdir, capsys, "size", "leaf0.png", "leaf1.png", "--model", "model.keras",
                                   "--json")
     assert status == 0, err
@@ -171,9 +173,15 @@ def test_size_compress_decompress_round_trip_with_a_model_file(workdir, capsys):
     assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "back_xla.png")),
                                   np.array(Image.open(workdir / "leaf0.png")))
-    # The pretrained model cannot decode a file of another model: one clear line, nothing written.
+    status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "cached.png")
+    assert status == 0, err
+    np.testing.assert_array_equal(np.array(Image.open(workdir / "cached.png")),
+                                  np.array(Image.open(workdir / "leaf0.png")))
+    # Neither shipped nor cached: one clear line naming the fingerprint, nothing written.
+    monkeypatch.setenv("RIDE_TF_CACHE", str(tmp_path / "empty-cache"))
     status, out, err = in_process(workdir, capsys, "decompress", "leaf0.ride", "other.png")
-    assert status == 1 and err.count("\n") == 1 and "another model" in err
+    fingerprint = codec.read_header((workdir / "leaf0.ride").read_bytes()).fingerprint.hex()
+    assert status == 1 and err.count("\n") == 1 and fingerprint in err and "--model" in err
     assert not (workdir / "other.png").exists()
 
 
@@ -218,27 +226,31 @@ def test_export_writes_a_versioned_saved_model(workdir, capsys):
 
 
 # --------------------------------------------------- bad files and arguments (issue #10)
-def test_decompress_finds_the_shipped_model_that_wrote_a_file_by_its_fingerprint(workdir, capsys, monkeypatch):
-    """A file of a model shipped beside the default ("gray-old" here) decodes without --model; a file of a
-    model that is not shipped is refused in one line that names the mismatch."""
-    from ride_tf import pretrained
+def test_decompress_finds_the_shipped_model_that_wrote_a_file_by_its_fingerprint(workdir, capsys, monkeypatch,
+                                                                                   tmp_path):
+    """A file of a model shipped beside the default ("gray-old" here: the package folder holds its integer model
+    file) decodes without --model; a file of a model that is neither shipped nor cached is refused in one line
+    that names its fingerprint."""
+    import shutil
 
+    from ride_tf.codec import registry
+
+    monkeypatch.setenv("RIDE_TF_CACHE", str(tmp_path / "cache"))
     status, _, err = in_process(workdir, capsys, "compress", "leaf2.png", "leaf2.ride", "--model", "model.keras")
     assert status == 0, err
-    shipped = dict(pretrained.available())
-    load, info = pretrained.load, pretrained.info
-    monkeypatch.setattr(pretrained, "available", lambda: dict(shipped, **{"gray-old": "an earlier gray model"}))
-    monkeypatch.setattr(pretrained, "info", lambda name: {"config": {"num_channels": 1}} if name == "gray-old"
-                        else info(name))
-    monkeypatch.setattr(pretrained, "load", lambda name="gray": ride_tf.load_model(str(workdir / "model.keras"))
-                        if name == "gray-old" else load(name))
+    shutil.rmtree(tmp_path / "cache")
+    folder = tmp_path / "shipped"
+    shutil.copytree(registry.SHIPPED_FOLDER, folder)
+    assert in_process(workdir, capsys, "export", "model.keras", str(folder / "gray-old.integer.npz"), "--codec")[0] == 0
+    monkeypatch.setattr(registry, "SHIPPED_FOLDER", str(folder))
     status, out, err = in_process(workdir, capsys, "decompress", "leaf2.ride", "leaf2_back.png")
     assert status == 0, err
     np.testing.assert_array_equal(np.array(Image.open(workdir / "leaf2_back.png")),
                                   np.array(Image.open(workdir / "leaf2.png")))
-    monkeypatch.setattr(pretrained, "available", lambda: shipped)
+    (folder / "gray-old.integer.npz").unlink()
     status, out, err = in_process(workdir, capsys, "decompress", "leaf2.ride", "leaf2_none.png")
-    assert status == 1 and err.count("\n") == 1 and "another model" in err
+    fingerprint = codec.read_header((workdir / "leaf2.ride").read_bytes()).fingerprint.hex()
+    assert status == 1 and err.count("\n") == 1 and fingerprint in err
     assert not (workdir / "leaf2_none.png").exists()
 
 

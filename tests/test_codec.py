@@ -76,7 +76,8 @@ def test_colour_round_trip_is_bit_exact_and_the_size_matches_the_exact_size(colo
 
 
 def test_decoding_in_a_fresh_process_with_another_thread_count(gray, tmp_path):
-    """The decoder reproduces the encoder's tables bit for bit in another process with 1 thread."""
+    """The decoder reproduces the encoder's tables bit for bit in another process with 1 thread (TensorFlow's and
+    the coder's), the model loaded by Keras itself."""
     model_path = tmp_path / "model.keras"
     gray.save(model_path)
     image = image_data.dead_leaves(1, size=(30, 41), seed=12)[0]
@@ -89,9 +90,10 @@ def test_decoding_in_a_fresh_process_with_another_thread_count(gray, tmp_path):
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
         import keras
+        import ride_tf.model     # its classes register with Keras
         from ride_tf import codec
         model = keras.saving.load_model({str(model_path)!r})
-        image = codec.decompress(model, open({str(data_path)!r}, "rb").read())
+        image = codec.decompress(model, open({str(data_path)!r}, "rb").read(), threads=1)
         np.save({str(tmp_path / "decoded.npy")!r}, image)
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
@@ -198,7 +200,8 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     """palette=True: on a drawn screen image the palette coder's file (index len(candidates)) is shorter than
     the model's and equals `compress_palette`'s; it decodes with any model or None (every decoder choice).  A
     model's file with None is refused by name; an image of more than 4096 colours is not given to the palette
-    coder, and `compress_palette` refuses it; "auto" leaves a photograph to the shipped model."""
+    coder, and `compress_palette` refuses it; "auto" leaves a photograph to the shipped model.  A file of a model
+    that is neither shipped nor cached, decoded without it, is refused with its fingerprint named."""
     from test_palette import window
 
     image = window(48, 80, channels=1)
@@ -209,8 +212,11 @@ def test_compress_best_tries_the_palette_coder_and_its_files_decode_without_a_mo
     for decoder in codec.DECODERS[:1] + codec.DECODERS[2:]:
         np.testing.assert_array_equal(codec.decompress(None, data, decoder=decoder), image)
     np.testing.assert_array_equal(codec.decompress(gray, data), image)
-    with pytest.raises(ValueError, match="pass that model"):
-        codec.decompress(None, codec.compress(gray, image))
+    own = codec.compress(gray, image)
+    with pytest.raises(codec.UnknownModelError, match=codec.model_fingerprint(gray).hex()):
+        codec.decompress(None, own)
+    with pytest.raises(codec.UnknownModelError, match="ride-tf decompress FILE OUT --model MODEL"):
+        codec.decompress(own)
     codes = np.random.default_rng(5).integers(0, 1 << 24, (80, 80))
     rgb = np.stack([(codes >> (8 * c)) & 255 for c in range(3)], -1).astype(np.uint8)
     assert codec.compress_best([(gray, "rct")], rgb, palette=True)[1] == 0

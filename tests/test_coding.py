@@ -37,7 +37,7 @@ def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, laye
     model.coding_order = order
     image = colour_dead_leaves(1, 23)[0, :, :19] if channels == 3 else image_data.dead_leaves(1, size=(23, 19),
                                                                                            seed=9)[0][..., None]
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     old = coding.PIXELS_PER_BAND
     try:
         coding.PIXELS_PER_BAND = 19 * 5          # bands of 5 rows: the states cross four band borders
@@ -61,12 +61,14 @@ MATRIX_SCRIPT = textwrap.dedent("""
     from ride_tf import codec, pretrained
     arrays = dict(np.load(sys.argv[2]))
     out = {}
+    threads = 1 if sys.argv[1] == "1" else None
     for name, image in arrays.items():
         if name.endswith(":file"):
             continue
         model = pretrained("rgb" if image.shape[-1] == 3 else "gray")
-        out[name + ":encoded"] = np.frombuffer(codec.compress(model, image), np.uint8)
-        out[name + ":decoded"] = codec.decompress(model, arrays[name + ":file"].tobytes(), decoder=sys.argv[4])
+        out[name + ":encoded"] = np.frombuffer(codec.compress(model, image, threads=threads), np.uint8)
+        out[name + ":decoded"] = codec.decompress(model, arrays[name + ":file"].tobytes(), decoder=sys.argv[4],
+                                                  threads=threads)
     np.savez(sys.argv[3], **out)
 """)
 
@@ -81,13 +83,15 @@ def matrix_images():
             "colour constant": np.full((11, 5, 3), (10, 250, 128), np.uint8)}
 
 
-# Processes unlike this one: other TensorFlow kernels (oneDNN off, oneDNN limited to AVX2), one thread, other
-# BLAS kernels for the native path's products (OpenBLAS's Haswell and its generic x86 kernels), and the reference
-# path instead of the C kernels; each with the decoder it runs.
+# Processes unlike this one: other TensorFlow kernels (oneDNN off, oneDNN limited to AVX2), one thread (TensorFlow's
+# and the coder's), other kernels for the native path's products (the C kernels' AVX2 and generic variants,
+# OpenBLAS's Haswell and generic x86 kernels for the reference path's), and the reference path instead of the C
+# kernels; each with the decoder it runs.
 ENVIRONMENTS = {"oneDNN off": ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "compiled"),
-                "AVX2 kernels": ({"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}, "native"),
+                "AVX2 kernels": ({"ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+                                  "RIDE_TF_NATIVE": "avx2"}, "native"),
                 "one thread": ({"ONE_THREAD": "1"}, "numpy"),
-                "generic BLAS": ({"OPENBLAS_CORETYPE": "Prescott"}, "native"),
+                "generic kernels": ({"OPENBLAS_CORETYPE": "Prescott", "RIDE_TF_NATIVE": "generic"}, "native"),
                 "no C kernels": ({"RIDE_TF_NATIVE": "0"}, "auto")}
 
 
@@ -106,10 +110,11 @@ def run_matrix_process(environment, decoder, tmp_path, images, tag):
 
 
 def test_files_decode_bit_exactly_across_kernels_thread_counts_and_paths(tmp_path):
-    """Files encoded here (TensorFlow's defaults, the C kernels) decode bit for bit in processes with oneDNN off,
-    oneDNN and OpenBLAS limited to AVX2, one thread, OpenBLAS's generic kernels and without the C kernels, with
-    the native, NumPy and XLA decoders (and here with the native and NumPy ones); and each of those processes writes the same bytes as this one (gray and
-    colour; a photo, noise, a constant image and odd sizes)."""
+    """Files encoded here (TensorFlow's defaults, the C kernels on every core) decode bit for bit in processes with
+    oneDNN off, oneDNN and the C kernels limited to AVX2, one thread, the C kernels' generic variant and without
+    the C kernels, with the native, NumPy and XLA decoders (and here with the native and NumPy ones); and each of
+    those processes writes the same bytes as this one (gray and colour; a photo, noise, a constant image and odd
+    sizes)."""
     images = matrix_images()
     encoded_here = {name: np.frombuffer(codec.compress(pretrained("rgb" if im.shape[-1] == 3 else "gray"), im),
                                         np.uint8) for name, im in images.items()}

@@ -11,7 +11,7 @@ from test_discrete import colour_dead_leaves, small_ride
 
 def roundtrip(model, image):
     """(NumPy-decoded, compiled-decoded) images of the stream of `image`."""
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     data = coding.encode(coder, image)
     height, width = image.shape[:2]
     return coding.decode(coder, data, height, width), compiled.decode(coder, data, height, width)
@@ -40,7 +40,7 @@ def test_the_compiled_decoder_decodes_photo_noise_and_constant_images_of_the_shi
     rng = np.random.default_rng(3)
     images = [pretrained.load_photo("camera", 1, crop=False)[200:231, 100:141],
               rng.integers(0, 256, (31, 41, 1), dtype=np.uint8), np.full((31, 41, 1), 255, np.uint8)]
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     for image in images:
         data = coding.encode(coder, np.ascontiguousarray(image))
         np.testing.assert_array_equal(compiled.decode(coder, data, 31, 41), image)
@@ -50,7 +50,7 @@ def test_the_compiled_decoder_decodes_photo_noise_and_constant_images_of_the_shi
 def test_the_compiled_decoder_refuses_streams_that_do_not_decode():
     model = small_ride(num_channels=1, num_layers=1)
     image = image_data.dead_leaves(1, size=12, seed=2)[0][..., None]
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     data = bytearray(coding.encode(coder, image))
     lanes = coding.num_lanes(12, 12, 1)
     corrupted = bytes(data[:8 * lanes]) + bytes(b ^ 0x5A for b in data[8 * lanes:])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, data, discrete, evaluation
+from ride_tf import RIDE, codec, data, discrete, evaluation
 from ride_tf.preprocessing import LN2
 
 
@@ -153,7 +153,7 @@ def test_exact_size_is_below_the_density_bound_of_a_fitted_model():
     train = data.dead_leaves(12, size=32, seed=1, noise_std=0.01)
     model.finetune(train, max_iter=60, num_samples=20_000, verbose=0)
     test = data.dead_leaves(3, size=32, seed=9, noise_std=0.01)
-    bits = discrete.compressed_size_bits(model, test)
+    bits = codec.compressed_size_bits(model, test)
     rates = np.mean([model.log_likelihood_rate(test, seed=s) for s in range(8)], axis=0)
     bound = (8.0 - rates) * 32 * 32
     assert np.all(bits <= bound * 1.002 + 2.0), (bits, bound)
@@ -167,7 +167,7 @@ def test_compressed_size_bits_is_the_sum_of_the_pixel_masses_and_tiles_agree(mon
     assert log_mass.shape == (2, 20, 20) and log_mass.dtype == np.float64 and (log_mass < 0).all()
     np.testing.assert_allclose(discrete.float_code_length_bits(model, images), -log_mass.sum((1, 2)) / LN2)
     # The codec's tables (the integer model) give the same sizes to well within 0.5%.
-    np.testing.assert_allclose(discrete.compressed_size_bits(model, images), -log_mass.sum((1, 2)) / LN2,
+    np.testing.assert_allclose(codec.compressed_size_bits(model, images), -log_mass.sum((1, 2)) / LN2,
                                rtol=5e-3)
     # The tiled path for large images gives the same numbers.
     monkeypatch.setattr(evaluation, "PIXELS_PER_BATCH", 64)
@@ -189,7 +189,7 @@ def test_log_mass_map_in_graph_matches_the_numpy_api():
 def test_compressed_size_bits_refuses_float_images():
     model = small_ride()
     with pytest.raises(ValueError, match="uint8"):
-        discrete.compressed_size_bits(model, np.full((1, 8, 8), 0.5, np.float32))
+        codec.compressed_size_bits(model, np.full((1, 8, 8), 0.5, np.float32))
 
 
 @pytest.mark.parametrize("start", [0, 3, 100, 240])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ride_tf import RIDE, data
-from ride_tf.discrete import compressed_size_bits
+from ride_tf.codec import compressed_size_bits
 from ride_tf.export import SIGNATURES, _versions, export_command, export_saved_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import ride_tf
-from ride_tf import MCGSM, RIDE, SpatialLSTM, data, discrete
+from ride_tf import MCGSM, RIDE, SpatialLSTM, codec, data, discrete
 from ride_tf.nn.whitening import NotAdaptedError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -138,7 +138,7 @@ def test_a_model_that_was_never_adapted_is_refused_everywhere(images):
     for call in [lambda: fresh.log_likelihood_rate(images), lambda: fresh.pixel_log_prob(images),
                  lambda: fresh.log_prob(images), lambda: fresh.gaussian_log_likelihood_rate(images),
                  lambda: fresh.sample_features(images, 10), lambda: fresh.sample(1, 4, 4, seed=0),
-                 lambda: discrete.compressed_size_bits(fresh, images),
+                 lambda: codec.compressed_size_bits(fresh, images),
                  lambda: ride_tf.codec.compress(fresh, images[0]),
                  lambda: fresh.inpaint(images[0], np.eye(12, dtype=bool), num_sweeps=0, verbose=0),
                  lambda: fresh(images), lambda: ride_tf.ensemble_log_likelihood_rate(fresh, images)]:

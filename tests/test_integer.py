@@ -6,7 +6,10 @@ import tensorflow as tf
 
 import ride_tf
 from ride_tf import discrete, pretrained
-from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, IntegerModel, integer_model, quantize_linear
+from ride_tf import codec
+from ride_tf.codec.derive import derive, integer_model, quantize_linear
+from ride_tf.codec.graph import TENSORFLOW
+from ride_tf.codec.integer import NUMPY, TOTAL
 from test_discrete import colour_dead_leaves, small_ride
 
 
@@ -29,7 +32,7 @@ def test_quantized_linear_maps_are_close_and_every_sum_is_exact():
 
 def test_the_derivation_is_deterministic_and_the_fingerprint_follows_the_weights():
     model = small_ride(num_layers=1)
-    first, second = IntegerModel(model), IntegerModel(model)
+    first, second = derive(model), derive(model)
     assert first.fingerprint == second.fingerprint
     assert all(np.array_equal(a, b) for a, b in zip(first.arrays(), second.arrays()))
     assert integer_model(model) is integer_model(model)
@@ -51,7 +54,7 @@ def test_every_table_is_a_distribution_over_the_256_values(channels, layers, cel
     model = RIDE(num_channels=channels, num_hiddens=5, num_layers=layers, num_components=3, num_scales=2,
                  num_features=4, cell=cell)
     model.adapt(colour_dead_leaves(4, 20) if channels == 3 else ride_tf.data.dead_leaves(4, size=20, seed=2))
-    integer = IntegerModel(model)
+    integer = derive(model)
     rng = np.random.default_rng(2)
     m = 50
     u = integer.centred_inputs(rng.integers(0, 256, (m, integer.num_inputs)).astype(np.float64),
@@ -96,6 +99,6 @@ def test_the_integer_model_costs_at_most_half_a_percent_against_the_float_model(
     image = pretrained.load_photo(photo, 3 if name == "rgb" else 1, crop=False)
     top, left = (image.shape[0] - crop) // 2, (image.shape[1] - crop) // 2
     image = image[top:top + crop, left:left + crop][None]
-    integer_bits = discrete.compressed_size_bits(model, image)[0]
+    integer_bits = codec.compressed_size_bits(model, image)[0]
     float_bits = discrete.float_code_length_bits(model, image)[0]
     assert abs(integer_bits / float_bits - 1) <= 0.005, (integer_bits, float_bits)

@@ -20,19 +20,26 @@ LAYERS = [
     ["io", "data", "nn", "training", "codec"],
     ["data.files", "data.leaves", "data.synthetic", "codec.lookup", "codec.palette"],
     ["data.bsds", "data.van_hateren"],
-    ["quantization", "geometry"],
+    ["geometry"],
+    # the codec's runtime: no TensorFlow
+    ["codec.integer"],
+    ["codec.model_file", "codec.native"],
+    ["codec.coding"],
+    ["codec.planes"],
+    ["codec.structure"],
+    ["codec.registry"],
+    # the float model
+    ["quantization"],
     ["data.streaming", "neighbourhoods", "preprocessing"],
     ["nn.distributions", "nn.whitening", "nn.spatial_lstm"],
     ["nn.mcgsm"],
-    ["evaluation", "codec.integer"],
-    ["wavefront", "codec.native"],
-    ["codec.coding"],
-    ["codec.planes"],
+    ["evaluation", "codec.derive", "codec.graph"],
+    ["wavefront"],
     ["discrete", "codec.compiled"],
     ["wavefront.sampling", "training.finetune", "training.patches", "training.schedule"],
-    ["wavefront.inpainting", "training.checkpoint", "codec.api"],
+    ["wavefront.inpainting", "training.checkpoint"],
     ["model"],
-    ["ensemble", "training.callbacks", "pretrained"],
+    ["ensemble", "training.callbacks", "pretrained", "codec.api"],
     ["training.recipe", "export"],
     ["cli.common"],
     ["cli.batch"],
@@ -41,6 +48,11 @@ LAYERS = [
     ["cli", ""],
     ["__main__", "pipelines"],
 ]
+# The codec's runtime: modules that must import no TensorFlow, Keras or TFP (checked in a process that blocks them,
+# tests/test_codec_runtime.py), so that compress, decompress and exact sizes start at once.
+RUNTIME = ["checks", "defaults", "lazy_imports", "runtime", "io", "codec", "data", "data.files", "geometry", "codec.rans",
+           "codec.format", "codec.lookup", "codec.palette", "codec.integer", "codec.model_file", "codec.native",
+           "codec.coding", "codec.planes", "codec.structure", "codec.registry", "codec.api"]
 
 
 def module_names():

@@ -66,7 +66,7 @@ def test_native_encoder_tables_equal_the_reference_encoders_and_the_decoders(kin
     (anti-diagonals of the whole image, C kernels) equals the reference encoder (bands of rows, NumPy and XLA)
     and the decoder's front-by-front pass, integer for integer."""
     model = variant(kind)
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     for image in images_for(model.num_channels):
         start, freq = coder.intervals(image, engine="native")
         ref_start, ref_freq = coder.intervals(image, engine="reference")
@@ -83,7 +83,7 @@ def test_native_encoder_tables_equal_the_reference_encoders_and_the_decoders(kin
 @pytest.mark.parametrize("kind", KINDS)
 def test_native_decoder_gives_back_every_image_as_the_numpy_decoder_does(kind):
     model = variant(kind)
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     for image in images_for(model.num_channels):
         data = coding.encode(coder, image)
         height, width = image.shape[:2]
@@ -171,7 +171,7 @@ def test_truncated_and_corrupted_streams_raise_or_fail_the_checks():
     """A stream cut short raises RansError (never reads past its end); a stream with a flipped word either raises
     or decodes to another image (the container's checksum then refuses it, `test_codec.py`)."""
     model = variant("gray, 1 layer")
-    coder = coding.coder_for_model(model)
+    coder = coding.coder_for(codec.integer_model(model))
     image = images_for(1)[0]
     data = coding.encode(coder, image)
     height, width = image.shape[:2]

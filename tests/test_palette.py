@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 from ride_tf import codec
 from ride_tf.codec import palette
-from ride_tf.codec.rans import RansError
+from ride_tf.codec.palette import PaletteError
 
 needs_c = pytest.mark.skipif(not palette.available(), reason="the C palette coder is not built here")
 
@@ -154,21 +154,21 @@ def test_squash_and_stretch_are_inverse_integer_maps():
 
 
 def test_corrupted_payloads_raise_or_fail_the_file_checksum():
-    """Truncated and damaged payloads raise RansError in the decoder or decode to an image of the announced
+    """Truncated and damaged payloads raise PaletteError in the decoder or decode to an image of the announced
     shape (never a crash); in a file, the container's checksums catch them: `decompress` raises CodecError,
     never returns wrong pixels."""
     image = window(48, 80)
     payload = palette.encode(image)
-    with pytest.raises(RansError):
+    with pytest.raises(PaletteError):
         palette.decode(payload[:5], *image.shape)
-    with pytest.raises(RansError, match="palette"):
+    with pytest.raises(PaletteError, match="palette"):
         palette.decode(payload[:8] + b"\x00" * 3 + payload[11:], *image.shape)
     block = int.from_bytes(payload[4:8], "big")
     for cut in (len(payload) - 1, 8 + block + 2):
         damaged = payload[:cut] + bytes(b ^ 0x5A for b in payload[cut:])
         try:
             back = palette.decode(damaged, *image.shape)
-        except RansError:
+        except PaletteError:
             continue
         assert back.shape == image.shape and back.dtype == np.uint8
     data = codec.compress_palette(image)

@@ -147,7 +147,7 @@ def test_sample(model, kwargs):
 @MODEL
 @given(images=image_arrays(max_side=6, dtypes=[np.uint8]))
 def test_compressed_size_bits(model, images):
-    bits, error = outcome(discrete.compressed_size_bits, model, images)
+    bits, error = outcome(codec.compressed_size_bits, model, images)
     if error is not None:
         return
     assert images.dtype == np.uint8

@@ -8,7 +8,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ride_tf.nn.spatial_lstm import SpatialLSTM  # noqa: E402
+from ride_tf.nn.spatial_lstm import SpatialLSTM, SpatialLSTMCell, diagonal_scan  # noqa: E402
 
 
 # ----------------------------------------------------------------- reference
@@ -126,6 +126,111 @@ def test_one_trace_serves_all_image_sizes():
         h_ref, _ = naive_slstm(x, layer.kernel.numpy(), layer.bias.numpy(), 4, False)
         np.testing.assert_allclose(fn(x).numpy(), h_ref, atol=1e-5, rtol=0)
     assert fn.experimental_get_tracing_count() == 1
+    assert fn.get_concrete_function().structured_outputs.shape.as_list() == [None, None, None, 4]
+
+
+# ------------------------------------------------ the driver against the cell's step
+def step_loop(layer, x, boundary=None):
+    """An independent reference: a Python loop over the pixels in raster order, one call of the cell's `step`
+    per pixel (the batch as its M cells), states outside the region from `boundary` (h_top, c_top [B, W, U],
+    h_left, c_left [B, H, U]) or zeros.  Returns h, c [B, H, W, U] (differentiable: tf ops only)."""
+    batch, height, width, _ = x.shape
+    zero = tf.zeros((batch, layer.units), x.dtype)
+    h_top, c_top, h_left, c_left = boundary if boundary is not None else (None,) * 4
+    h, c = {}, {}
+    for i in range(height):
+        for j in range(width):
+            if j > 0:
+                hl, cl = h[i, j - 1], c[i, j - 1]
+            else:
+                hl, cl = (zero, zero) if h_left is None else (h_left[:, i], c_left[:, i])
+            if i > 0:
+                hu, cu = h[i - 1, j], c[i - 1, j]
+            else:
+                hu, cu = (zero, zero) if h_top is None else (h_top[:, j], c_top[:, j])
+            h[i, j], c[i, j] = layer.cell.step(x[:, i, j], hl, cl, hu, cu)
+    stack = lambda s: tf.stack([tf.stack([s[i, j] for j in range(width)], 1) for i in range(height)], 1)
+    return stack(h), stack(c)
+
+
+@pytest.mark.parametrize("cell", ["stable", "paper"])
+@pytest.mark.parametrize("extended", [False, True])
+def test_layer_equals_a_python_loop_over_the_cells_step(cell, extended):
+    layer = make_layer(3, 2, extended=extended, seed=50, cell=cell, dtype="float64")
+    x = tf.constant(rand((2, 4, 5, 2), seed=51, dtype=np.float64))
+    h_ref, c_ref = step_loop(layer, x)
+    np.testing.assert_allclose(layer(x).numpy(), h_ref.numpy(), rtol=0, atol=1e-13)
+    h, c = layer.run_region(x)
+    np.testing.assert_allclose(h.numpy(), h_ref.numpy(), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(c.numpy(), c_ref.numpy(), rtol=0, atol=1e-13)
+    boundary = [tf.constant(rand((2, n, 3), seed=52 + k, dtype=np.float64) * 0.5) for k, n in enumerate((5, 5, 4, 4))]
+    h_ref, c_ref = step_loop(layer, x, boundary)
+    h, c = layer.run_region(x, *boundary)
+    np.testing.assert_allclose(h.numpy(), h_ref.numpy(), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(c.numpy(), c_ref.numpy(), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("cell", ["stable", "paper"])
+@pytest.mark.parametrize("extended", [False, True])
+def test_hand_written_gradient_equals_autodiff_of_the_step(cell, extended):
+    """The layer's backward pass (`backward_step` over the diagonals in reverse) against TensorFlow's automatic
+    differentiation of `step_loop`: the gradients of the kernel, the bias, the inputs and the four boundary
+    states agree to 1e-10 of their largest entry (float64).  With the tape in the traced function (as in
+    Keras' fit: the forward loop keeps the cell's derivatives), for both cells, extended or not; for one of
+    them also eagerly and with an eager tape around the traced function (the backward pass then runs the
+    forward loop again), and for `call` (no boundary, no memory output)."""
+    layer = make_layer(3, 2, extended=extended, seed=60, cell=cell, dtype="float64")
+    x = tf.constant(rand((2, 4, 5, 2), seed=61, dtype=np.float64))
+    boundary = [tf.constant(rand((2, n, 3), seed=62 + k, dtype=np.float64) * 0.5) for k, n in enumerate((5, 5, 4, 4))]
+    r_h, r_c = (tf.constant(rand((2, 4, 5, 3), seed=seed, dtype=np.float64)) for seed in (66, 67))
+    names = ["kernel", "bias", "inputs", "h_top", "c_top", "h_left", "c_left"]
+
+    def gradients(run, n=7):
+        with tf.GradientTape() as tape:
+            tape.watch([x] + boundary)
+            loss = run()
+        return tape.gradient(loss, ([layer.kernel, layer.bias, x] + boundary)[:n])
+
+    def check(got, want):
+        for g, w, name in zip(got, want, names):
+            assert np.abs(w).max() > 1e-3, name
+            np.testing.assert_allclose(np.asarray(g), w, rtol=0, atol=1e-10 * np.abs(w).max(), err_msg=name)
+
+    region_loss = lambda h, c: tf.reduce_sum(h * r_h) + tf.reduce_sum(c * r_c)
+    region = lambda: region_loss(*layer.run_region(x, *boundary))
+    reference = [g.numpy() for g in gradients(lambda: region_loss(*step_loop(layer, x, boundary)))]
+    check(tf.function(lambda: gradients(region))(), reference)
+    if cell == "stable" and not extended:
+        check(gradients(region), reference)
+        check(gradients(tf.function(region)), reference)
+        image = lambda: tf.reduce_sum(layer(x) * r_h)
+        image_reference = gradients(lambda: tf.reduce_sum(step_loop(layer, x)[0] * r_h), 3)
+        check(tf.function(lambda: gradients(image, 3))(), image_reference)
+
+
+@pytest.mark.parametrize("cell", ["stable", "paper"])
+@pytest.mark.parametrize("extended", [False, True])
+def test_backward_step_is_the_vector_jacobian_product_of_step(cell, extended):
+    layer = make_layer(3, 2, extended=extended, seed=70, cell=cell, dtype="float64")
+    args = [tf.constant(rand((6, n), seed=71 + k, dtype=np.float64)) for k, n in enumerate((2, 3, 3, 3, 3))]
+    dh, dc = (tf.constant(rand((6, 3), seed=seed, dtype=np.float64)) for seed in (77, 78))
+    with tf.GradientTape() as tape:
+        tape.watch(args)
+        h, c = layer.cell.step(*args)
+        loss = tf.reduce_sum(h * dh) + tf.reduce_sum(c * dc)
+    want = tape.gradient(loss, [layer.kernel, layer.bias] + args)
+    kernel = tf.convert_to_tensor(layer.kernel)
+    h2, c2, derivatives = layer.cell.step(*args, derivatives=True)
+    np.testing.assert_array_equal(h2.numpy(), h.numpy())
+    np.testing.assert_array_equal(c2.numpy(), c.numpy())
+    da, _, (dh_left, dh_up, dc_left, dc_up) = layer.cell.backward_step(derivatives[1:], dh, dc,
+                                                                        layer.cell.backward_weights(kernel))
+    da = tf.concat(da, axis=-1)
+    got = [tf.matmul(derivatives[0], da, transpose_a=True), tf.reduce_sum(da, 0),
+           tf.matmul(da, kernel[:2], transpose_b=True),
+           dh_left, dc_left, dh_up, dc_up]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w.numpy(), rtol=0, atol=1e-13)
 
 
 def test_float64_policy():
@@ -297,12 +402,11 @@ def adversarial_layer(cell, units=3, depth=2):
 def test_stable_cell_memory_is_bounded_on_a_1024_image_whatever_the_weights():
     """|c| <= 1 (the docstring's bound) on 1024 x 1024 pixels with adversarial weights; eq. 6 overflows."""
     x = rand((1, 1024, 1024, 2), seed=31) * 3.0
-    _, c = adversarial_layer("stable").run_region(x)
-    c = c.numpy()
+    memory = lambda layer: tf.function(lambda x: layer.run_region(x)[1])(x).numpy()   # (traced: 2047 diagonals)
+    c = memory(adversarial_layer("stable"))
     assert np.isfinite(c).all()
     assert np.abs(c).max() <= 1.0
-    _, c_paper = adversarial_layer("paper").run_region(x)
-    c_paper = c_paper.numpy()
+    c_paper = memory(adversarial_layer("paper"))
     # The same weights in the paper's cell: the memory runs away and overflows float32.
     assert (~np.isfinite(c_paper)).mean() > 0.5
     assert np.nanmax(np.abs(c_paper[np.isfinite(c_paper)])) > 1e30
@@ -311,14 +415,62 @@ def test_stable_cell_memory_is_bounded_on_a_1024_image_whatever_the_weights():
 def test_cell_argument_is_checked_serialized_and_legacy_configs_load_as_eq6():
     layer = SpatialLSTM(4, cell="paper")
     assert layer.get_config()["cell"] == "paper"
-    assert SpatialLSTM.from_config(SpatialLSTM(4).get_config()).cell == "stable"
+    assert SpatialLSTM.from_config(SpatialLSTM(4).get_config()).cell_type == "stable"
     legacy = SpatialLSTM(4).get_config()
     del legacy["cell"]                     # saved before the argument existed: eq. 6
-    assert SpatialLSTM.from_config(legacy).cell == "paper"
-    for kwargs, word in [(dict(cell="convex"), "cell"), (dict(units=0), "units"), (dict(units=2.5), "units"),
-                         (dict(extended="False"), "extended"), (dict(parallel_loops=0), "parallel_loops")]:
-        with pytest.raises(ValueError, match=word):
+    assert SpatialLSTM.from_config(legacy).cell_type == "paper"
+    bad = [(dict(cell="convex"), "cell"), (dict(units=0), "units"), (dict(units=2.5), "units"),
+           (dict(extended="False"), "extended"), (dict(forget_bias="-1"), "forget_bias"),
+           (dict(forget_bias=float("nan")), "forget_bias"), (dict(kernel_initializer="nope"), "kernel_initializer"),
+           (dict(bias_initializer=3), "bias_initializer"), (dict(kernel_initializer=None), "kernel_initializer")]
+    loops = [(dict(parallel_loops=0), "parallel_loops"), (dict(parallel_loops=1.0), "parallel_loops")]
+    for kwargs, word in bad + loops:
+        with pytest.raises(ValueError, match=f"SpatialLSTM: {word}"):
             SpatialLSTM(**dict(dict(units=3), **kwargs))
+    for kwargs, word in bad:
+        with pytest.raises(ValueError, match=f"SpatialLSTMCell: {word}"):
+            SpatialLSTMCell(**dict(dict(units=3), **kwargs))
+    step = lambda x, hl, cl, hu, cu: (hl, cl)
+    for kwargs, word in [(dict(units=0), "units"), (dict(num_loops=0), "num_loops"),
+                         (dict(return_cells=1), "return_cells")]:
+        with pytest.raises(ValueError, match=f"diagonal_scan: {word}"):
+            diagonal_scan(**dict(dict(x=np.zeros((1, 2, 2, 1)), units=3, step=step), **kwargs))
+
+
+def test_the_layer_holds_its_cell_as_cell_and_reads_its_attributes():
+    layer = SpatialLSTM(4, extended=True, cell="paper", forget_bias=-2.0, kernel_initializer="orthogonal", name="slstm")
+    assert isinstance(layer.cell, SpatialLSTMCell) and layer.lstm_cell is layer.cell
+    assert layer.cell_type == layer.cell.cell_type == "paper"
+    assert (layer.units, layer.extended, layer.forget_bias) == (4, True, -2.0)
+    assert layer.kernel_initializer is layer.cell.kernel_initializer
+    layer.build((None, None, None, 3))
+    assert layer.kernel is layer.cell.kernel and layer.bias is layer.cell.bias and layer.input_dim == 3
+    assert [v.path for v in layer.weights] == ["slstm/cell/kernel", "slstm/cell/bias"]
+
+
+def test_files_with_the_cell_under_its_earlier_name_load(tmp_path):
+    """Files saved when the layer held its cell as `lstm_cell` (the shipped models) keep loading."""
+    import io
+    import zipfile
+
+    import h5py
+
+    model = keras.Sequential([keras.Input((None, None, 3)), SpatialLSTM(4, name="slstm")])
+    model.layers[0].kernel.assign(rand(model.layers[0].kernel.shape, seed=40))
+    x = rand((1, 3, 4, 3), seed=41)
+    path, old = str(tmp_path / "new.keras"), str(tmp_path / "old.keras")
+    model.save(path)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(old, "w") as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "model.weights.h5":
+                buffer = io.BytesIO(data)
+                with h5py.File(buffer, "r+") as weights:
+                    weights.move("layers/spatial_lstm/cell", "layers/spatial_lstm/lstm_cell")
+                data = buffer.getvalue()
+            target.writestr(name, data)
+    for file in (path, old):
+        np.testing.assert_array_equal(keras.models.load_model(file)(x).numpy(), model(x).numpy())
 
 
 def test_paper_cell_starts_with_forget_biases_of_minus_one_and_its_memory_does_not_grow():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ride_tf import RIDE, data, discrete
+from ride_tf import RIDE, codec, data, discrete
 from ride_tf.training.finetune import discrete_mean_log_mass, finetune_mcgsm_discrete
 from ride_tf.training import fit_baseline, patch_dataset, sample_patches, train
 
@@ -41,8 +41,8 @@ def test_ride_initialised_from_its_baseline_has_the_baselines_likelihood(leaves,
     images = leaves[1]
     np.testing.assert_allclose(model.pixel_log_prob(images, noise=False),
                                baseline.pixel_log_prob(images, noise=False), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(discrete.compressed_size_bits(model, images),
-                               discrete.compressed_size_bits(baseline, images), rtol=1e-6)
+    np.testing.assert_allclose(codec.compressed_size_bits(model, images),
+                               codec.compressed_size_bits(baseline, images), rtol=1e-6)
     # ... and training moves it: the gradients reach the rows of h (and through them the LSTMs).
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(model(tf.constant((images[..., None] + 0.5) / 256.0, tf.float32)))
@@ -98,10 +98,10 @@ def test_discrete_training_lowers_the_exact_code_length(leaves):
     train_images, test_images = leaves
     model = ride(skip_inputs=False, objective="discrete", seed=2)
     model.adapt(train_images)
-    before = discrete.compressed_size_bits(model, test_images).mean() / test_images[0].size
+    before = codec.compressed_size_bits(model, test_images).mean() / test_images[0].size
     model.compile(optimizer=keras.optimizers.Adam(0.01))
     model.fit(patch_dataset(train_images, 12, 200, batch_size=20), epochs=1, verbose=0)   # 10 steps
-    after = discrete.compressed_size_bits(model, test_images).mean() / test_images[0].size
+    after = codec.compressed_size_bits(model, test_images).mean() / test_images[0].size
     assert after < before - 0.05, (before, after)
 
 

@@ -52,7 +52,9 @@ reader of standard output goes away (`... | head`), quietly.
 
 --jobs N measures in N worker processes (started with "spawn": never a fork
 of a process that has imported TensorFlow), each running `prepare` once, the
-images sent in small chunks, the rows written in input order.  N = 1 measures
+images sent in small chunks, the rows written in input order; an option
+`threads` that the command leaves unset (threads per image) becomes cores / N
+in the workers, as do TensorFlow's and the BLAS's threads.  N = 1 measures
 in this process.  Without --jobs: the cores available, or 1 when the images
 hold fewer than `POOL_MIN_SAMPLES` values in all (starting a worker costs
 seconds).  A worker that dies (killed for memory, say) is replaced; the
@@ -283,8 +285,10 @@ class _Pool:
     """N spawned worker processes (concurrent.futures), replaced when one dies."""
 
     def __init__(self, command, options, jobs):
-        self.command, self.options, self.jobs = command, options, jobs
         self.threads = max(1, default_jobs() // jobs)
+        if getattr(options, "threads", 0) is None:      # a command's threads per image: the workers share the cores
+            options = argparse.Namespace(**dict(vars(options), threads=self.threads))
+        self.command, self.options, self.jobs = command, options, jobs
         self.executor = None
         self.restart()
 

@@ -1,19 +1,24 @@
 """What the subcommands of `ride-tf` share: errors, option types, models, reading and writing image files.
 
 Nothing here imports TensorFlow at module level, so that `ride-tf --help` and
-usage errors answer at once; the model stack is imported when a command needs it.
+usage errors answer at once; the float model stack is imported when a command
+needs it (train, evaluate, sample, inpaint, export), and the codec's commands
+(size, compress, decompress) run on integer models without it
+(`ride_tf.codec`), deriving one from a .keras file once (then cached).
 """
 import argparse
 import math
 import os
 
 __all__ = ["CommandError", "UsageError", "HelpFormatter", "image_size", "int_at_least", "positive_int",
-           "non_negative_int", "positive_float", "load_model", "shipped_model", "shipped_model_for_file", "check_output_file", "read_exact",
-           "read_for_model", "coded_image", "coded_candidates", "CodedImage", "MODEL_HELP", "COLOUR_HELP", "PALETTE_HELP",
-           "PALETTE_NAME", "PALETTE_TRIES", "palette_choice"]
+           "non_negative_int", "positive_float", "load_model", "load_integer_model", "shipped_model", "check_output_file", "read_exact",
+           "read_for_model", "coded_image", "coded_candidates", "coding_note", "CodedImage", "MODEL_HELP",
+           "COLOUR_HELP", "PALETTE_HELP", "PALETTE_NAME", "PALETTE_TRIES", "THREADS_HELP", "palette_choice"]
 
-MODEL_HELP = ("a .keras model file, or the name of a shipped model (gray, rgb, gray-small, ...; default: the shipped "
-              "model for the image's mode, gray or rgb)")
+MODEL_HELP = ("a .keras model file (its integer model derived once, then cached), an integer model file "
+              "(.integer.npz, `ride-tf export --codec`), or the name of a shipped model (gray, rgb, gray-small, ...; "
+              "default: the shipped model for the image's mode, gray or rgb)")
+THREADS_HELP = "threads that code one image (default: every core; the file does not depend on it)"
 COLOUR_HELP = ("how a colour file is coded: joint (the rgb model, a pixel's channels one after the other), planes "
                "(a gray model on the planes of a reversible colour transform) or best (both, with the shipped "
                "models, keeping the shorter: twice the time; with --model or --mode, joint)")
@@ -107,41 +112,28 @@ def load_model(path):
     return model
 
 
-def shipped_model(num_channels, what):
-    """The shipped model for images of `num_channels` channels ("gray" or "rgb"), or a CommandError."""
+def load_integer_model(path):
+    """The integer model (`ride_tf.codec.IntegerModel`) of a .keras file (derived once, then cached), an integer
+    model file, or a shipped model's name; a CommandError that says why not."""
+    from ride_tf import codec
+
+    try:
+        return codec.as_integer_model(path, "--model")
+    except (ValueError, TypeError) as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+
+
+def shipped_model(num_channels, what, integer=False):
+    """The shipped model for images of `num_channels` channels ("gray" or "rgb"), its float model or (integer=True)
+    its integer model, or a CommandError."""
     from ride_tf import pretrained
+    from ride_tf.codec import registry
 
     name = {1: "gray", 3: "rgb"}.get(num_channels)
-    if name not in pretrained.available():
+    if name not in (registry.shipped_names() if integer else pretrained.available()):
         raise CommandError(f"{what}: no shipped model for {num_channels}-channel images comes with ride-tf; "
                            "pass --model")
-    return pretrained.load(name)
-
-
-def shipped_model_for_file(header, what):
-    """The shipped model that wrote a compressed file: the one for its channels ("gray" or "rgb") if its
-    fingerprint matches the header's, else any other shipped model of those channels that matches (models
-    shipped earlier stay in the package, so files they wrote keep decoding); CommandError if none does."""
-    from ride_tf import codec, pretrained
-    from ride_tf.codec import planes
-
-    def writes(model):
-        fingerprint = codec.model_fingerprint(model)
-        return header.fingerprint == fingerprint or (header.channels == 3 and model.num_channels == 1 and any(
-            header.fingerprint == planes.fingerprint(fingerprint, t) for t in planes.TRANSFORMS))
-
-    default = shipped_model(header.channels, what)
-    if writes(default):
-        return default
-    channels = (header.channels, 1) if header.channels == 3 else (header.channels,)
-    for name in dict.fromkeys(["gray"] * (header.channels == 3) + sorted(pretrained.available())):
-        config = pretrained.info(name).get("config", {})
-        if name == {1: "gray", 3: "rgb"}.get(header.channels) or config.get("num_channels") not in channels:
-            continue
-        model = pretrained.load(name)
-        if writes(model):
-            return model
-    return default                      # decompress names the mismatch ("another model")
+    return registry.shipped_model(name) if integer else pretrained.load(name)
 
 
 def check_output_file(path):
@@ -183,8 +175,9 @@ def read_for_model(path, num_channels):
 
 
 class CodedImage:
-    """An image file as a model codes it: pixels [H, W, C], their FileMode, the model, and a note for the output
-    line ("" unless the pixels were converted, e.g. "converted to gray")."""
+    """An image file as a model codes it: pixels [H, W, C], their FileMode, the model (a RIDE, or an integer model
+    for the codec's commands), and a note for the output line ("" unless the pixels were converted, e.g.
+    "converted to gray")."""
 
     def __init__(self, path, pixels, file_mode, model, model_name, note="", colour_transform=None):
         self.path, self.pixels, self.file_mode = path, pixels, file_mode
@@ -192,7 +185,7 @@ class CodedImage:
         self.colour_transform = colour_transform      # "rct": a colour image coded by planes with a gray model
 
 
-def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, colour="joint"):
+def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, colour="joint", integer=False):
     """Read `path` exactly and pick the model that codes it losslessly, or refuse (CommandError).
 
     model_path: a .keras file, or None for the shipped models; mode: "gray"
@@ -201,7 +194,8 @@ def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, co
     model (said in the note); colour: "planes" codes a colour file's planes
     of the reversible colour transform with a gray model (the shipped one
     unless model_path names one), "joint" with an rgb model.  `models` caches
-    loaded models by name.
+    loaded models by name.  integer=True: integer models (the codec's
+    commands, no TensorFlow), else float models (RIDE).
     """
     from ride_tf.data.files import FileMode, luma
 
@@ -209,11 +203,11 @@ def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, co
     channels = pixels.shape[-1]
     models = {} if models is None else models
     if channels == 3 and colour == "planes" and not to_gray and mode != "rgb":
-        return _coded_by_planes(path, pixels, file_mode, model_path, models)
+        return _coded_by_planes(path, pixels, file_mode, model_path, models, integer)
     if model_path:
         name = model_path
         if name not in models:
-            models[name] = load_model(model_path)
+            models[name] = load_integer_model(model_path) if integer else load_model(model_path)
         wanted = models[name].num_channels
     else:
         wanted = {"gray": 1, "rgb": 3}.get(mode, channels)
@@ -234,15 +228,18 @@ def coded_image(path, model_path=None, mode=None, to_gray=False, models=None, co
                                "the shipped model for its mode, or pass a model with "
                                f"{channels} channel(s)")
     if name not in models:
-        models[name] = shipped_model(wanted, "--model not given")
+        models[name] = shipped_model(wanted, "--model not given", integer)
     return CodedImage(path, pixels, file_mode, models[name], name, note)
 
 
-def _coded_by_planes(path, pixels, file_mode, model_path, models):
+def _coded_by_planes(path, pixels, file_mode, model_path, models, integer):
     """A colour image coded by the planes of the reversible colour transform with a gray model."""
     name = model_path or "shipped gray model"
     if name not in models:
-        models[name] = load_model(model_path) if model_path else shipped_model(1, "--model not given")
+        if model_path:
+            models[name] = load_integer_model(model_path) if integer else load_model(model_path)
+        else:
+            models[name] = shipped_model(1, "--model not given", integer)
     if models[name].num_channels != 1:
         raise CommandError(f"{path}: --colour planes codes a colour image's planes with a gray model, but "
                            f"{model_path} has {models[name].num_channels} channels")
@@ -251,7 +248,8 @@ def _coded_by_planes(path, pixels, file_mode, model_path, models):
 
 
 def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=None, colour="best"):
-    """The ways `compress` / `size` try for an image file: a list of CodedImage (`coded_image`'s arguments).
+    """The ways `compress` / `size` try for an image file: a list of CodedImage (`coded_image`'s arguments), with
+    integer models.
 
     colour "best" on a colour file with the shipped models (no --model, no
     --mode, no --to-gray) gives two: joint with the rgb model and planes
@@ -260,11 +258,23 @@ def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=Non
     `coded_image` picks, "best" standing for "joint" there.
     """
     models = {} if models is None else models
-    first = coded_image(path, model_path, mode, to_gray, models, colour="joint" if colour == "best" else colour)
+    first = coded_image(path, model_path, mode, to_gray, models, colour="joint" if colour == "best" else colour,
+                        integer=True)
     if (colour == "best" and first.pixels.shape[-1] == 3 and first.colour_transform is None and not first.note
             and model_path is None and mode is None):
-        return [first, _coded_by_planes(path, first.pixels, first.file_mode, None, models)]
+        return [first, _coded_by_planes(path, first.pixels, first.file_mode, None, models, True)]
     return [first]
+
+
+def coding_note(note, colour_transform, packed):
+    """The output line's note for a coding (`ride_tf.codec.codings_to_try`): the candidate's own note, with what
+    the coding does where it is not the candidate's plain one."""
+    parts = [note] if note and colour_transform != "equal" else []
+    if colour_transform == "equal":
+        parts.append("three equal channels, coded once by the gray model")
+    if packed:
+        parts.append("values coded as indices in each channel's table of used values")
+    return "; ".join(parts)
 
 
 def palette_choice(args):

@@ -1,6 +1,7 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, CommandError,
-                               check_output_file, coded_candidates, palette_choice, read_exact)
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
+                               CommandError, check_output_file, coded_candidates, coding_note, palette_choice,
+                               positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run"]
@@ -21,7 +22,8 @@ def add_parser(commands, formatter):
     compress.add_argument("--to-gray", action="store_true",
                           help="code a colour image's luma with a gray model (not lossless: said in the output)")
     compress.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
-    compress.set_defaults(run=run)
+    compress.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    compress.set_defaults(run=run, needs_tensorflow=False)
     return compress
 
 
@@ -43,7 +45,7 @@ def run(args):
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
         try:
             data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
-                                              metadata=file_mode.to_bytes())
+                                              metadata=file_mode.to_bytes(), threads=args.threads)
             alternative = codec.palette_alternative(image, 8 * len(data), PALETTE_TRIES[args.palette],
                                                     metadata=file_mode.to_bytes())
             if alternative is not None and len(alternative) < len(data):
@@ -52,8 +54,13 @@ def run(args):
             raise CommandError(f"{args.input}: {error}") from None
         coded = candidates[index if index < len(candidates) else 0]     # the palette coder: candidates[0]'s pixels
         name = PALETTE_NAME if index == len(candidates) else coded.model_name
-        notes = [coded.note] if coded.note else []
-        tried = len(candidates) + (alternative is not None)
+        header = codec.read_header(data)
+        coding = None if index == len(candidates) else codec.structure.match(
+            coded.model.fingerprint, coded.model.num_channels, header.fingerprint, header.channels)
+        note = coded.note if coding is None else coding_note(coded.note, *coding)
+        notes = [note] if note else []
+        tried = len(codec.codings_to_try([(c.model, c.colour_transform) for c in candidates], image)) + (
+            alternative is not None)
         if tried > 1:
             notes.append(f"the shortest of {tried} codings")
     atomic_write_bytes(args.output, data)

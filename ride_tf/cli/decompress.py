@@ -1,7 +1,7 @@
 """`ride-tf decompress IN.ride OUT.png [--model M] [--decoder D]`: the image that `compress` wrote, in its mode, as PNG."""
 import os
 
-from ride_tf.cli.common import CommandError, check_output_file, load_model, shipped_model_for_file
+from ride_tf.cli.common import THREADS_HELP, CommandError, check_output_file, load_integer_model, positive_int
 from ride_tf.defaults import DECODERS
 
 __all__ = ["add_parser", "run"]
@@ -13,21 +13,21 @@ def add_parser(commands, formatter):
                                      "model; the PNG has the pixels and the mode of the compressed image.")
     decompress.add_argument("input", help="compressed file (.ride)")
     decompress.add_argument("output", help="PNG file to write")
-    decompress.add_argument("--model", help="the .keras model, or the name of the shipped model, that compressed "
-                            "the file (default: the shipped "
-                            "model that wrote it, found by the fingerprint in the file's header; files of the palette "
-                            "coder need none)")
+    decompress.add_argument("--model", help="the model that compressed the file: a .keras file, its integer model "
+                            "file or the name of a shipped model (default: the shipped or cached model that wrote it, "
+                            "found by the fingerprint in the file's header; files of the palette coder need none)")
     decompress.add_argument("--decoder", choices=DECODERS, default=DECODERS[0],
                             help="native: the C kernels (the fastest); numpy: front by front, the reference; "
-                            "compiled: the decoding loop compiled by XLA (a few seconds to compile); auto: native "
-                            "where the kernels are built, else compiled from 2^20 values. The same pixels. Files of "
-                            "the palette coder: native or auto the C coder, the others its Python reference")
-    decompress.set_defaults(run=run)
+                            "compiled: the decoding loop compiled by XLA (needs TensorFlow; a few seconds to "
+                            "compile); auto: native where the kernels are built, else numpy. The same pixels. Files "
+                            "of the palette coder: native or auto the C coder, the others its Python reference")
+    decompress.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    decompress.set_defaults(run=run, needs_tensorflow=False)
     return decompress
 
 
 def run(args):
-    from ride_tf import codec
+    from ride_tf import codec, runtime
     from ride_tf.data.files import FileMode, write_image_file
 
     check_output_file(args.output)
@@ -35,13 +35,12 @@ def run(args):
         raise CommandError(f"{args.input}: no such file")
     with open(args.input, "rb") as stream:
         data = stream.read()
+    if args.decoder == "compiled":
+        runtime.quiet_tensorflow()          # the XLA decoder
     try:
         header = codec.read_header(data)
-        if codec.is_palette_file(header):
-            model = None                # the palette coder needs no model
-        else:
-            model = load_model(args.model) if args.model else shipped_model_for_file(header, args.input)
-        image = codec.decompress(model, data, decoder=args.decoder)
+        model = load_integer_model(args.model) if args.model and not codec.is_palette_file(header) else None
+        image = codec.decompress(model, data, decoder=args.decoder, threads=args.threads)
     except ValueError as error:             # CodecError, or a decoder that is not built here
         raise CommandError(f"{args.input}: {error}") from None
     try:

@@ -6,8 +6,9 @@ process; `ride_tf.cli.batch` runs them over files, folders and lists, in worker 
 import sys
 
 from ride_tf.cli import batch
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, CommandError,
-                               coded_candidates, load_model, palette_choice, read_exact)
+from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
+                               CommandError, coded_candidates, coding_note, load_integer_model, palette_choice,
+                               positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run", "prepare", "measure", "FIELDS"]
@@ -29,6 +30,7 @@ def add_parser(commands, formatter):
     size.add_argument("--to-gray", action="store_true",
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
+    size.add_argument("--threads", type=positive_int, help=THREADS_HELP + "; with --jobs N, cores / N each")
     size.set_defaults(run=run, needs_tensorflow=False)
     return size
 
@@ -43,14 +45,11 @@ FIELDS = ("path", "height", "width", "channels", "mode", "model", "bits", "bytes
 
 
 def prepare(options):
-    """Once per process: the cache of models `measure` uses, with the model of --model loaded (CommandError if
-    it cannot be)."""
-    from ride_tf import runtime
-
-    runtime.quiet_tensorflow()
+    """Once per process: the cache of integer models `measure` uses, with the model of --model loaded
+    (CommandError if it cannot be).  No TensorFlow (unless a .keras file's integer model must be derived)."""
     models = {}
     if options.model and options.palette != "only":
-        models[options.model] = load_model(options.model)
+        models[options.model] = load_integer_model(options.model)
     return models
 
 
@@ -60,7 +59,6 @@ def measure(path, options, models):
     import numpy as np
 
     from ride_tf import codec
-    from ride_tf.discrete import compressed_size_bits
 
     if options.palette == "only":
         image, file_mode = read_exact(path)
@@ -73,11 +71,14 @@ def measure(path, options, models):
         candidates = coded_candidates(path, options.model, options.mode, options.to_gray, models,
                                       colour=options.colour)
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
-        names, notes = [c.model_name for c in candidates], [c.note for c in candidates]
+        names, notes, sizes = [], [], []
         try:
-            sizes = [float(compressed_size_bits(coded.model, coded.pixels[np.newaxis], verbose=options.verbose,
-                                                colour_transform=coded.colour_transform)[0])
-                     for coded in candidates]
+            for integer, transform, packed, index in codec.codings_to_try(
+                    [(c.model, c.colour_transform) for c in candidates], image):
+                sizes.append(float(codec.compressed_size_bits(integer, image[np.newaxis], colour_transform=transform,
+                                                              threads=options.threads, packed=packed)[0]))
+                names.append(candidates[index].model_name)
+                notes.append(coding_note(candidates[index].note, transform, packed))
         except ValueError as error:
             raise CommandError(f"{path}: {error}") from None
         alternative = codec.palette_alternative(image, min(sizes), PALETTE_TRIES[options.palette])

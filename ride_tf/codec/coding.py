@@ -11,7 +11,7 @@ integer model's cumulative tables at every pixel's value and the next bin
 give its (start, frequency) (`IntegerCoder.intervals`), and the rANS coder
 codes them in the order above (`encode`).  Where the C kernels are built
 (`ride_tf.codec.native`) both steps run there; the reference pass here runs
-the LSTM in NumPy band by band of rows and the mixtures in XLA.
+the LSTM band by band of rows and the mixtures chunk by chunk, in NumPy.
 
 Decoding keeps the wavefront order: `decode_native` (the C kernels), and
 `decode`, the reference, front by front in NumPy (`wavefront_pass`): each
@@ -26,18 +26,16 @@ import concurrent.futures
 import math
 
 import numpy as np
-import tensorflow as tf
 import threadpoolctl
 
 from ride_tf import geometry
 from ride_tf.checks import check_choice
-from ride_tf.quantization import NUM_BINS
 from ride_tf.codec import native
-from ride_tf.codec.integer import NUMPY, TENSORFLOW, TOTAL, WINDOW, integer_model
+from ride_tf.codec.integer import NUM_BINS, NUMPY, TOTAL, WINDOW
 from ride_tf.codec.rans import RansDecoder, RansEncoder
 
 
-__all__ = ["IntegerCoder", "coder_for_model", "num_lanes", "steps", "encode", "decode", "decode_native",
+__all__ = ["IntegerCoder", "coder_for", "num_lanes", "steps", "encode", "decode", "decode_native",
            "code_length_bits", "pixel_code_length_bits", "wavefront_pass", "front_intervals", "ENGINES", "MAX_LANES",
            "PIXELS_PER_BAND", "STEP", "BLOCK"]
 
@@ -74,50 +72,41 @@ def steps(height, width, channels, nb_size, lanes):
 
 
 _CODERS = {}
+# Coders kept per process (their integer models and the C kernels' copies of them).
+MAX_CODERS = 16
 
 
-def coder_for_model(model):
-    """The `IntegerCoder` of `model`'s current weights (its integer model derived, its functions traced, once)."""
-    integer = integer_model(model)
-    if _CODERS.get(id(model), (None,))[0] is not integer:
-        _CODERS[id(model)] = (integer, IntegerCoder(integer))
-    return _CODERS[id(model)][1]
+def coder_for(integer):
+    """The `IntegerCoder` of an `IntegerModel`, built once per model (by fingerprint) and kept."""
+    key = integer.fingerprint
+    if key not in _CODERS:
+        if len(_CODERS) >= MAX_CODERS:
+            del _CODERS[next(iter(_CODERS))]
+        _CODERS[key] = IntegerCoder(integer)
+    return _CODERS[key]
 
 
 class IntegerCoder:
     """An integer model with the encoder's batched pass: every pixel's (start, freq) from a known image.
 
     `intervals` runs it with the C kernels where they are built
-    (`ride_tf.codec.native`); the reference pass, described here, has two parts.  The spatial LSTM runs along the anti-diagonals
-    of bands of rows in NumPy (`scan_states`; float64 BLAS products of
-    integers, which TensorFlow's CPU kernels compute several times slower),
-    the states of a band's last row carried into the next band.  The mixture
-    and the tables at each pixel's value (`mixture_intervals`) run on chunks
-    of `CHUNK` pixels in one XLA-compiled TensorFlow function, compiled once
-    for the chunk's fixed shape (the last chunk padded).  Both compute exact
-    integers, so neither the BLAS nor XLA's fusion and ordering changes a
+    (`ride_tf.codec.native`); the reference pass, described here, has two
+    parts, both in NumPy.  The spatial LSTM runs along the anti-diagonals of
+    bands of rows (`scan_states`; float64 BLAS products of integers), the
+    states of a band's last row carried into the next band.  The mixture and
+    the tables at each pixel's value run on chunks of `CHUNK` pixels.  Both
+    compute exact integers, so neither the BLAS nor the chunking changes a
     table (`tests/test_coding.py` checks them against the decoder's).
     """
 
-    CHUNK = 1 << 14
+    CHUNK = 1 << 12
 
     def __init__(self, integer):
         self.integer = model = integer
         self.channels, self.r, self.units = model.num_channels, model.radius, model.units
         self.num_layers = model.num_layers
         self.offsets = np.array(geometry.causal_offsets(model.nb_size))
-        width_v = (self.units if self.num_layers else 0) + (model.num_inputs + model.num_offsets
-                                                          if model.reads_inputs else 0)
-        width_u = model.num_inputs + model.num_offsets
-        signature = [tf.TensorSpec([self.CHUNK, width_v], tf.float64), tf.TensorSpec([self.CHUNK, width_u], tf.float64),
-                     tf.TensorSpec([self.CHUNK, self.channels], tf.float64)]
-        self._mixture_intervals = tf.function(self._chunk, input_signature=signature, jit_compile=True)
         self.compiled_decoder = None           # `ride_tf.codec.compiled.decoder_for` builds it when first used
-
-    def _chunk(self, v, u, known):
-        model, ops = self.integer, TENSORFLOW
-        weights, means = model.mixture(v, u, ops)
-        return model.intervals(weights, means, known, ops)
 
     def centred_inputs(self, padded, rows, cols):
         """u = [c, e] [n, P C + P] of pixels (rows, cols) [n] of an image padded as `pad_images` (r rows above,
@@ -151,15 +140,15 @@ class IntegerCoder:
             out[i, j] = x
         return out, last
 
-    def intervals(self, image, engine="auto"):
+    def intervals(self, image, engine="auto", threads=None):
         """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C]; the channels in coding order
         (the c-th is channel `integer.order[c]`).
 
-        `engine`: "native" (the C kernels, `ride_tf.codec.native`), "reference" (NumPy scan and XLA mixtures,
-        band by band, below) or "auto" (native where it is built): the same integers."""
+        `engine`: "native" (the C kernels, `ride_tf.codec.native`, on `threads` threads, None: every core), "reference"
+        (NumPy, band by band, below) or "auto" (native where it is built): the same integers."""
         check_choice("IntegerCoder.intervals", "engine", engine, ENGINES)
         if engine == "native" or (engine == "auto" and native.usable(self.integer)):
-            return native.native_model(self.integer).intervals(image)
+            return native.native_model(self.integer).intervals(image, threads)
         model = self.integer
         height, width, channels = image.shape
         r = self.r
@@ -172,13 +161,13 @@ class IntegerCoder:
         def mixtures(first, v, u):
             for a in range(0, len(u), self.CHUNK):
                 b = min(len(u), a + self.CHUNK)
-                parts = [_pad_to(x, self.CHUNK) for x in (v[a:b], u[a:b], known[first + a:first + b])]
-                chunk_start, chunk_freq = self._mixture_intervals(*parts)
-                start[first + a:first + b] = chunk_start.numpy()[:b - a]
-                freq[first + a:first + b] = chunk_freq.numpy()[:b - a]
+                weights, means = model.mixture(v[a:b], u[a:b], NUMPY)
+                chunk_start, chunk_freq = model.intervals(weights, means, known[first + a:first + b], NUMPY)
+                start[first + a:first + b] = chunk_start
+                freq[first + a:first + b] = chunk_freq
 
-        # A band's mixtures (XLA, which releases the GIL) run on a second thread while the next band's
-        # LSTM scan runs here.
+        # A band's mixtures (NumPy, which releases the GIL in its loops) run on a second thread while the next
+        # band's LSTM scan runs here.
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), \
                 concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             pending = []
@@ -196,16 +185,11 @@ class IntegerCoder:
         return start.reshape(height, width, channels), freq.reshape(height, width, channels)
 
 
-def _pad_to(x, rows):
-    """x [n, d] with zero rows appended up to `rows` (the fixed shape of the compiled chunk function)."""
-    return np.pad(x, [(0, rows - len(x)), (0, 0)]) if len(x) < rows else x
-
-
-def encode(coder, image, engine="auto"):
-    """The rANS stream (bytes) of a uint8 image [H, W, C] under `coder`'s integer model.  `engine` as in
-    `IntegerCoder.intervals` (the same bytes either way)."""
+def encode(coder, image, engine="auto", threads=None):
+    """The rANS stream (bytes) of a uint8 image [H, W, C] under `coder`'s integer model.  `engine` and `threads` as
+    in `IntegerCoder.intervals` (the same bytes either way)."""
     height, width, channels = image.shape
-    start, freq = coder.intervals(image, engine)
+    start, freq = coder.intervals(image, engine, threads)
     lanes = num_lanes(height, width, channels)
     order, boundaries = steps(height, width, channels, coder.integer.nb_size, lanes)
     lane = (order // channels // width) % lanes
@@ -217,10 +201,10 @@ def encode(coder, image, engine="auto"):
     return encoder.finish()
 
 
-def pixel_code_length_bits(coder, image):
+def pixel_code_length_bits(coder, image, threads=None):
     """The ideal code length of every pixel of a uint8 image [H, W, C] in bits, float64 [H, W]: the sum over
     its channels of log2(TOTAL / freq)."""
-    _, freq = coder.intervals(image)
+    _, freq = coder.intervals(image, threads=threads)
     return np.sum(math.log2(TOTAL) - np.log2(freq.astype(np.float64)), axis=-1)
 
 
@@ -294,12 +278,12 @@ def wavefront_pass(coder, height, width, choose):
     return canvas[r:, r:r + width].astype(np.uint8)
 
 
-def decode_native(coder, data, height, width):
-    """`decode` with the C kernels (`ride_tf.codec.native`): the same pixels for every stream, `RansError` for the
-    same streams; RuntimeError if the kernels are not built."""
+def decode_native(coder, data, height, width, threads=None):
+    """`decode` with the C kernels (`ride_tf.codec.native`) on `threads` threads (None: every core): the same
+    pixels for every stream, `RansError` for the same streams; RuntimeError if the kernels are not built."""
     native.require("decode_native")
     lanes = num_lanes(height, width, coder.integer.num_channels)
-    return native.native_model(coder.integer).decode(data, height, width, lanes)
+    return native.native_model(coder.integer).decode(data, height, width, lanes, threads)
 
 
 def decode(coder, data, height, width):

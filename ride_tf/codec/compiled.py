@@ -30,9 +30,9 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.quantization import NUM_BINS
 from ride_tf.codec.coding import BLOCK, STEP, num_lanes
-from ride_tf.codec.integer import TENSORFLOW, TOTAL, WINDOW
+from ride_tf.codec.graph import TENSORFLOW
+from ride_tf.codec.integer import NUM_BINS, TOTAL, WINDOW
 from ride_tf.codec.rans import RansError, WORD_BITS, state_bound
 
 __all__ = ["CompiledDecoder", "decode", "max_front_length"]

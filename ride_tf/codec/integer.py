@@ -4,7 +4,7 @@ A range coder needs the encoder's probability tables exactly.  The float
 model's tables are not portable: matrix products change their summation
 order with the kernel (oneDNN or Eigen, AVX2 or AVX-512, CPU or GPU), and
 exp, tanh and erf change their last bits with the library.  The integer
-model derived here computes every table from integers only (after Ballé,
+model computes every table from integers only (after Ballé,
 Johnston and Minnen, "Integer networks for data compression with
 latent-variable models", ICLR 2019):
 
@@ -24,15 +24,16 @@ latent-variable models", ICLR 2019):
   takes the rounding remainder of the weights breaks ties by the lowest index.
 
 So the tables are functions of the integer weights alone, and the same on
-every machine.  The integer weights themselves are derived from the float
-weights deterministically: products of float32 weights are exact in
-float64 and sums of them are correctly rounded (`math.fsum`); rounding is
-IEEE round-half-even; the per-expert constants that need exp, sqrt or a
-matrix inverse (the experts' widths, the colour conditionals) are computed
-exactly with `fractions` and correctly rounded with `decimal`.  Two machines
-that load the same model file derive the same integer model, and its
-`fingerprint` (SHA-256 of every integer array, the lookup tables and the
-format) is stored in each compressed file and checked by the decoder.
+every machine.  The integer weights are derived from the float weights
+deterministically, once (`ride_tf.codec.derive`, which needs the float
+model); an `IntegerModel` is plain data: its configuration and integer
+arrays, written to a file and loaded back with NumPy alone
+(`ride_tf.codec.model_file`).  Its `fingerprint` (SHA-256 of every integer
+array, the configuration, the lookup tables and the format) is stored in
+each compressed file and checked by the decoder.  This module imports no
+TensorFlow: its arithmetic takes an `ops` object, `NUMPY` here (the coder's
+reference path) and `ride_tf.codec.graph.TENSORFLOW` for graphs (the
+compiled decoder, SavedModels).
 
 The model, for a pixel with causal 8-bit values k (P per channel) and
 outside-the-image indicators e:
@@ -51,21 +52,15 @@ outside-the-image indicators e:
 `TOTAL` = 2^20 + 256 is the range coder's total (`ride_tf.codec.rans`).
 """
 import dataclasses
-import decimal
-import fractions
 import hashlib
-import math
 
 import numpy as np
-import tensorflow as tf
 
 from ride_tf import geometry
 from ride_tf.codec import lookup
-from ride_tf.nn.mcgsm import MAX_LOG_SCALE
-from ride_tf.nn.spatial_lstm import diagonal_scan
 
-__all__ = ["IntegerModel", "IntegerLinear", "quantize_linear", "integer_model", "TENSORFLOW", "NUMPY", "TOTAL",
-           "WEIGHT_BITS", "WINDOW", "FORMAT"]
+__all__ = ["IntegerModel", "IntegerLinear", "NUMPY", "TOTAL", "WEIGHT_BITS", "WINDOW", "FORMAT", "NUM_BINS",
+           "CONFIG_KEYS", "CELLS"]
 
 FORMAT = "ride-tf integer model 1"
 INPUT_BITS = 12          # centred inputs c
@@ -77,14 +72,21 @@ CDF_BITS = 24            # normal CDF
 TOTAL = (1 << WEIGHT_BITS) + 256
 # Bins of the decoder's first table around each pixel's mixture mean.
 WINDOW = 16
-_EXACT = 2.0 ** 52       # every accumulation stays below this
-_PAPER_MEMORY = 64       # the paper cell's unbounded memory is clipped to [-64, 64]
-_NUM_BINS = 256
+PAPER_MEMORY = 64        # the paper cell's unbounded memory is clipped to [-64, 64]
+NUM_BINS = 256
+CELLS = ("stable", "paper")
+# The configuration of an integer model: the architecture it computes (its types are checked when loaded).
+CONFIG_KEYS = ("num_channels", "order", "nb_size", "num_layers", "units", "cell", "extended", "reads_inputs",
+               "num_components", "num_scales")
+# The arrays beside the affine maps, in the order the fingerprint covers them.
+ARRAY_KEYS = ("gate_exponents", "logit_factor", "logit_scale", "logit_offset", "inverse_widths", "width_shifts",
+              "regressions")
 
 
 def _clip(x, low, high):
     """np.clip without its Python wrapper (in place on x)."""
     return np.minimum(np.maximum(x, low, out=x), high, out=x)
+
 
 
 # ------------------------------------------------------------------ affine maps
@@ -110,293 +112,89 @@ class IntegerLinear:
         return [self.weights, self.bias, self.scale, np.array([self.low, self.high])]
 
 
-def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_bound):
-    """The IntegerLinear closest to y = x W + b for inputs x_i = x_int_i / 2^a_i with |x_int_i| <= B_i.
-
-    Output j is y_int_j ~ y_j 2^t_j, clipped to +-out_bound.  Column j's
-    weights get the exponent q_j, the largest (up to t_j + 24) for which the
-    column's worst-case accumulation, sum_i B_i |V_ij| + |bias_j|, stays
-    below 2^52; V_ij = round(W_ij 2^(q_j - a_i)).  Deterministic: the bound
-    is an exactly rounded sum (`math.fsum`) and every rounding is IEEE's.
-    """
-    weights = np.asarray(weights, np.float64)
-    bias = np.zeros(weights.shape[1]) if bias is None else np.asarray(bias, np.float64)
-    in_exponents = np.broadcast_to(np.asarray(in_exponents, np.int64), weights.shape[:1])
-    in_bounds = np.broadcast_to(np.asarray(in_bounds, np.float64), weights.shape[:1])
-    out_exponents = np.broadcast_to(np.asarray(out_exponents, np.int64), weights.shape[1:])
-    unit = np.ldexp(in_bounds, -in_exponents)                       # the largest |x_i|, exact
-    values = np.zeros_like(weights)
-    biases = np.zeros_like(bias)
-    scale = np.zeros_like(bias)
-    for j in range(weights.shape[1]):
-        bound = math.fsum(list(np.abs(weights[:, j]) * unit) + [abs(bias[j])])   # the largest |y_j|
-        q = int(out_exponents[j]) + 24
-        if bound > 0:
-            q = min(q, 50 - math.frexp(bound)[1])                  # 2^q bound < 2^51, room for rounding
-        column = np.rint(np.ldexp(weights[:, j], q - in_exponents))
-        values[:, j] = column
-        biases[j] = np.rint(np.ldexp(bias[j], q))
-        scale[j] = np.ldexp(1.0, int(out_exponents[j]) - q)
-        worst = sum(int(b) * abs(int(v)) for b, v in zip(in_bounds, column)) + abs(int(biases[j]))
-        if worst >= _EXACT:
-            raise ValueError(f"quantize_linear: column {j} could exceed 2^52 ({worst}); weights out of range.")
-    return IntegerLinear(values, biases, scale, -float(out_bound), float(out_bound))
-
-
-def _fold(matrix, weights):
-    """matrix^T @ weights with every entry an exactly rounded sum of exact products (deterministic)."""
-    matrix, weights = np.asarray(matrix, np.float64), np.asarray(weights, np.float64)
-    products = matrix[:, :, None] * weights[:, None, :]              # float32 x float32: exact in float64
-    return np.array([[math.fsum(products[:, i, j]) for j in range(weights.shape[1])]
-                     for i in range(matrix.shape[1])]).reshape(matrix.shape[1], weights.shape[1])
-
-
-def _dot(a, b):
-    """a @ b with exactly rounded sums of products (a, b small float64 matrices)."""
-    return _fold(np.asarray(a).T, b)
-
-
-# ------------------------------------------------------- per-expert constants
-_DECIMAL = decimal.Context(prec=60)
-
-
-def _fraction_matrix(values):
-    return [[fractions.Fraction(float(v)) for v in row] for row in np.asarray(values, np.float64)]
-
-
-def _inverse(matrix):
-    """The exact inverse of a small matrix of Fractions (Gauss-Jordan)."""
-    n = len(matrix)
-    rows = [list(row) + [fractions.Fraction(int(i == j)) for j in range(n)] for i, row in enumerate(matrix)]
-    for col in range(n):
-        pivot = next(r for r in range(col, n) if rows[r][col] != 0)
-        rows[col], rows[pivot] = rows[pivot], rows[col]
-        head = rows[col][col]
-        rows[col] = [v / head for v in rows[col]]
-        for r in range(n):
-            if r != col and rows[r][col] != 0:
-                factor = rows[r][col]
-                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col])]
-    return [row[n:] for row in rows]
-
-
-def _matmul(a, b):
-    return [[sum(x * y for x, y in zip(row, col)) for col in zip(*b)] for row in a]
-
-
-def _transpose(a):
-    return [list(col) for col in zip(*a)]
-
-
-def _to_decimal(value):
-    return _DECIMAL.divide(decimal.Decimal(value.numerator), decimal.Decimal(value.denominator))
-
-
-def _conditionals(output_whitening, cholesky, order):
-    """Exact per-component colour conditionals: (regressions [C, C] as Fractions, variances [C] as Fractions).
-
-    Expert (c, s) is Gaussian in intensities with covariance e^-alpha_cs B B^T,
-    B = W^-1 L_c^-T (W the output whitening, L_c the lower Cholesky factor of
-    the component's precision), its channels taken in `order`.  Channel ch given the channels before it has
-    the regression coefficients reg[ch, :ch] (independent of alpha) and the
-    variance e^-alpha v[ch].
-    """
-    w_inv = _inverse(_fraction_matrix(output_whitening))
-    w_inv = [w_inv[c] for c in order]                        # Sigma's rows and columns in the coding order
-    lower = _fraction_matrix(np.tril(cholesky))
-    b = _matmul(w_inv, _transpose(_inverse(lower)))
-    sigma = _matmul(b, _transpose(b))
-    n = len(sigma)
-    regressions = [[fractions.Fraction(0)] * n for _ in range(n)]
-    variances = []
-    for ch in range(n):
-        if ch == 0:
-            variances.append(sigma[0][0])
-            continue
-        before = [row[:ch] for row in sigma[:ch]]
-        cross = [sigma[i][ch] for i in range(ch)]
-        inverse = _inverse(before)
-        coefficients = [sum(inverse[i][k] * cross[k] for k in range(ch)) for i in range(ch)]
-        for i in range(ch):
-            regressions[ch][i] = coefficients[i]
-        variances.append(sigma[ch][ch] - sum(c * x for c, x in zip(coefficients, cross)))
-    return regressions, variances
-
-
-def _inverse_width(variance, alpha):
-    """(G, s) with G = round(2^(s - 6) / sigma), 2^25 <= G < 2^26 where possible; sigma^2 = e^-alpha variance.
-
-    (edge - mean) * G / 2^s, the edge and the mean at 2^-16, is then the
-    standardised distance z at 2^-10."""
-    alpha = min(max(float(alpha), -MAX_LOG_SCALE), MAX_LOG_SCALE)
-    ctx = _DECIMAL
-    inverse_sigma = ctx.divide(ctx.exp(ctx.divide(decimal.Decimal(alpha), 2)), ctx.sqrt(_to_decimal(variance)))
-    x = ctx.multiply(inverse_sigma, decimal.Decimal(2) ** -6)
-    shift = 0
-    low, high = decimal.Decimal(1 << 25), decimal.Decimal(1 << 26)
-    while ctx.multiply(x, decimal.Decimal(2) ** shift) >= high and shift > -60:
-        shift -= 1
-    while ctx.multiply(x, decimal.Decimal(2) ** shift) < low and shift < 200:
-        shift += 1
-    value = int(ctx.multiply(x, decimal.Decimal(2) ** shift).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
-    return value, shift
-
-
-def _round_decimal(value, exponent):
-    return int(_DECIMAL.multiply(value, decimal.Decimal(2) ** exponent).to_integral_value(
-        rounding=decimal.ROUND_HALF_EVEN))
-
-
 # ------------------------------------------------------------------ the model
 class IntegerModel:
-    """The integer model of a RIDE (see the module docstring); its graph parts are TensorFlow functions.
+    """The integer model of a RIDE (see the module docstring): its configuration and integer arrays.
 
     Args:
-      model: a `ride_tf.RIDE` whose whitening was fitted.
+      config: dict of `CONFIG_KEYS`: num_channels C, order (the coding order
+        of the channels, a permutation), nb_size, num_layers L, units U, cell
+        ("stable" or "paper"), extended, reads_inputs (the MCGSM reads the
+        inputs u), num_components and num_scales (K = their product experts).
+      arrays: dict of input_mean [P C]; layers (L `IntegerLinear`, [D_l, 5U]);
+        responses, gate, means (`IntegerLinear`); and the float64 arrays of
+        `ARRAY_KEYS`: gate_exponents [components], logit_factor, logit_scale,
+        logit_offset [K], inverse_widths and width_shifts [K, C],
+        regressions [components, C, C].  Every value is an integer held in
+        float64 (the scales are powers of two).
 
-    Attributes: `fingerprint` (16 bytes), `num_channels`, `nb_size`,
-    `num_layers`, `units`, `num_experts`, and the derived integer arrays.
+    Built by `ride_tf.codec.derive.derive` from a RIDE, or loaded from a file
+    (`ride_tf.codec.model_file.load_integer_model`).  Attributes: the config's
+    names, `fingerprint` (16 bytes), `radius`, `num_experts`, `num_inputs`,
+    `num_offsets` and the arrays.
     """
 
-    def __init__(self, model):
-        model.whitening.require_adapted("IntegerModel")
-        model.require_finite_weights("IntegerModel")
-        self.num_channels = channels = model.num_channels
-        self.order = tuple(model.coding_order)              # the c-th coded channel is channel order[c]
-        self.nb_size, self.radius = model.nb_size, model.radius
-        self.num_layers, self.units = model.num_layers, model.num_hiddens
-        self.cell, self.extended = model.cell, model.extended
-        self.reads_inputs = model.num_layers == 0 or model.mcgsm_reads_inputs
-        self.num_components, self.num_scales = model.num_components, model.num_scales
+    def __init__(self, config, arrays):
+        missing = [key for key in CONFIG_KEYS if key not in config]
+        if missing:
+            raise ValueError(f"IntegerModel: the configuration lacks {', '.join(missing)}.")
+        self.num_channels = int(config["num_channels"])
+        self.order = tuple(int(c) for c in config["order"])   # the c-th coded channel is channel order[c]
+        self.nb_size, self.radius = int(config["nb_size"]), geometry.radius(int(config["nb_size"]))
+        self.num_layers, self.units = int(config["num_layers"]), int(config["units"])
+        self.cell, self.extended = str(config["cell"]), bool(config["extended"])
+        self.reads_inputs = bool(config["reads_inputs"])
+        self.num_components, self.num_scales = int(config["num_components"]), int(config["num_scales"])
         self.num_experts = self.num_components * self.num_scales
-        self.num_offsets = num_offsets = geometry.num_indicators(self.nb_size)
-        self.num_inputs = num_inputs = geometry.num_inputs(self.nb_size, channels)
+        self.num_offsets = geometry.num_indicators(self.nb_size)
+        self.num_inputs = geometry.num_inputs(self.nb_size, self.num_channels)
         self.tables64 = {name: table.astype(np.float64) for name, table in lookup.load().items()}
-        whitening = model.whitening
-        f64 = lambda v: np.asarray(v.numpy(), np.float64)
-        input_mean, fold = f64(whitening.input_mean), f64(whitening.input_whitening)
-        self.input_mean = np.rint(np.ldexp(input_mean, INPUT_BITS))
-        memory_bound = (2 ** STATE_BITS) * (_PAPER_MEMORY if self.cell == "paper" else 1)
-        u_exponents = [INPUT_BITS] * num_inputs + [0] * num_offsets
-        u_bounds = [2 ** INPUT_BITS] * num_inputs + [1] * num_offsets
-        u = self.units
-
-        def fold_inputs(weights, offset):
-            """Rows offset .. offset + P C read x^ = A c: replace them by A^T rows (they then read c)."""
-            weights = np.array(weights, np.float64)
-            weights[offset:offset + num_inputs] = _fold(fold, weights[offset:offset + num_inputs])
-            return weights
-
-        self.layers = []
-        for index, lstm in enumerate(model.slstms):
-            kernel, bias = f64(lstm.kernel), f64(lstm.bias)
-            exponents, bounds = (u_exponents, u_bounds) if index == 0 else ([STATE_BITS] * u, [2 ** STATE_BITS] * u)
-            if index == 0:
-                kernel = fold_inputs(kernel, 0)
-            exponents = list(exponents) + [STATE_BITS] * (2 * u)
-            bounds = list(bounds) + [2 ** STATE_BITS] * (2 * u)
-            if self.extended:
-                exponents += [STATE_BITS] * (2 * u)
-                bounds += [memory_bound] * (2 * u)
-            self.layers.append(quantize_linear(kernel, bias, exponents, bounds, ARG, 16 << ARG))
-
-        # The MCGSM's inputs v: [h, c, e] (skip inputs), [c, e] (no LSTM) or h (the paper's architecture).
-        mcgsm = model.mcgsm
-        v_exponents, v_bounds, fold_offset = [], [], None
-        if self.num_layers:
-            v_exponents += [STATE_BITS] * u
-            v_bounds += [2 ** STATE_BITS] * u
-        if self.reads_inputs:
-            fold_offset = u if self.num_layers else 0
-            v_exponents += u_exponents
-            v_bounds += u_bounds
-        features = f64(mcgsm.features)
-        linear = f64(mcgsm.linear_features).T                                  # [dim_in, C]
-        if fold_offset is not None:
-            features, linear = fold_inputs(features, fold_offset), fold_inputs(linear, fold_offset)
-        response_bounds = [math.fsum(list(np.abs(features[:, n]) * np.ldexp(np.array(v_bounds, np.float64),
-                                                                             -np.array(v_exponents))))
-                           for n in range(features.shape[1])]
-        response_exponents = [20 - (math.frexp(b)[1] if b > 0 else 0) for b in response_bounds]
-        self.responses = quantize_linear(features, None, v_exponents, v_bounds, response_exponents, 1 << 20)
-        square_exponents = [2 * t - 20 for t in response_exponents]
-        quadratic = -0.5 * np.square(f64(mcgsm.feature_weights)).T                  # [F, C]
-        gate_weights = np.concatenate([linear, quadratic], axis=0)
-        gate_exponents = v_exponents + square_exponents
-        gate_bounds = v_bounds + [1 << 20] * len(square_exponents)
-        unit = np.ldexp(np.array(gate_bounds, np.float64), -np.array(gate_exponents))
-        gate_column_bounds = [math.fsum(list(np.abs(gate_weights[:, c]) * unit)) for c in range(gate_weights.shape[1])]
-        self.gate_exponents = np.array([30 - (math.frexp(b)[1] if b > 0 else 0) for b in gate_column_bounds])
-        self.gate = quantize_linear(gate_weights, None, gate_exponents, gate_bounds, self.gate_exponents, 1 << 30)
-
-        # logit_k = eta_k + E_k t_c(k), E_k = e^alpha_k at exponent e_k (E_k < 2^21).
-        scales = np.clip(f64(mcgsm.scales), -MAX_LOG_SCALE, MAX_LOG_SCALE).reshape(-1)
-        self.logit_factor, self.logit_scale = [], []
-        for k, alpha in enumerate(scales):
-            value = _DECIMAL.exp(decimal.Decimal(float(alpha)))
-            exponent = 0
-            while _DECIMAL.multiply(value, decimal.Decimal(2) ** exponent) >= (1 << 21):
-                exponent -= 1
-            while _DECIMAL.multiply(value, decimal.Decimal(2) ** (exponent + 1)) < (1 << 21):
-                exponent += 1
-            self.logit_factor.append(_round_decimal(value, exponent))
-            component = k // self.num_scales
-            self.logit_scale.append(math.ldexp(1.0, ARG - int(self.gate_exponents[component]) - exponent))
-        self.logit_factor = np.array(self.logit_factor, np.float64)
-        self.logit_scale = np.array(self.logit_scale, np.float64)
-        self.logit_offset = np.rint(np.ldexp(f64(mcgsm.priors).reshape(-1), ARG))
-        # E_k 2^-shift_k, exact for the same reason: t E_k (< 2^52) rescaled by a power of two.
+        self.input_mean = np.asarray(arrays["input_mean"], np.float64)
+        self.layers = list(arrays["layers"])
+        self.responses, self.gate, self.means = arrays["responses"], arrays["gate"], arrays["means"]
+        self.gate_exponents = np.asarray(arrays["gate_exponents"], np.float64)
+        self.logit_factor = np.asarray(arrays["logit_factor"], np.float64)
+        self.logit_scale = np.asarray(arrays["logit_scale"], np.float64)
+        self.logit_offset = np.asarray(arrays["logit_offset"], np.float64)
+        self.inverse_widths = np.asarray(arrays["inverse_widths"], np.float64)                  # [K, ch]
+        self.width_shifts = np.asarray(arrays["width_shifts"]).astype(np.int64)                 # [K, ch]
+        self.regressions = np.asarray(arrays["regressions"], np.float64)                        # [C, ch, ch]
+        # E_k 2^-shift_k: t E_k (< 2^52) rescaled by a power of two, exact.
         self.logit_factor_scaled = self.logit_factor * self.logit_scale
-
-        # Expert means mu_(c, ch) = m(x^) + (W^-1 (A_c v + m_c))_ch, from [v, c].
-        w_inv = np.linalg.inv(f64(whitening.output_whitening))
-        w_inv_exact = [[float(v) for v in row] for row in _inverse(_fraction_matrix(f64(whitening.output_whitening)))]
-        w_inv = np.array(w_inv_exact)
-        predictors, means = f64(mcgsm.predictors), f64(mcgsm.means)                # [C, ch, dim_in], [C, ch]
-        prediction = _dot(f64(whitening.predictor), fold)                          # [ch, P C]: m(x^) = Pw A c
-        columns, biases = [], []
-        for component in range(self.num_components):
-            on_v = _dot(w_inv, predictors[component])                              # [ch, dim_in]
-            if fold_offset is not None:
-                on_v = fold_inputs(on_v.T, fold_offset).T
-            columns.append(np.concatenate([on_v, prediction], axis=1).T)           # [dim_in + P C, ch]
-            biases.append(_dot(w_inv, means[component][:, None])[:, 0] + f64(whitening.output_mean))
-        columns = [column[:, list(self.order)] for column in columns]                # channels in coding order
-        biases = [bias[list(self.order)] for bias in biases]
-        mean_weights = np.concatenate(columns, axis=1)                              # [dim_in + P C, C * ch]
-        self.means = quantize_linear(mean_weights, np.concatenate(biases), v_exponents + [INPUT_BITS] * num_inputs,
-                                     v_bounds + [2 ** INPUT_BITS] * num_inputs, MEAN_BITS, 8 << MEAN_BITS)
-
-        # Widths and colour conditionals per expert.
-        cholesky = f64(mcgsm.cholesky_factors)
-        inverse_widths, width_shifts, regressions = [], [], []
-        for component in range(self.num_components):
-            reg, variances = _conditionals(f64(whitening.output_whitening), cholesky[component], self.order)
-            regressions.append([[round(r * (1 << MEAN_BITS)) for r in row] for row in reg])
-            for s in range(self.num_scales):
-                alpha = scales[component * self.num_scales + s]
-                pairs = [_inverse_width(v, alpha) for v in variances]
-                inverse_widths.append([g for g, _ in pairs])
-                width_shifts.append([shift for _, shift in pairs])
-        self.inverse_widths = np.array(inverse_widths, np.float64)                  # [K, ch]
-        self.width_shifts = np.array(width_shifts, np.int64)                        # [K, ch]
         # G 2^-s: multiplying an integer difference by it is exact ((diff G) 2^-s, a power-of-two rescaling).
         self.inverse_widths_scaled = np.ldexp(self.inverse_widths, -self.width_shifts)
         self.inverse_widths_int = np.ascontiguousarray(self.inverse_widths.T.astype(np.int64))   # [ch, K]
         self.width_shifts_t = np.ascontiguousarray(self.width_shifts.T)                          # [ch, K]
-        self.regressions = np.array(regressions, np.float64)                        # [C, ch, ch] at 2^-16
-        if np.abs(self.regressions).max(initial=0) >= 2 ** 31:
-            raise ValueError("IntegerModel: a colour regression coefficient is out of range.")
         self.fingerprint = self._fingerprint()
+
+    def config(self):
+        """The configuration dict (`CONFIG_KEYS`) of this model, JSON-serialisable."""
+        return dict(num_channels=self.num_channels, order=list(self.order), nb_size=self.nb_size,
+                    num_layers=self.num_layers, units=self.units, cell=self.cell, extended=self.extended,
+                    reads_inputs=self.reads_inputs, num_components=self.num_components,
+                    num_scales=self.num_scales)
+
+    def affine_maps(self):
+        """{name: IntegerLinear}: layer0 .. layer{L-1}, responses, gate, means, in the fingerprint's order."""
+        maps = {f"layer{k}": layer for k, layer in enumerate(self.layers)}
+        maps.update(responses=self.responses, gate=self.gate, means=self.means)
+        return maps
+
+    def named_arrays(self):
+        """{name: float64 array} of every integer array of the model (what a model file stores): input_mean, each
+        affine map's weights, bias, scale and bounds ("layer0.weights", ...), and `ARRAY_KEYS`."""
+        out = {"input_mean": self.input_mean}
+        for prefix, linear in self.affine_maps().items():
+            for name, array in zip(("weights", "bias", "scale", "bounds"), linear.arrays()):
+                out[f"{prefix}.{name}"] = np.asarray(array, np.float64)
+        for key in ARRAY_KEYS:
+            out[key] = np.asarray(getattr(self, key), np.float64)
+        return out
 
     # ------------------------------------------------------------ identity
     def arrays(self):
         """Every integer array of the model, in a fixed order (what the fingerprint covers)."""
-        out = [self.input_mean]
-        for layer in self.layers + [self.responses, self.gate, self.means]:
-            out += layer.arrays()
-        return out + [self.gate_exponents.astype(np.float64), self.logit_factor, self.logit_scale, self.logit_offset,
-                      self.inverse_widths, self.width_shifts.astype(np.float64), self.regressions]
+        return list(self.named_arrays().values())
 
     def _fingerprint(self):
         digest = hashlib.sha256(FORMAT.encode())
@@ -433,7 +231,7 @@ class IntegerModel:
         one = float(1 << STATE_BITS)
         if self.cell == "paper":
             i, f_left, f_up = (self.lookup("sigmoid", v, ops) for v in (a_i, a_l, a_u))
-            bound = one * _PAPER_MEMORY
+            bound = one * PAPER_MEMORY
         else:
             top = ops.maximum(ops.maximum(a_i, a_l), ops.maximum(a_u, 0.0))
             e_i, e_l, e_u = (self.lookup("exp_gate", v - top, ops) for v in (a_i, a_l, a_u))
@@ -461,7 +259,7 @@ class IntegerModel:
         if self.cell == "paper":
             sig = lean["sigmoid"]
             gates = np.take(sig, _clip(a[:, 2:] - lean["sigmoid_low"], 0, len(sig) - 1))
-            bound = one * _PAPER_MEMORY
+            bound = one * PAPER_MEMORY
         else:
             args = np.zeros((len(a), 4, units), np.int64)
             args[:, :3] = a[:, 2:]
@@ -551,7 +349,7 @@ class IntegerModel:
 
         The outer edges become +-2^30, which the table's clip maps to PHI(-9) = 0 and PHI(9) = 2^24 exactly."""
         edges = bins * float(1 << (MEAN_BITS - 8))                                       # b / 256 at 2^-16
-        edges = ops.where(bins <= 0.0, 0.0 * bins - 2.0 ** 30, ops.where(bins >= _NUM_BINS, 0.0 * bins + 2.0 ** 30,
+        edges = ops.where(bins <= 0.0, 0.0 * bins - 2.0 ** 30, ops.where(bins >= NUM_BINS, 0.0 * bins + 2.0 ** 30,
                                                                           edges))
         _, low, _, _ = lookup.TABLES["phi"]
         index = ops.standardised_index(edges, mean, self.inverse_widths[:, channel], self.width_shifts[:, channel],
@@ -575,13 +373,13 @@ class IntegerModel:
         phi = np.take(self.tables64["phi"], index, mode="clip")
         table = np.floor(np.matmul(phi, weights[:, :, None])[..., 0] * 2.0 ** -CDF_BITS) + bins
         table[bins <= 0] = 0.0
-        table[bins >= _NUM_BINS] = float(TOTAL)
+        table[bins >= NUM_BINS] = float(TOTAL)
         return table
 
     def window_start(self, weights, mean, ops):
         """The first bin of the decoder's window: WINDOW bins around the mixture's mean, [M] (float64)."""
         centre = ops.floor(ops.sum(weights * mean, -1)[:, 0] * 2.0 ** -(WEIGHT_BITS + MEAN_BITS - 8))
-        return ops.clip(centre - WINDOW // 2, 0.0, float(_NUM_BINS - WINDOW))
+        return ops.clip(centre - WINDOW // 2, 0.0, float(NUM_BINS - WINDOW))
 
     def intervals(self, weights, means, known, ops):
         """(start, freq) [M, C] of known values [M, C], both in coding order (teacher forcing: each channel given
@@ -595,86 +393,8 @@ class IntegerModel:
             freqs.append(table[:, 1] - table[:, 0])
         return ops.stack(starts, -1), ops.stack(freqs, -1)
 
-    # ------------------------------------------------------------- images
-    def code_images(self, values):
-        """(start, freq) [N, H, W, C] float64 of uint8 images [N, H, W, C], channels in coding order (TensorFlow; the
-        whole images at once)."""
-        from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
 
-        ops = TENSORFLOW
-        images = tf.cast(values, tf.float64)
-        windows, _ = extract_neighbourhoods(pad_images(images, self.nb_size), self.nb_size)
-        shape = tf.shape(images)
-        outside = geometry.outside_indicators(tf.range(shape[1]), tf.range(shape[2]), shape[2], self.nb_size,
-                                              tf.float64)
-        u = self.centred_inputs(windows, tf.broadcast_to(outside, tf.concat([shape[:1], tf.shape(outside)], 0)), ops)
-        h = u
-        for layer in range(self.num_layers):
-            step = lambda x, hl, cl, hu, cu, layer=layer: self.cell_step(layer, x, hl, cl, hu, cu, ops)
-            h, _ = diagonal_scan(h, self.units, step)
-        v = self.mcgsm_inputs(h, u, ops)
-        weights, means = self.mixture(tf.reshape(v, [-1, v.shape[-1]]), tf.reshape(u, [-1, u.shape[-1]]), ops)
-        known = tf.gather(tf.reshape(images, [-1, self.num_channels]), list(self.order), axis=-1)
-        start, freq = self.intervals(weights, means, known, ops)
-        out_shape = tf.concat([shape[:3], [self.num_channels]], 0)
-        return tf.reshape(start, out_shape), tf.reshape(freq, out_shape)
-
-    def code_length_bits(self, values):
-        """The exact code length of every pixel in bits, float64 [N, H, W]: sum over channels of log2(TOTAL / f)."""
-        _, freq = self.code_images(values)
-        return tf.reduce_sum(math.log2(TOTAL) - tf.math.log(freq) / math.log(2.0), axis=-1)
-
-
-class _TensorFlowOps:
-    """The integer model's arithmetic on float64 tensors (in graphs, on any device)."""
-    float = staticmethod(lambda x: tf.cast(x, tf.float64))
-    constant = staticmethod(lambda x: tf.constant(x, tf.float64))
-    matmul = staticmethod(tf.matmul)
-    floor = staticmethod(tf.floor)
-    clip = staticmethod(tf.clip_by_value)
-    maximum = staticmethod(tf.maximum)
-    where = staticmethod(tf.where)
-    reshape = staticmethod(tf.reshape)
-    concat = staticmethod(lambda parts, axis: tf.concat(parts, axis))
-    stack = staticmethod(lambda parts, axis: tf.stack(parts, axis))
-    split = staticmethod(lambda x, n: tf.split(x, n, axis=-1))
-    repeat = staticmethod(lambda x, n, axis: tf.repeat(x, n, axis=axis))
-    max = staticmethod(lambda x, axis: tf.reduce_max(x, axis=axis, keepdims=True))
-    sum = staticmethod(lambda x, axis: tf.reduce_sum(x, axis=axis, keepdims=True))
-
-    @staticmethod
-    def clipped_gather(table, index):
-        """table[clip(index, 0, len - 1)] for float64 integer indices."""
-        index = tf.clip_by_value(index, 0.0, float(len(table) - 1))
-        return tf.gather(tf.constant(table), tf.cast(index, tf.int32))
-
-    @staticmethod
-    def mix(phi, weights):
-        """sum_k weights[m, k] phi[m, e, k] -> [m, e] (integer sums below 2^53: exact in any order)."""
-        return tf.reduce_sum(weights[:, None, :] * phi, axis=-1)
-
-    @staticmethod
-    def standardised_index(edges, mean, inverse_width, shift, inverse_width_scaled, offset):
-        """floor((edges[m, e] - mean[m, k]) G_k / 2^s_k) + offset, [m, e, k]: the standardised distances at 2^-10
-        (G 2^-s is exact, so is the product)."""
-        return tf.floor((edges[:, :, None] - mean[:, None, :]) * tf.constant(inverse_width_scaled)) + offset
-
-    @staticmethod
-    def floordiv(a, b):
-        """Integer floor division of float64 integers (in int64, exact)."""
-        return tf.cast(tf.math.floordiv(tf.cast(a, tf.int64), tf.cast(b, tf.int64)), tf.float64)
-
-    @staticmethod
-    def first_largest(x):
-        """1 at the first largest entry of each row of x [M, K], else 0 (float64)."""
-        num = tf.shape(x)[-1]
-        index = tf.range(num)
-        first = tf.reduce_min(tf.where(x == tf.reduce_max(x, axis=-1, keepdims=True), index, num), axis=-1,
-                              keepdims=True)
-        return tf.cast(tf.equal(index, first), tf.float64)
-
-
-class _NumpyOps:
+class NumpyOps:
     """The same arithmetic on NumPy float64 arrays: the decoder's front-by-front loop (no per-call overhead)."""
     float = staticmethod(lambda x: np.asarray(x, np.float64))
     constant = staticmethod(lambda x: x)
@@ -719,20 +439,4 @@ class _NumpyOps:
         return out
 
 
-TENSORFLOW, NUMPY = _TensorFlowOps(), _NumpyOps()
-
-
-_MODELS = {}
-
-
-def integer_model(model):
-    """The `IntegerModel` of `model`, derived once per set of weights (cached by the float weights' digest)."""
-    digest = hashlib.sha256(repr(model.coding_order).encode())
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    key = (id(model), digest.hexdigest())
-    if key not in _MODELS:
-        for old in [k for k in _MODELS if k[0] == id(model)]:
-            del _MODELS[old]
-        _MODELS[key] = IntegerModel(model)
-    return _MODELS[key]
+NUMPY = NumpyOps()

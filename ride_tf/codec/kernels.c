@@ -30,6 +30,29 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* The hot loops are compiled three times: for AVX-512, for AVX2 + FMA and for the baseline, and the model's `isa`
+   picks one (`usable_isa`): integer arithmetic and exact float64 sums, so all three give the same numbers. */
+#define HAVE_X86_KERNELS 1
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,tune=skylake-avx512")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma,tune=skylake")))
+#endif
+#ifndef _WIN32
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#define HAVE_THREADS 1
+#endif
+#ifdef __linux__
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define HAVE_FUTEX 1
+#endif
+/* a function whose body is compiled into each instruction set's variant that calls it */
+#define BODY static inline __attribute__((always_inline))
 
 #define ARG_BITS 10
 #define STATE_BITS 15
@@ -42,17 +65,18 @@
 #define MAX_LAYERS 16
 #define MAX_UNITS 4096
 #define PAPER_MEMORY 64
+#define MAX_BLOCKS 96
 
 /* floor(x / 2^s) for 0 <= s <= 62 (`model` checks the width shifts), without relying on how >> treats negative
    numbers. */
-static inline int64_t floor_shift(int64_t x, int64_t s) { return x >= 0 ? (x >> s) : ~((~x) >> s); }
+BODY int64_t floor_shift(int64_t x, int64_t s) { return x >= 0 ? (x >> s) : ~((~x) >> s); }
 
-static inline int64_t clip64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
+BODY int64_t clip64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
 /* floor(n / d) for 0 <= n < 2^62, d > 0 and a quotient below 2^40 (the gates' 2^15, the weights' 2^20): the
    float64 quotient is then within 2^-10 of n / d, so its truncation is the exact quotient or one off, and one
    integer comparison corrects it; several times faster than an int64 division. */
-static inline int64_t floor_div(int64_t n, int64_t d) {
+BODY int64_t floor_div(int64_t n, int64_t d) {
     int64_t q = (int64_t)((double)n / (double)d);
     if (q * d > n) q--;
     else if ((q + 1) * d <= n) q++;
@@ -61,7 +85,7 @@ static inline int64_t floor_div(int64_t n, int64_t d) {
 
 /* floor(x s) clipped to [lo, hi] (integers), x a float64 integer (< 2^52) and s a power of two: exact.  Clipped
    first (floor is monotone and the bounds are integers), then floored by truncation (no libm call). */
-static inline int64_t rescale(double x, double s, double lo, double hi) {
+BODY int64_t rescale(double x, double s, double lo, double hi) {
     double y = x * s;
     if (y < lo) y = lo;
     if (y > hi) y = hi;
@@ -70,10 +94,39 @@ static inline int64_t rescale(double x, double s, double lo, double hi) {
 }
 
 /* floor(y) of a float64 below 2^62 in magnitude. */
-static inline int64_t floor64(double y) {
+BODY int64_t floor64(double y) {
     int64_t t = (int64_t)y;
     return (double)t > y ? t - 1 : t;
 }
+
+/* The instruction set this CPU runs, at most `wanted` (0 generic, 1 AVX2 + FMA, 2 AVX-512 F/DQ/BW/VL). */
+static int usable_isa(int wanted) {
+#ifdef HAVE_X86_KERNELS
+    __builtin_cpu_init();
+    if (wanted >= 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return 2;
+    if (wanted >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+#endif
+    (void)wanted;
+    return 0;
+}
+
+/* name(args) runs name_avx512, name_avx2 or name_generic by the model's instruction set: each variant is the same
+   BODY compiled for its instruction set (`m` must be among the parameters). */
+#ifdef HAVE_X86_KERNELS
+#define VARIANTS(name, params, args)                                                                       \
+    TARGET_AVX512 static void name##_avx512 params { name##_body args; }                                    \
+    TARGET_AVX2 static void name##_avx2 params { name##_body args; }                                        \
+    static void name##_generic params { name##_body args; }                                                \
+    static void name params {                                                                              \
+        if (m->isa == 2) name##_avx512 args;                                                               \
+        else if (m->isa == 1) name##_avx2 args;                                                            \
+        else name##_generic args;                                                                          \
+    }
+#else
+#define VARIANTS(name, params, args) static void name params { name##_body args; }
+#endif
 
 /* ------------------------------------------------------------------ the model */
 typedef struct {
@@ -81,7 +134,7 @@ typedef struct {
     int64_t low, size;             /* T[i - low] for argument i; `size` entries */
 } Table;
 
-static inline int64_t look(const Table *t, int64_t index) { return t->values[clip64(index - t->low, 0, t->size - 1)]; }
+BODY int64_t look(const Table *t, int64_t index) { return t->values[clip64(index - t->low, 0, t->size - 1)]; }
 
 typedef struct {
     double *bias, *scale;
@@ -101,8 +154,14 @@ typedef struct {
     double *logit_factor_scaled, *logit_offset;     /* [K] */
     int64_t *inverse_widths, *width_shifts;         /* [channels, K] */
     int64_t *regressions;                           /* [components, channels, channels] at 2^-16 */
-    void *blocks[64];
+    void *blocks[MAX_BLOCKS];
     int num_blocks;
+    /* the products of whole images (`encode_image`, `decode_image`): weights padded to `padded` columns */
+    int isa;                                        /* 0 generic C, 1 AVX2 + FMA, 2 AVX-512 */
+    int has_weights, z_width, b_width;
+    const double *layer_w[MAX_LAYERS];              /* [D_l, padded(5U)] */
+    Py_ssize_t layer_rows[MAX_LAYERS];
+    const double *mixture_w;                        /* [Z, padded(B)] */
 } Model;
 
 static const char *CAPSULE = "ride_tf.codec.kernels.Model";
@@ -165,7 +224,7 @@ static void *copy_item(Model *m, PyObject *dict, const char *key, char kind, Py_
         PyBuffer_Release(&view);
         return NULL;
     }
-    if (m->num_blocks >= 64) {
+    if (m->num_blocks >= MAX_BLOCKS) {
         PyErr_SetString(PyExc_ValueError, "kernels.model: too many arrays");
         PyBuffer_Release(&view);
         return NULL;
@@ -203,7 +262,7 @@ static int get_table(Model *m, PyObject *dict, const char *name, const char *low
     long low;
     const int64_t *wide = copy_item(m, dict, name, 'q', -1, &size);
     if (!wide || get_int(dict, low_key, &low) < 0) return -1;
-    if (size < 1 || m->num_blocks >= 64) {
+    if (size < 1 || m->num_blocks >= MAX_BLOCKS) {
         PyErr_Format(PyExc_ValueError, "kernels.model: table %s is empty", name);
         return -1;
     }
@@ -249,8 +308,9 @@ static PyObject *k_model(PyObject *self, PyObject *args) {
     if (get_int(dict, #field, &v) < 0) goto fail;             \
     m->field = (int)v;
     INT_FIELD(channels) INT_FIELD(components) INT_FIELD(scales) INT_FIELD(features) INT_FIELD(units)
-    INT_FIELD(layers) INT_FIELD(paper) INT_FIELD(extended) INT_FIELD(reads_inputs) INT_FIELD(radius)
+    INT_FIELD(layers) INT_FIELD(paper) INT_FIELD(extended) INT_FIELD(reads_inputs) INT_FIELD(radius) INT_FIELD(isa)
 #undef INT_FIELD
+    m->isa = usable_isa(m->isa);
     m->experts = m->components * m->scales;
     if (m->channels < 1 || m->channels > 4 || m->components < 1 || m->scales < 1 || m->features < 0 ||
         m->units < 0 || m->units > MAX_UNITS || m->layers < 0 || m->layers > MAX_LAYERS || m->radius < 0 || (m->layers > 0 && m->units < 1)) {
@@ -410,102 +470,119 @@ static int get_ring(PyObject *h_obj, PyObject *c_obj, Py_buffer *hv, Py_buffer *
     return 0;
 }
 
-/* states(model, ring_h, ring_c, height, width, slots, (i0, j0, slope, n), out, ld, offset): the neighbours'
-   states [h_left, h_up] (and [c_left, c_up] for extended cells) of the line's pixels into out. */
-static PyObject *k_states(PyObject *self, PyObject *args) {
-    PyObject *capsule, *h_obj, *c_obj, *out_obj;
-    Py_ssize_t height, width, slots, ld, offset;
-    Line line;
-    if (!PyArg_ParseTuple(args, "OOOnnn(nnnn)Onn", &capsule, &h_obj, &c_obj, &height, &width, &slots, &line.i0,
-                          &line.j0, &line.slope, &line.n, &out_obj, &ld, &offset))
-        return NULL;
-    Model *m = get_model(capsule);
-    if (!m || check_line(&line, height, width) < 0) return NULL;
-    Py_ssize_t units = m->units, parts = m->extended ? 4 : 2;
-    Py_buffer hv, cv, out;
-    Ring ring;
-    if (get_ring(h_obj, c_obj, &hv, &cv, &ring, height, slots, units) < 0) return NULL;
-    if (get_rows(out_obj, &out, line.n, ld, offset, parts * units, "out") < 0) {
-        PyBuffer_Release(&hv);
-        PyBuffer_Release(&cv);
-        return NULL;
+/* ------------------------------------------------------------------ the spatial LSTM cell */
+/* out[u] = T[clip(index[u] - low, 0, last)] for u < n, int32 arguments (every argument of the cell fits: +-2^16):
+   gathers where the instruction set has them. */
+static void lookups_generic(const int32_t *restrict values, int32_t low, int32_t last, const int32_t *restrict index,
+                            int32_t *restrict out, int n) {
+    for (int u = 0; u < n; u++) {
+        int32_t k = index[u] - low;
+        out[u] = values[k < 0 ? 0 : (k > last ? last : k)];
     }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t p = 0; p < line.n; p++) {
-        Py_ssize_t i = line.i0 + p, j = line.j0 - line.slope * p;
-        double *row = (double *)out.buf + offset + p * ld;
-        memcpy(row, ring_at(ring.h, &ring, i + 1, j - 1), units * sizeof(double));
-        memcpy(row + units, ring_at(ring.h, &ring, i, j), units * sizeof(double));
-        if (m->extended) {
-            memcpy(row + 2 * units, ring_at(ring.c, &ring, i + 1, j - 1), units * sizeof(double));
-            memcpy(row + 3 * units, ring_at(ring.c, &ring, i, j), units * sizeof(double));
-        }
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&hv);
-    PyBuffer_Release(&cv);
-    PyBuffer_Release(&out);
-    Py_RETURN_NONE;
 }
 
-/* ------------------------------------------------------------------ the spatial LSTM cell */
-/* One pixel's cell: a the products x W [5 U] (float64 integers), the neighbours' memories; writes h, c. */
-static void cell_at(const Model *m, int layer, const double *a, const double *c_left, const double *c_up, double *h,
-                    double *c, int32_t *work) {
+#ifdef HAVE_X86_KERNELS
+TARGET_AVX2 static void lookups_avx2(const int32_t *restrict values, int32_t low, int32_t last,
+                                     const int32_t *restrict index, int32_t *restrict out, int n) {
+    __m256i lo = _mm256_set1_epi32(low), zero = _mm256_setzero_si256(), top = _mm256_set1_epi32(last);
+    int u = 0;
+    for (; u + 8 <= n; u += 8) {
+        __m256i k = _mm256_sub_epi32(_mm256_loadu_si256((const __m256i *)(index + u)), lo);
+        k = _mm256_min_epi32(_mm256_max_epi32(k, zero), top);
+        _mm256_storeu_si256((__m256i *)(out + u), _mm256_i32gather_epi32((const int *)values, k, 4));
+    }
+    lookups_generic(values, low, last, index + u, out + u, n - u);
+}
+
+TARGET_AVX512 static void lookups_avx512(const int32_t *restrict values, int32_t low, int32_t last,
+                                         const int32_t *restrict index, int32_t *restrict out, int n) {
+    __m512i lo = _mm512_set1_epi32(low), zero = _mm512_setzero_si512(), top = _mm512_set1_epi32(last);
+    int u = 0;
+    for (; u + 16 <= n; u += 16) {
+        __m512i k = _mm512_sub_epi32(_mm512_loadu_si512((const void *)(index + u)), lo);
+        k = _mm512_min_epi32(_mm512_max_epi32(k, zero), top);
+        _mm512_storeu_si512((void *)(out + u), _mm512_i32gather_epi32(k, (const void *)values, 4));
+    }
+    lookups_avx2(values, low, last, index + u, out + u, n - u);
+}
+#endif
+
+BODY void lookups(const Model *m, const Table *t, const int32_t *restrict index, int32_t *restrict out, int n) {
+    int32_t low = (int32_t)t->low, last = (int32_t)t->size - 1;
+#ifdef HAVE_X86_KERNELS
+    if (m->isa == 2) return lookups_avx512(t->values, low, last, index, out, n);
+    if (m->isa == 1) return lookups_avx2(t->values, low, last, index, out, n);
+#endif
+    lookups_generic(t->values, low, last, index, out, n);
+}
+
+/* floor(y) of a float64 whose floor fits int32. */
+BODY int32_t floor32(double y) {
+    int32_t t = (int32_t)y;
+    return t - ((double)t > y);
+}
+
+/* One pixel's cell: a the products x W [5 U] (float64 integers), the neighbours' memories; writes h, c.  In
+   phases over the units, the lookups as gathers, the rest vectorised by the compiler in each instruction set's
+   variant.  Every value fits int32 (pre-activations +-2^14, table values < 2^25, the tanh argument +-2^16),
+   every double below is an integer or an exact quotient. */
+BODY void cell_at_body(const Model *m, int layer, const double *restrict a, const double *restrict c_left,
+                       const double *restrict c_up, double *restrict h, double *restrict c, int32_t *work) {
     const Affine *lin = &m->layer[layer];
     const int units = m->units;
     const double one = (double)((int64_t)1 << STATE_BITS);
     const double bound = m->paper ? one * PAPER_MEMORY : one;
-    /* In phases over the units, so that the compiler vectorises all but the lookups.  Every value fits int32
-       (pre-activations +-2^14, table values < 2^25), every double below is an integer or an exact quotient. */
-    int32_t *pre = work, *gate = work + 5 * units, *e = work + 10 * units;     /* `work`: 14 U int32 */
+    int32_t *pre = work, *restrict look = work + 5 * units, *restrict arg = work + 10 * units;
+    const double low = lin->low, high = lin->high, *restrict bias = lin->bias, *restrict scale = lin->scale;
     for (int col = 0; col < 5 * units; col++) {
-        double y = (a[col] + lin->bias[col]) * lin->scale[col];
-        y = y < lin->low ? lin->low : (y > lin->high ? lin->high : y);       /* the bounds are +-2^14 */
-        int32_t t = (int32_t)y;
-        pre[col] = t - ((double)t > y);
+        double y = (a[col] + bias[col]) * scale[col];
+        y = y < low ? low : (y > high ? high : y);       /* the bounds are +-2^14 */
+        pre[col] = floor32(y);
     }
-    const int32_t *pg = pre, *po = pre + units, *pi = pre + 2 * units, *pl = pre + 3 * units, *pu = pre + 4 * units;
-    int32_t *g = gate, *o = gate + units, *gi = gate + 2 * units, *gl = gate + 3 * units, *gu = gate + 4 * units;
-    for (int u = 0; u < units; u++) {
-        g[u] = (int32_t)look(&m->tanh_t, pg[u]);
-        o[u] = (int32_t)look(&m->sigmoid_t, po[u]);
-    }
+    int32_t *restrict g = look, *restrict o = look + units, *restrict gi = look + 2 * units;
+    int32_t *restrict gl = look + 3 * units, *restrict gu = look + 4 * units;
+    lookups(m, &m->tanh_t, pre, g, units);
+    lookups(m, &m->sigmoid_t, pre + units, o, units);
     if (m->paper) {
-        for (int u = 0; u < units; u++) {
-            gi[u] = (int32_t)look(&m->sigmoid_t, pi[u]);
-            gl[u] = (int32_t)look(&m->sigmoid_t, pl[u]);
-            gu[u] = (int32_t)look(&m->sigmoid_t, pu[u]);
-        }
+        lookups(m, &m->sigmoid_t, pre + 2 * units, gi, 3 * units);           /* i, f_left, f_up */
     } else {
-        int32_t *ei = e, *el = e + units, *eu = e + 2 * units, *e0 = e + 3 * units;
+        /* e^(a - top) for a = a_i, a_l, a_u and 0, top = max(a_i, a_l, a_u, 0): arguments <= 0 */
+        const int32_t *pi = pre + 2 * units, *pl = pre + 3 * units, *pu = pre + 4 * units;
+        int32_t *e = pre;                     /* over the pre-activations, once they are read */
         for (int u = 0; u < units; u++) {
             int32_t top = pi[u] > pl[u] ? pi[u] : pl[u];
             top = pu[u] > top ? pu[u] : top;
             top = top > 0 ? top : 0;
-            ei[u] = (int32_t)look(&m->exp_gate_t, pi[u] - top);
-            el[u] = (int32_t)look(&m->exp_gate_t, pl[u] - top);
-            eu[u] = (int32_t)look(&m->exp_gate_t, pu[u] - top);
-            e0[u] = (int32_t)look(&m->exp_gate_t, -top);
+            arg[u] = pi[u] - top;
+            arg[units + u] = pl[u] - top;
+            arg[2 * units + u] = pu[u] - top;
+            arg[3 * units + u] = -top;
         }
+        lookups(m, &m->exp_gate_t, arg, e, 4 * units);          /* e = [e_i, e_l, e_u, e_0] over pre's first 4U */
         for (int u = 0; u < units; u++) {
             /* floor(e 2^15 / total): e 2^15 <= 2^30 and total in [2^15, 2^17), so the float64 quotient is within
                2^-38 of the exact one, which lies at least 2^-17 from the next integer: truncation is exact */
-            double total = (double)ei[u] + el[u] + eu[u] + e0[u];
-            gi[u] = (int32_t)(ei[u] * one / total);
-            gl[u] = (int32_t)(el[u] * one / total);
-            gu[u] = (int32_t)(eu[u] * one / total);
+            double total = (double)e[u] + e[units + u] + e[2 * units + u] + e[3 * units + u];
+            gi[u] = (int32_t)(e[u] * one / total);
+            gl[u] = (int32_t)(e[units + u] * one / total);
+            gu[u] = (int32_t)(e[2 * units + u] * one / total);
         }
     }
+    const double down = 1.0 / (double)(1 << (2 * STATE_BITS - ARG_BITS));
     for (int u = 0; u < units; u++) {
         /* |memory| < 2^38 (paper cell: |c| <= 2^21): exact in float64, and so are the rescalings */
         double memory = (double)g[u] * gi[u] + c_left[u] * gl[u] + c_up[u] * gu[u];
-        double cm = (double)floor64(memory * (1.0 / one));
+        double cm = (double)floor32(memory * (1.0 / one));
         cm = cm < -bound ? -bound : (cm > bound ? bound : cm);
         c[u] = cm;
-        h[u] = (double)look(&m->tanh_t, floor64(cm * o[u] * (1.0 / (double)(1 << (2 * STATE_BITS - ARG_BITS)))));
+        arg[u] = floor32(cm * o[u] * down);
     }
+    lookups(m, &m->tanh_t, arg, arg + units, units);
+    for (int u = 0; u < units; u++) h[u] = (double)arg[units + u];
 }
+
+VARIANTS(cell_at, (const Model *m, int layer, const double *a, const double *c_left, const double *c_up, double *h,
+                   double *c, int32_t *work), (m, layer, a, c_left, c_up, h, c, work))
 
 /* cell(model, layer, a, lda, ring_h, ring_c, height, width, slots, (i0, j0, slope, n), out, ld, offset): the
    cell of the line's pixels from their products a [n, lda] (columns 0 .. 5U), reading the neighbours' memories
@@ -566,7 +643,7 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
 
 /* ------------------------------------------------------------------ the MCGSM */
 /* normalise raw [K] (>= 0, not all zero, < 2^42) to weights summing to 2^20, in place. */
-static void normalise(int64_t *w, int experts) {
+BODY void normalise(int64_t *w, int experts) {
     int64_t sum = 0;
     for (int k = 0; k < experts; k++) sum += w[k];
     int64_t total = 0, best = -1;
@@ -584,7 +661,7 @@ static void normalise(int64_t *w, int experts) {
 
 /* One pixel's mixture from b, its products [F + components + components C]: weights [K] (sum 2^20) and the
    components' means [components, C] (at 2^-16, channels in coding order). */
-static void mixture_at(const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch) {
+BODY void mixture_at_body(const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch) {
     int features = m->features, components = m->components, scales = m->scales, experts = m->experts;
     double *squares = scratch, *acc = scratch + features;       /* [F], [components] */
     int64_t *logits = weights;
@@ -620,7 +697,7 @@ static void mixture_at(const Model *m, const double *b, int64_t *weights, int64_
 }
 
 /* PHI of expert k of coded channel ch at the lower edge of bin b (0 and below: -inf, 256 and above: +inf). */
-static inline int64_t expert_phi(const Model *m, int ch, int k, int64_t mean, int64_t b) {
+BODY int64_t expert_phi(const Model *m, int ch, int k, int64_t mean, int64_t b) {
     int64_t edge = b <= 0 ? -((int64_t)1 << 30) : (b >= NUM_BINS ? ((int64_t)1 << 30) : (b << (MEAN_BITS - 8)));
     int64_t index = floor_shift((edge - mean) * m->inverse_widths[ch * m->experts + k],
                                 m->width_shifts[ch * m->experts + k]);
@@ -628,7 +705,7 @@ static inline int64_t expert_phi(const Model *m, int ch, int k, int64_t mean, in
 }
 
 /* F(b) = floor(sum_k w_k PHI_k(b) / 2^24) + b, F(0) = 0, F(256) = TOTAL. */
-static int64_t cumulative(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t b) {
+BODY int64_t cumulative(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t b) {
     if (b <= 0) return 0;
     if (b >= NUM_BINS) return TOTAL;
     int64_t acc = 0;
@@ -637,7 +714,7 @@ static int64_t cumulative(const Model *m, int ch, const int64_t *w, const int64_
 }
 
 /* The experts' means of coded channel ch [K], given the earlier channels' values. */
-static void channel_mean(const Model *m, int ch, const int64_t *means, const int64_t *values, int64_t *mean) {
+BODY void channel_mean(const Model *m, int ch, const int64_t *means, const int64_t *values, int64_t *mean) {
     int channels = m->channels;
     for (int k = 0; k < m->experts; k++) {
         int comp = k / m->scales;
@@ -652,7 +729,7 @@ static void channel_mean(const Model *m, int ch, const int64_t *means, const int
 }
 
 /* The weights after coded channel ch took `value`: w_k (floor((PHI_k(v + 1) - PHI_k(v)) / 16) + 1), normalised. */
-static void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, int64_t value) {
+BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, int64_t value) {
     for (int k = 0; k < m->experts; k++) {
         int64_t mass = expert_phi(m, ch, k, mean[k], value + 1) - expert_phi(m, ch, k, mean[k], value);
         w[k] *= (mass >> 4) + 1;
@@ -661,7 +738,7 @@ static void update_weights(const Model *m, int ch, int64_t *w, const int64_t *me
 }
 
 /* The bin b with F(b) <= slot < F(b + 1), searched outwards from `guess` (the result is unique: F rises). */
-static int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t slot, int64_t guess,
+BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t slot, int64_t guess,
                         int64_t *low, int64_t *high) {
     int64_t lo, hi, f_lo, f_hi;                     /* F(lo) <= slot < F(hi) */
     guess = clip64(guess, 0, NUM_BINS - 1);
@@ -707,34 +784,50 @@ static int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t 
 }
 
 /* The bin of the mixture's mean: floor(sum_k w_k mean_k / 2^28) (the mean at 2^-8). */
-static inline int64_t mean_bin(const Model *m, const int64_t *w, const int64_t *mean) {
+BODY int64_t mean_bin(const Model *m, const int64_t *w, const int64_t *mean) {
     int64_t acc = 0;
     for (int k = 0; k < m->experts; k++) acc += w[k] * mean[k];
     return floor_shift(acc, WEIGHT_BITS + MEAN_BITS - 8);
 }
 
-typedef struct {
-    int64_t *weights, *means, *mean, *values;
-    double *scratch;                                /* `mixture_at`'s [F + components] */
-} Scratch;
+VARIANTS(mixture_at, (const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch),
+         (m, b, weights, means, scratch))
 
-static int scratch_alloc(const Model *m, Scratch *s, Py_ssize_t n) {
-    s->weights = malloc(sizeof(int64_t) * (n * m->experts + 1));
-    s->means = malloc(sizeof(int64_t) * (n * m->components * m->channels + 1));
-    s->mean = malloc(sizeof(int64_t) * (m->experts + 1));
-    s->scratch = malloc(sizeof(double) * (m->features + m->components + 1));
-    s->values = malloc(sizeof(int64_t) * (n * m->channels + 1));
-    if (!s->weights || !s->means || !s->mean || !s->scratch || !s->values) return -1;
-    return 0;
+/* One pixel's (start, freq) of every channel from its products b, given its values (coding order: coded channel
+   ch is pixel[order[ch]]); `weights`, `means`, `mean`, `values`, `scratch`: the scratch of `mixture_at`. */
+BODY void pixel_intervals_body(const Model *m, const double *b, const uint8_t *pixel, const int64_t *order,
+                               int64_t *start, int64_t *freq, int64_t *weights, int64_t *means, int64_t *mean,
+                               int64_t *values, double *scratch) {
+    mixture_at_body(m, b, weights, means, scratch);
+    for (int ch = 0; ch < m->channels; ch++) {
+        int64_t value = pixel[order[ch]];
+        values[ch] = value;
+        channel_mean(m, ch, means, values, mean);
+        int64_t low = cumulative(m, ch, weights, mean, value);
+        start[ch] = low;
+        freq[ch] = cumulative(m, ch, weights, mean, value + 1) - low;
+        if (ch + 1 < m->channels) update_weights(m, ch, weights, mean, value);
+    }
 }
 
-static void scratch_free(Scratch *s) {
-    free(s->weights);
-    free(s->means);
-    free(s->mean);
-    free(s->scratch);
-    free(s->values);
+VARIANTS(pixel_intervals, (const Model *m, const double *b, const uint8_t *pixel, const int64_t *order, int64_t *start,
+                           int64_t *freq, int64_t *weights, int64_t *means, int64_t *mean, int64_t *values,
+                           double *scratch),
+         (m, b, pixel, order, start, freq, weights, means, mean, values, scratch))
+
+/* The decoder's step for coded channel ch of one pixel: its value from the slot of its lane, *f_lo and *f_hi
+   its table's F(value) and F(value + 1); the pixel's weights updated for the next channel. */
+BODY void pixel_search_body(const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights,
+                            int64_t *mean, int64_t slot, int64_t *f_lo, int64_t *f_hi) {
+    channel_mean(m, ch, means, values, mean);
+    int64_t value = find_bin(m, ch, weights, mean, slot, mean_bin(m, weights, mean), f_lo, f_hi);
+    values[ch] = value;
+    if (ch + 1 < m->channels) update_weights(m, ch, weights, mean, value);
 }
+
+VARIANTS(pixel_search, (const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights, int64_t *mean,
+                        int64_t slot, int64_t *f_lo, int64_t *f_hi),
+         (m, ch, means, values, weights, mean, slot, f_lo, f_hi))
 
 static Py_ssize_t mixture_columns(const Model *m) {
     return m->features + m->components + (Py_ssize_t)m->components * m->channels;
@@ -780,175 +873,6 @@ static PyObject *k_mixture(PyObject *self, PyObject *args) {
     PyBuffer_Release(&wv);
     PyBuffer_Release(&mv);
     Py_RETURN_NONE;
-}
-
-/* intervals(model, b, ldb, n, known [n, C] uint8 (coding order), start_out [n, C], freq_out [n, C]): each
-   value's (start, freq) = (F(v), F(v + 1) - F(v)) given the earlier channels (teacher forcing). */
-static PyObject *k_intervals(PyObject *self, PyObject *args) {
-    PyObject *capsule, *b_obj, *known_obj, *s_obj, *f_obj;
-    Py_ssize_t ldb, n;
-    if (!PyArg_ParseTuple(args, "OOnnOOO", &capsule, &b_obj, &ldb, &n, &known_obj, &s_obj, &f_obj)) return NULL;
-    Model *m = get_model(capsule);
-    if (!m) return NULL;
-    if (n < 0 || ldb < mixture_columns(m)) {
-        PyErr_SetString(PyExc_ValueError, "kernels.intervals: sizes out of range");
-        return NULL;
-    }
-    int channels = m->channels;
-    Py_buffer bv, kv, sv, fv;
-    if (get_buffer(b_obj, &bv, 'd', n * ldb, 0, "b") < 0) return NULL;
-    if (get_buffer(known_obj, &kv, 'B', n * channels, 0, "known") < 0) {
-        PyBuffer_Release(&bv);
-        return NULL;
-    }
-    if (get_buffer(s_obj, &sv, 'q', n * channels, 1, "start") < 0) {
-        PyBuffer_Release(&bv);
-        PyBuffer_Release(&kv);
-        return NULL;
-    }
-    if (get_buffer(f_obj, &fv, 'q', n * channels, 1, "freq") < 0) {
-        PyBuffer_Release(&bv);
-        PyBuffer_Release(&kv);
-        PyBuffer_Release(&sv);
-        return NULL;
-    }
-    Scratch s;
-    int failed = scratch_alloc(m, &s, 1) < 0;
-    if (!failed) {
-        Py_BEGIN_ALLOW_THREADS
-        const uint8_t *known = kv.buf;
-        int64_t *start = sv.buf, *freq = fv.buf;
-        for (Py_ssize_t p = 0; p < n; p++) {
-            mixture_at(m, (const double *)bv.buf + p * ldb, s.weights, s.means, s.scratch);
-            for (int ch = 0; ch < channels; ch++) {
-                int64_t value = known[p * channels + ch];
-                s.values[ch] = value;
-                channel_mean(m, ch, s.means, s.values, s.mean);
-                int64_t low = cumulative(m, ch, s.weights, s.mean, value);
-                start[p * channels + ch] = low;
-                freq[p * channels + ch] = cumulative(m, ch, s.weights, s.mean, value + 1) - low;
-                if (ch + 1 < channels) update_weights(m, ch, s.weights, s.mean, value);
-            }
-        }
-        Py_END_ALLOW_THREADS
-    }
-    scratch_free(&s);
-    PyBuffer_Release(&bv);
-    PyBuffer_Release(&kv);
-    PyBuffer_Release(&sv);
-    PyBuffer_Release(&fv);
-    if (failed) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
-/* decode(model, b, ldb, image, height, width, (i0, j0, slope, n), lanes, states, words, position, natural):
-   the values of a wavefront's pixels from their products b [n, ldb] and the rANS stream, written into the
-   image [H, W, C] (channel `natural[c]` for coded channel c).  Order: channel by channel, within a channel in
-   rounds of `lanes` consecutive pixels, pixel (i, j) on lane i mod lanes; in a round every lane's symbol is
-   decoded, then the lanes that fell below L read a word each, in increasing lane order.  Returns the new
-   position in `words`, or -1 when the stream does not decode (too few words). */
-static PyObject *k_decode(PyObject *self, PyObject *args) {
-    PyObject *capsule, *b_obj, *image_obj, *states_obj, *words_obj, *natural_obj;
-    Py_ssize_t ldb, height, width, lanes, position;
-    Line line;
-    if (!PyArg_ParseTuple(args, "OOnOnn(nnnn)nOOnO", &capsule, &b_obj, &ldb, &image_obj, &height, &width, &line.i0,
-                          &line.j0, &line.slope, &line.n, &lanes, &states_obj, &words_obj, &position, &natural_obj))
-        return NULL;
-    Model *m = get_model(capsule);
-    if (!m || check_line(&line, height, width) < 0) return NULL;
-    int channels = m->channels;
-    Py_ssize_t n = line.n;
-    if (ldb < mixture_columns(m) || lanes < 1 || lanes > 4096 || position < 0) {
-        PyErr_SetString(PyExc_ValueError, "kernels.decode: sizes out of range");
-        return NULL;
-    }
-    Py_buffer bv, iv, sv, wv, nv;
-    if (get_buffer(b_obj, &bv, 'd', n * ldb, 0, "b") < 0) return NULL;
-    if (get_buffer(image_obj, &iv, 'B', height * width * channels, 1, "image") < 0) goto release_b;
-    if (get_buffer(states_obj, &sv, 'Q', lanes, 1, "states") < 0) goto release_i;
-    if (get_buffer(words_obj, &wv, 'Q', -1, 0, "words") < 0) goto release_s;
-    if (get_buffer(natural_obj, &nv, 'q', channels, 0, "natural") < 0) goto release_w;
-    const int64_t *natural = nv.buf;
-    for (int c = 0; c < channels; c++)
-        if (natural[c] < 0 || natural[c] >= channels) {
-            PyErr_SetString(PyExc_ValueError, "kernels.decode: natural channel out of range");
-            goto release_n;
-        }
-    Scratch s;
-    if (scratch_alloc(m, &s, n) < 0) {
-        scratch_free(&s);
-        PyErr_NoMemory();
-        goto release_n;
-    }
-    Py_ssize_t num_words = wv.len / 8;
-    int error = 0;
-    Py_BEGIN_ALLOW_THREADS
-    uint64_t *states = sv.buf;
-    const uint64_t *words = wv.buf;
-    uint8_t *image = iv.buf;
-    const uint64_t low_state = (uint64_t)TOTAL << 8;
-    double *mixture_scratch = s.scratch;
-    for (Py_ssize_t p = 0; p < n; p++)
-        mixture_at(m, (const double *)bv.buf + p * ldb, s.weights + p * m->experts,
-                   s.means + p * m->components * channels, mixture_scratch);
-    int64_t *mean = s.mean;
-    for (int ch = 0; ch < channels && !error; ch++) {
-        for (Py_ssize_t a = 0; a < n && !error; a += lanes) {
-            Py_ssize_t b_end = a + lanes < n ? a + lanes : n;
-            for (Py_ssize_t p = a; p < b_end; p++) {
-                Py_ssize_t i = line.i0 + p;
-                Py_ssize_t lane = i % lanes;
-                int64_t *w = s.weights + p * m->experts;
-                int64_t *values = s.values + p * channels;
-                channel_mean(m, ch, s.means + p * m->components * channels, values, mean);
-                uint64_t x = states[lane];
-                int64_t slot = (int64_t)(x % TOTAL), f_lo, f_hi;
-                int64_t value = find_bin(m, ch, w, mean, slot, mean_bin(m, w, mean), &f_lo, &f_hi);
-                states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
-                values[ch] = value;
-                if (ch + 1 < channels) update_weights(m, ch, w, mean, value);
-            }
-            /* the round's lanes are (i0 + a .. i0 + b_end - 1) mod lanes: distinct; read in increasing lane order */
-            Py_ssize_t count = b_end - a, first = a;
-            for (Py_ssize_t q = a; q < b_end; q++)
-                if ((line.i0 + q) % lanes < (line.i0 + first) % lanes) first = q;
-            for (Py_ssize_t k = 0; k < count; k++) {
-                Py_ssize_t q = a + ((first - a) + k) % count;
-                Py_ssize_t lane = (line.i0 + q) % lanes;
-                if (states[lane] < low_state) {
-                    if (position >= num_words) {
-                        error = 1;
-                        break;
-                    }
-                    states[lane] = (states[lane] << WORD_BITS) | (words[position++] & 0xFFFFFFFFu);
-                }
-            }
-        }
-    }
-    if (!error)
-        for (Py_ssize_t p = 0; p < n; p++) {
-            Py_ssize_t i = line.i0 + p, j = line.j0 - line.slope * p;
-            for (int c = 0; c < channels; c++) image[(i * width + j) * channels + natural[c]] = (uint8_t)s.values[p * channels + c];
-        }
-    Py_END_ALLOW_THREADS
-    scratch_free(&s);
-    PyBuffer_Release(&nv);
-    PyBuffer_Release(&wv);
-    PyBuffer_Release(&sv);
-    PyBuffer_Release(&iv);
-    PyBuffer_Release(&bv);
-    return PyLong_FromSsize_t(error ? -1 : position);
-release_n:
-    PyBuffer_Release(&nv);
-release_w:
-    PyBuffer_Release(&wv);
-release_s:
-    PyBuffer_Release(&sv);
-release_i:
-    PyBuffer_Release(&iv);
-release_b:
-    PyBuffer_Release(&bv);
-    return NULL;
 }
 
 /* ------------------------------------------------------------------ rANS encoding */
@@ -1068,15 +992,689 @@ r_l:
     return NULL;
 }
 
+/* ------------------------------------------------------------------ whole images, on several threads */
+/* The products of whole images are computed here too (no BLAS), so that one C call codes a whole image and
+ * its threads meet at barriers instead of returning to Python between lines.  The weights are copied once,
+ * padded with zero columns to a multiple of 16 (`set_weights`).  Every product is a float64 sum of integers whose
+ * absolute values add up to less than 2^52, so every partial sum, in any order, fused multiply-adds included, is
+ * exact: the AVX-512, AVX2 and generic kernels give the same integers (`ride_tf.codec.native` can choose one,
+ * for the tests). */
+#define PAD 16
+#define BLOCK_ROWS 128          /* pixels per block of a thread's part of a line (bounds the scratch) */
+
+static inline Py_ssize_t padded(Py_ssize_t n) { return (n + PAD - 1) / PAD * PAD; }
+
+/* out[p, 0:cols] = x[p, 0:k] @ w[k, cols] for p < n; cols a multiple of 16, w row-major [k, cols]. */
+static void gemm_generic(const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
+                         double *out, Py_ssize_t ldo, Py_ssize_t n) {
+    for (Py_ssize_t p = 0; p < n; p++) {
+        double *o = out + p * ldo;
+        const double *xp = x + p * ldx;
+        for (Py_ssize_t c = 0; c < cols; c++) o[c] = 0.0;
+        for (Py_ssize_t q = 0; q < k; q++) {
+            double v = xp[q];
+            if (v == 0.0) continue;
+            const double *wq = w + q * cols;
+            for (Py_ssize_t c = 0; c < cols; c++) o[c] += v * wq[c];
+        }
+    }
+}
+
+#ifdef HAVE_X86_KERNELS
+
+TARGET_AVX2 static void gemm_avx2(const double *x, Py_ssize_t ldx, const double *w,
+                                                           Py_ssize_t k, Py_ssize_t cols, double *out,
+                                                           Py_ssize_t ldo, Py_ssize_t n) {
+    Py_ssize_t p = 0;
+    for (; p + 4 <= n; p += 4) {
+        const double *x0 = x + p * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+        for (Py_ssize_t c = 0; c < cols; c += 8) {
+            __m256d a00 = _mm256_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
+                    a31 = a00;
+            for (Py_ssize_t q = 0; q < k; q++) {
+                __m256d w0 = _mm256_loadu_pd(w + q * cols + c), w1 = _mm256_loadu_pd(w + q * cols + c + 4);
+                __m256d b0 = _mm256_broadcast_sd(x0 + q), b1 = _mm256_broadcast_sd(x1 + q);
+                __m256d b2 = _mm256_broadcast_sd(x2 + q), b3 = _mm256_broadcast_sd(x3 + q);
+                a00 = _mm256_fmadd_pd(b0, w0, a00); a01 = _mm256_fmadd_pd(b0, w1, a01);
+                a10 = _mm256_fmadd_pd(b1, w0, a10); a11 = _mm256_fmadd_pd(b1, w1, a11);
+                a20 = _mm256_fmadd_pd(b2, w0, a20); a21 = _mm256_fmadd_pd(b2, w1, a21);
+                a30 = _mm256_fmadd_pd(b3, w0, a30); a31 = _mm256_fmadd_pd(b3, w1, a31);
+            }
+            double *o = out + p * ldo + c;
+            _mm256_storeu_pd(o, a00); _mm256_storeu_pd(o + 4, a01);
+            _mm256_storeu_pd(o + ldo, a10); _mm256_storeu_pd(o + ldo + 4, a11);
+            _mm256_storeu_pd(o + 2 * ldo, a20); _mm256_storeu_pd(o + 2 * ldo + 4, a21);
+            _mm256_storeu_pd(o + 3 * ldo, a30); _mm256_storeu_pd(o + 3 * ldo + 4, a31);
+        }
+    }
+    for (; p < n; p++) {
+        const double *x0 = x + p * ldx;
+        for (Py_ssize_t c = 0; c < cols; c += 8) {
+            __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+            for (Py_ssize_t q = 0; q < k; q++) {
+                __m256d b0 = _mm256_broadcast_sd(x0 + q);
+                a0 = _mm256_fmadd_pd(b0, _mm256_loadu_pd(w + q * cols + c), a0);
+                a1 = _mm256_fmadd_pd(b0, _mm256_loadu_pd(w + q * cols + c + 4), a1);
+            }
+            _mm256_storeu_pd(out + p * ldo + c, a0);
+            _mm256_storeu_pd(out + p * ldo + c + 4, a1);
+        }
+    }
+}
+
+TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
+                                      double *out, Py_ssize_t ldo, Py_ssize_t n) {
+    /* 8 rows x 16 columns of accumulators (16 of the 32 registers): each pair of weight rows loaded from the
+       cache serves 8 pixels */
+    Py_ssize_t p = 0;
+    for (; p + 8 <= n; p += 8) {
+        const double *xr = x + p * ldx;
+        for (Py_ssize_t c = 0; c < cols; c += 16) {
+            __m512d a0[8], a1[8];
+            for (int r = 0; r < 8; r++) a0[r] = a1[r] = _mm512_setzero_pd();
+            for (Py_ssize_t q = 0; q < k; q++) {
+                __m512d w0 = _mm512_loadu_pd(w + q * cols + c), w1 = _mm512_loadu_pd(w + q * cols + c + 8);
+                for (int r = 0; r < 8; r++) {
+                    __m512d b = _mm512_set1_pd(xr[r * ldx + q]);
+                    a0[r] = _mm512_fmadd_pd(b, w0, a0[r]);
+                    a1[r] = _mm512_fmadd_pd(b, w1, a1[r]);
+                }
+            }
+            for (int r = 0; r < 8; r++) {
+                _mm512_storeu_pd(out + (p + r) * ldo + c, a0[r]);
+                _mm512_storeu_pd(out + (p + r) * ldo + c + 8, a1[r]);
+            }
+        }
+    }
+    for (; p < n; p++) {
+        const double *x0 = x + p * ldx;
+        for (Py_ssize_t c = 0; c < cols; c += 16) {
+            __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+            for (Py_ssize_t q = 0; q < k; q++) {
+                __m512d b0 = _mm512_set1_pd(x0[q]);
+                a0 = _mm512_fmadd_pd(b0, _mm512_loadu_pd(w + q * cols + c), a0);
+                a1 = _mm512_fmadd_pd(b0, _mm512_loadu_pd(w + q * cols + c + 8), a1);
+            }
+            _mm512_storeu_pd(out + p * ldo + c, a0);
+            _mm512_storeu_pd(out + p * ldo + c + 8, a1);
+        }
+    }
+}
+#endif
+
+static void gemm(const Model *m, const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
+                 double *out, Py_ssize_t ldo, Py_ssize_t n) {
+#ifdef HAVE_X86_KERNELS
+    if (m->isa == 2) return gemm_avx512(x, ldx, w, k, cols, out, ldo, n);
+    if (m->isa == 1) return gemm_avx2(x, ldx, w, k, cols, out, ldo, n);
+#endif
+    gemm_generic(x, ldx, w, k, cols, out, ldo, n);
+}
+
+/* set_weights(model, layer_weights (a sequence of float64 [D_l, 5U]), mixture_weights float64 [Z, B]) -> the
+   model's instruction set (0 generic, 1 AVX2, 2 AVX-512): the products' weights, copied padded, for
+   `encode_image` and `decode_image`. */
+static PyObject *k_set_weights(PyObject *self, PyObject *args) {
+    PyObject *capsule, *layers_obj, *mixture_obj;
+    if (!PyArg_ParseTuple(args, "OOO", &capsule, &layers_obj, &mixture_obj)) return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (m->has_weights) {
+        PyErr_SetString(PyExc_ValueError, "kernels.set_weights: the weights are set already");
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(layers_obj, "kernels.set_weights: layer_weights must be a sequence");
+    if (!seq) return NULL;
+    if (PySequence_Fast_GET_SIZE(seq) != m->layers) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "kernels.set_weights: one weight matrix per layer is needed");
+        return NULL;
+    }
+    Py_ssize_t units = m->units, parts = m->extended ? 4 : 2, five = 5 * units;
+    for (int l = 0; l < m->layers; l++) {
+        Py_ssize_t rows = (l == 0 ? m->width_u : units) + parts * units;
+        Py_buffer view;
+        if (get_buffer(PySequence_Fast_GET_ITEM(seq, l), &view, 'd', rows * five, 0, "layer_weights") < 0) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        double *copy = calloc(rows * padded(five) + 1, sizeof(double));
+        if (!copy || m->num_blocks >= MAX_BLOCKS) {
+            free(copy);
+            PyBuffer_Release(&view);
+            Py_DECREF(seq);
+            return PyErr_NoMemory();
+        }
+        m->blocks[m->num_blocks++] = copy;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            memcpy(copy + r * padded(five), (const double *)view.buf + r * five, five * sizeof(double));
+        m->layer_w[l] = copy;
+        m->layer_rows[l] = rows;
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(seq);
+    Py_ssize_t z = (m->layers ? units : 0) + (m->reads_inputs ? m->width_u : m->inputs);
+    Py_ssize_t b = m->features + m->components + (Py_ssize_t)m->components * m->channels;
+    Py_buffer view;
+    if (get_buffer(mixture_obj, &view, 'd', z * b, 0, "mixture_weights") < 0) return NULL;
+    if (view.len / 8 != z * b) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "kernels.set_weights: mixture_weights has the wrong size");
+        return NULL;
+    }
+    double *copy = calloc(z * padded(b) + 1, sizeof(double));
+    if (!copy || m->num_blocks >= MAX_BLOCKS) {
+        free(copy);
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    m->blocks[m->num_blocks++] = copy;
+    for (Py_ssize_t r = 0; r < z; r++)
+        memcpy(copy + r * padded(b), (const double *)view.buf + r * b, b * sizeof(double));
+    PyBuffer_Release(&view);
+    m->mixture_w = copy;
+    m->z_width = (int)z;
+    m->b_width = (int)b;
+    m->has_weights = 1;
+    return PyLong_FromLong(m->isa);
+}
+
+/* ---- threads */
+#define MAX_THREADS 256
+
+typedef struct {
+    int count;
+#ifdef HAVE_THREADS
+    atomic_int arrived, phase, sleepers;
+#endif
+} Barrier;
+
+#define SPINS 256          /* a waiting thread spins this many pauses (microseconds), then sleeps */
+
+/* Wait until all `count` threads have arrived: spin a little (the others are usually microseconds behind), then
+   sleep on a futex (Linux) or yield (elsewhere), so that a machine busy with other work loses no time slices to
+   spinning. */
+static void barrier_wait(Barrier *b) {
+#ifdef HAVE_THREADS
+    if (b->count <= 1) return;
+    int phase = atomic_load_explicit(&b->phase, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->arrived, 1, memory_order_acq_rel) == b->count - 1) {
+        atomic_store_explicit(&b->arrived, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->phase, 1, memory_order_acq_rel);
+#ifdef HAVE_FUTEX
+        if (atomic_load_explicit(&b->sleepers, memory_order_acquire))
+            syscall(SYS_futex, (int *)&b->phase, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#endif
+        return;
+    }
+    for (int spin = 0; spin < SPINS; spin++) {
+        if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase) return;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+#ifdef HAVE_FUTEX
+    atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_acq_rel);
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase)
+        syscall(SYS_futex, (int *)&b->phase, FUTEX_WAIT_PRIVATE, phase, NULL, NULL, 0);
+    atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_acq_rel);
+#else
+    while (atomic_load_explicit(&b->phase, memory_order_acquire) == phase) sched_yield();
+#endif
+#else
+    (void)b;
+#endif
+}
+
+/* Per-thread scratch of a block of up to BLOCK_ROWS pixels. */
+typedef struct {
+    double *x[MAX_LAYERS];      /* the layers' product inputs */
+    double *a;                  /* [BLOCK_ROWS, padded(5U)] */
+    double *z, *b;              /* [BLOCK_ROWS, Z], [BLOCK_ROWS, padded(B)] */
+    double *mix;                /* mixture_at's scratch */
+    int32_t *work;              /* cell_at's */
+    int64_t *weights, *means, *mean, *values;       /* one pixel's (encoder) */
+} Work;
+
+static void work_free(Work *w, int layers) {
+    for (int l = 0; l < layers; l++) free(w->x[l]);
+    free(w->a);
+    free(w->z);
+    free(w->b);
+    free(w->mix);
+    free(w->work);
+    free(w->weights);
+    free(w->means);
+    free(w->mean);
+    free(w->values);
+}
+
+static int work_alloc(const Model *m, Work *w) {
+    memset(w, 0, sizeof *w);
+    Py_ssize_t units = m->units, parts = m->extended ? 4 : 2;
+    int ok = 1;
+    for (int l = 0; l < m->layers; l++)
+        ok &= (w->x[l] = calloc(BLOCK_ROWS * ((l == 0 ? m->width_u : units) + parts * units) + 1,
+                                sizeof(double))) != NULL;
+    ok &= (w->a = malloc(sizeof(double) * BLOCK_ROWS * padded(5 * units) + 8)) != NULL;
+    ok &= (w->z = calloc(BLOCK_ROWS * (Py_ssize_t)m->z_width + 1, sizeof(double))) != NULL;
+    ok &= (w->b = malloc(sizeof(double) * BLOCK_ROWS * padded(m->b_width) + 8)) != NULL;
+    ok &= (w->mix = malloc(sizeof(double) * (m->features + m->components + 1))) != NULL;
+    ok &= (w->work = malloc(sizeof(int32_t) * (14 * units + 1))) != NULL;
+    ok &= (w->weights = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
+    ok &= (w->means = malloc(sizeof(int64_t) * (m->components * m->channels + 1))) != NULL;
+    ok &= (w->mean = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
+    ok &= (w->values = malloc(sizeof(int64_t) * (m->channels + 1))) != NULL;
+    if (!ok) work_free(w, m->layers);
+    return ok ? 0 : -1;
+}
+
+/* The products b [n, padded(B)] of a block of a line's pixels (n <= BLOCK_ROWS): the LSTM layers (states from
+   and to the rings), then z = [h, u] (or [h, c], [u]) and z @ mixture_weights. */
+static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *image, Py_ssize_t height,
+                           Py_ssize_t width, const Line *line) {
+    Py_ssize_t units = m->units, parts = m->extended ? 4 : 2, n = line->n, five = padded(5 * units);
+    Py_ssize_t zw = m->z_width;
+    for (int l = 0; l < m->layers; l++) {
+        Ring *ring = &rings[l];
+        Py_ssize_t inputs = l == 0 ? m->width_u : units, ldx = inputs + parts * units;
+        double *x = w->x[l];
+        for (Py_ssize_t p = 0; p < n; p++) {
+            Py_ssize_t i = line->i0 + p, j = line->j0 - line->slope * p;
+            double *row = x + p * ldx;
+            if (l == 0) centred_inputs_at(m, image, width, i, j, 0, row);
+            double *states = row + inputs;
+            memcpy(states, ring_at(ring->h, ring, i + 1, j - 1), units * sizeof(double));
+            memcpy(states + units, ring_at(ring->h, ring, i, j), units * sizeof(double));
+            if (m->extended) {
+                memcpy(states + 2 * units, ring_at(ring->c, ring, i + 1, j - 1), units * sizeof(double));
+                memcpy(states + 3 * units, ring_at(ring->c, ring, i, j), units * sizeof(double));
+            }
+        }
+        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, n);
+        int top = l == m->layers - 1;
+        for (Py_ssize_t p = 0; p < n; p++) {
+            Py_ssize_t i = line->i0 + p, j = line->j0 - line->slope * p;
+            double *h = ring_at(ring->h, ring, i + 1, j), *c = ring_at(ring->c, ring, i + 1, j);
+            cell_at(m, l, w->a + p * five, ring_at(ring->c, ring, i + 1, j - 1), ring_at(ring->c, ring, i, j), h, c,
+                    w->work);
+            double *next = top ? w->z + p * zw : w->x[l + 1] + p * (units + parts * units);
+            memcpy(next, h, units * sizeof(double));
+        }
+    }
+    Py_ssize_t column = m->layers ? units : 0;
+    for (Py_ssize_t p = 0; p < n; p++)
+        centred_inputs_at(m, image, width, line->i0 + p, line->j0 - line->slope * p, !m->reads_inputs,
+                          w->z + p * zw + column);
+    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), n);
+}
+
+/* The part [first, last) of n items that thread `tid` of `count` takes (contiguous, balanced). */
+static inline void share(Py_ssize_t n, int tid, int count, Py_ssize_t *first, Py_ssize_t *last) {
+    *first = n * tid / count;
+    *last = n * (tid + 1) / count;
+}
+
+typedef struct {
+    const Model *m;
+    const uint8_t *image;
+    uint8_t *out_image;
+    Py_ssize_t height, width;
+    Ring *rings;
+    int threads;
+    Barrier barrier;
+    Work work[MAX_THREADS];
+    /* encoding */
+    const int64_t *order;
+    int64_t *start, *freq;
+    /* decoding */
+    Py_ssize_t lanes, num_words, position;
+    uint64_t *states;
+    const uint64_t *words;
+    const int64_t *natural;
+    int64_t *front_weights, *front_means, *front_values;   /* [front, K], [front, components C], [front, C] */
+    int error;
+} Job;
+
+/* Encoding: thread `tid`'s share of every anti-diagonal, its LSTM, mixtures and each value's (start, freq). */
+static void encode_worker(Job *job, int tid) {
+    const Model *m = job->m;
+    Work *w = &job->work[tid];
+    int channels = m->channels;
+    Py_ssize_t height = job->height, width = job->width, bw = padded(m->b_width);
+    for (Py_ssize_t d = 0; d < height + width - 1; d++) {
+        Py_ssize_t i_first = d - width + 1 > 0 ? d - width + 1 : 0;
+        Py_ssize_t n = (height - 1 < d ? height - 1 : d) - i_first + 1, first, last;
+        share(n, tid, job->threads, &first, &last);
+        for (Py_ssize_t a = first; a < last; a += BLOCK_ROWS) {
+            Line line = {i_first + a, d - i_first - a, 1, last - a < BLOCK_ROWS ? last - a : BLOCK_ROWS};
+            block_products(m, w, job->rings, job->image, height, width, &line);
+            for (Py_ssize_t p = 0; p < line.n; p++) {
+                Py_ssize_t i = line.i0 + p, j = line.j0 - p, at = (i * width + j) * channels;
+                pixel_intervals(m, w->b + p * bw, job->image + at, job->order, job->start + at, job->freq + at,
+                                w->weights, w->means, w->mean, w->values, w->mix);
+            }
+        }
+        barrier_wait(&job->barrier);
+    }
+}
+
+/* Decoding: per wavefront, thread `tid`'s share of its pixels' LSTM and mixtures, then its share of the values of
+   each round of pixels on distinct lanes (found from the lanes' slots), thread 0 reading each round's words in
+   increasing lane order.  An error (too few words) is set by thread 0 only and read by all after a barrier, so
+   every thread leaves at the same point. */
+static void decode_worker(Job *job, int tid) {
+    const Model *m = job->m;
+    Work *w = &job->work[tid];
+    int channels = m->channels, threads = job->threads;
+    Py_ssize_t height = job->height, width = job->width, r = m->radius, lanes = job->lanes;
+    Py_ssize_t bw = padded(m->b_width), experts = m->experts, cm = (Py_ssize_t)m->components * channels;
+    const uint64_t low_state = (uint64_t)TOTAL << 8;
+    Py_ssize_t fronts = (r + 1) * (height - 1) + width;
+    for (Py_ssize_t t = 0; t < fronts; t++) {
+        Py_ssize_t i_lo = t > width - 1 ? (t - width + 1 + r) / (r + 1) : 0;     /* `geometry.front_rows` */
+        Py_ssize_t i_hi = t / (r + 1) < height - 1 ? t / (r + 1) : height - 1, n = i_hi - i_lo + 1;
+        if (n <= 0) continue;                 /* images narrower than r + 1 columns: fronts without pixels */
+        Py_ssize_t first, last;
+        share(n, tid, threads, &first, &last);
+        for (Py_ssize_t a = first; a < last; a += BLOCK_ROWS) {
+            Line line = {i_lo + a, t - (r + 1) * (i_lo + a), r + 1, last - a < BLOCK_ROWS ? last - a : BLOCK_ROWS};
+            block_products(m, w, job->rings, job->out_image, height, width, &line);
+            for (Py_ssize_t p = 0; p < line.n; p++)
+                mixture_at(m, w->b + p * bw, job->front_weights + (a + p) * experts, job->front_means + (a + p) * cm,
+                           w->mix);
+        }
+        barrier_wait(&job->barrier);
+        /* the front's values, channel by channel and round by round of pixels on distinct lanes: the threads find
+           the values of the round's pixels p = tid, tid + T, ... from their lanes' slots (rounds of fewer than
+           2 T pixels: thread 0 alone), then thread 0 reads the round's words in increasing lane order, and all
+           meet before the next round */
+        for (int ch = 0; ch < channels; ch++) {
+            for (Py_ssize_t a = 0; a < n; a += lanes) {
+                Py_ssize_t end = a + lanes < n ? a + lanes : n;
+                int shared = threads > 1 && end - a >= 2 * threads;
+                if (shared || tid == 0) {
+                    for (Py_ssize_t p = a + (shared ? tid : 0); p < end; p += shared ? threads : 1) {
+                        Py_ssize_t lane = (i_lo + p) % lanes;
+                        int64_t *values = job->front_values + p * channels, f_lo, f_hi;
+                        uint64_t x = job->states[lane];
+                        int64_t slot = (int64_t)(x % TOTAL);
+                        pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts,
+                                     w->mean, slot, &f_lo, &f_hi);
+                        job->states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
+                    }
+                }
+                if (shared) barrier_wait(&job->barrier);
+                if (tid == 0) {        /* the round's lanes are (i_lo + a .. i_lo + end - 1) mod lanes: distinct */
+                    Py_ssize_t count = end - a, start = a;
+                    for (Py_ssize_t q = a; q < end; q++)
+                        if ((i_lo + q) % lanes < (i_lo + start) % lanes) start = q;
+                    for (Py_ssize_t k = 0; k < count && !job->error; k++) {
+                        Py_ssize_t lane = (i_lo + a + ((start - a) + k) % count) % lanes;
+                        if (job->states[lane] < low_state) {
+                            if (job->position >= job->num_words) job->error = 1;
+                            else job->states[lane] = (job->states[lane] << WORD_BITS) |
+                                                     (job->words[job->position++] & 0xFFFFFFFFu);
+                        }
+                    }
+                }
+                /* the next round (of this channel or the next) reads the states this one left */
+                barrier_wait(&job->barrier);
+                if (job->error) return;
+            }
+        }
+        if (tid == 0)
+            for (Py_ssize_t p = 0; p < n; p++) {
+                Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
+                for (int c = 0; c < channels; c++)
+                    job->out_image[(i * width + j) * channels + job->natural[c]] =
+                        (uint8_t)job->front_values[p * channels + c];
+            }
+        barrier_wait(&job->barrier);
+        if (job->error) return;
+    }
+}
+
+typedef struct {
+    Job *job;
+    int tid, decode;
+#ifdef HAVE_THREADS
+    atomic_int *gate;           /* 0 until every thread is started, then 1 */
+#endif
+} Start;
+
+#ifdef HAVE_THREADS
+static void *thread_main(void *arg) {
+    Start *s = arg;
+    while (atomic_load_explicit(s->gate, memory_order_acquire) == 0) sched_yield();
+    if (s->decode) decode_worker(s->job, s->tid);
+    else encode_worker(s->job, s->tid);
+    return NULL;
+}
+#endif
+
+/* Run the workers on up to job->threads threads, the caller's thread being thread 0.  The threads wait at a
+   gate until all are started, so that if one cannot be started the job runs on those that were (job->threads
+   is set first): the results do not depend on the number of threads. */
+static void run_job(Job *job, int decode) {
+    int started = 1;
+#ifdef HAVE_THREADS
+    pthread_t ids[MAX_THREADS];
+    Start starts[MAX_THREADS];
+    atomic_int gate;
+    atomic_init(&gate, 0);
+    for (int k = 1; k < job->threads; k++) {
+        starts[k] = (Start){job, k, decode, &gate};
+        if (pthread_create(&ids[k], NULL, thread_main, &starts[k]) != 0) break;
+        started++;
+    }
+    job->threads = started;
+    job->barrier.count = started;
+    atomic_init(&job->barrier.arrived, 0);
+    atomic_init(&job->barrier.phase, 0);
+    atomic_init(&job->barrier.sleepers, 0);
+    atomic_store_explicit(&gate, 1, memory_order_release);
+#else
+    job->threads = 1;
+    job->barrier.count = 1;
+#endif
+    if (decode) decode_worker(job, 0);
+    else encode_worker(job, 0);
+#ifdef HAVE_THREADS
+    for (int k = 1; k < started; k++) pthread_join(ids[k], NULL);
+#endif
+}
+
+/* A job's rings and per-thread scratch; -1 if out of memory (everything freed). */
+static int job_alloc(Job *job, const Model *m, Py_ssize_t height, Py_ssize_t slots, int threads) {
+    job->m = m;
+    job->threads = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
+    job->rings = calloc(m->layers + 1, sizeof(Ring));
+    int ok = job->rings != NULL, made = 0;
+    for (int l = 0; ok && l < m->layers; l++) {
+        Ring *ring = &job->rings[l];
+        ring->slots = slots;
+        ring->units = m->units;
+        ring->h = calloc((height + 1) * slots * m->units + 1, sizeof(double));
+        ring->c = calloc((height + 1) * slots * m->units + 1, sizeof(double));
+        ok = ring->h && ring->c;
+    }
+    for (; ok && made < job->threads; made++)
+        ok = work_alloc(m, &job->work[made]) == 0;
+    if (!ok) {
+        if (made > 0 && job->rings) made--;      /* the last work_alloc freed its own */
+        for (int k = 0; k < made; k++) work_free(&job->work[k], m->layers);
+        for (int l = 0; job->rings && l < m->layers; l++) {
+            free(job->rings[l].h);
+            free(job->rings[l].c);
+        }
+        free(job->rings);
+        return -1;
+    }
+    return 0;
+}
+
+static void job_free(Job *job, int threads_allocated) {
+    for (int k = 0; k < threads_allocated; k++) work_free(&job->work[k], job->m->layers);
+    for (int l = 0; l < job->m->layers; l++) {
+        free(job->rings[l].h);
+        free(job->rings[l].c);
+    }
+    free(job->rings);
+}
+
+/* encode_image(model, image uint8 [H, W, C], height, width, order int64 [C], start_out int64 [H W C],
+   freq_out int64 [H W C], threads): every value's (start, freq) given the known earlier values (teacher
+   forcing), channels in coding order (coded channel c is image channel order[c]). */
+static PyObject *k_encode_image(PyObject *self, PyObject *args) {
+    PyObject *capsule, *image_obj, *order_obj, *s_obj, *f_obj;
+    Py_ssize_t height, width;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOnnOOOi", &capsule, &image_obj, &height, &width, &order_obj, &s_obj, &f_obj,
+                          &threads))
+        return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (!m->has_weights || height < 1 || width < 1) {
+        PyErr_SetString(PyExc_ValueError, "kernels.encode_image: no weights set, or an empty image");
+        return NULL;
+    }
+    Py_ssize_t count = height * width * m->channels;
+    Py_buffer iv, ov, sv, fv;
+    if (get_buffer(image_obj, &iv, 'B', count, 0, "image") < 0) return NULL;
+    if (get_buffer(order_obj, &ov, 'q', m->channels, 0, "order") < 0) goto r_i;
+    if (get_buffer(s_obj, &sv, 'q', count, 1, "start") < 0) goto r_o;
+    if (get_buffer(f_obj, &fv, 'q', count, 1, "freq") < 0) goto r_s;
+    for (int c = 0; c < m->channels; c++)
+        if (((const int64_t *)ov.buf)[c] < 0 || ((const int64_t *)ov.buf)[c] >= m->channels) {
+            PyErr_SetString(PyExc_ValueError, "kernels.encode_image: order out of range");
+            goto r_f;
+        }
+    Job *job = calloc(1, sizeof(Job));
+    if (!job || job_alloc(job, m, height, 2, threads) < 0) {
+        free(job);
+        PyErr_NoMemory();
+        goto r_f;
+    }
+    int allocated = job->threads;
+    job->image = iv.buf;
+    job->height = height;
+    job->width = width;
+    job->order = ov.buf;
+    job->start = sv.buf;
+    job->freq = fv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    run_job(job, 0);
+    Py_END_ALLOW_THREADS
+    job_free(job, allocated);
+    free(job);
+    PyBuffer_Release(&fv);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&ov);
+    PyBuffer_Release(&iv);
+    Py_RETURN_NONE;
+r_f:
+    PyBuffer_Release(&fv);
+r_s:
+    PyBuffer_Release(&sv);
+r_o:
+    PyBuffer_Release(&ov);
+r_i:
+    PyBuffer_Release(&iv);
+    return NULL;
+}
+
+/* decode_image(model, image_out uint8 [H, W, C], height, width, lanes, states uint64 [lanes], words uint64 [...],
+   position, natural int64 [C], threads) -> the position after the last word read, or -1 if the stream ran out
+   of words (truncated, or decoded with other tables).  `states` holds the lanes' final states afterwards; the
+   pixels are those of `ride_tf.codec.coding.decode`, whatever the number of threads. */
+static PyObject *k_decode_image(PyObject *self, PyObject *args) {
+    PyObject *capsule, *image_obj, *states_obj, *words_obj, *natural_obj;
+    Py_ssize_t height, width, lanes, position;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOnnnOOnOi", &capsule, &image_obj, &height, &width, &lanes, &states_obj,
+                          &words_obj, &position, &natural_obj, &threads))
+        return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (!m->has_weights || height < 1 || width < 1 || lanes < 1 || lanes > 4096 || position < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernels.decode_image: no weights set, or sizes out of range");
+        return NULL;
+    }
+    int channels = m->channels;
+    Py_ssize_t r = m->radius, longest = (width + r) / (r + 1) < height ? (width + r) / (r + 1) : height;
+    Py_buffer iv, sv, wv, nv;
+    if (get_buffer(image_obj, &iv, 'B', height * width * channels, 1, "image") < 0) return NULL;
+    if (get_buffer(states_obj, &sv, 'Q', lanes, 1, "states") < 0) goto r_i;
+    if (get_buffer(words_obj, &wv, 'Q', -1, 0, "words") < 0) goto r_s;
+    if (get_buffer(natural_obj, &nv, 'q', channels, 0, "natural") < 0) goto r_w;
+    for (int c = 0; c < channels; c++)
+        if (((const int64_t *)nv.buf)[c] < 0 || ((const int64_t *)nv.buf)[c] >= channels) {
+            PyErr_SetString(PyExc_ValueError, "kernels.decode_image: natural channel out of range");
+            goto r_n;
+        }
+    Job *job = calloc(1, sizeof(Job));
+    if (!job || job_alloc(job, m, height, r + 2, threads) < 0) {
+        free(job);
+        PyErr_NoMemory();
+        goto r_n;
+    }
+    int allocated = job->threads;
+    job->front_weights = malloc(sizeof(int64_t) * (longest * m->experts + 1));
+    job->front_means = malloc(sizeof(int64_t) * (longest * m->components * channels + 1));
+    job->front_values = calloc(longest * channels + 1, sizeof(int64_t));
+    if (!job->front_weights || !job->front_means || !job->front_values) {
+        free(job->front_weights);
+        free(job->front_means);
+        free(job->front_values);
+        job_free(job, allocated);
+        free(job);
+        PyErr_NoMemory();
+        goto r_n;
+    }
+    job->out_image = iv.buf;
+    job->height = height;
+    job->width = width;
+    job->lanes = lanes;
+    job->states = sv.buf;
+    job->words = wv.buf;
+    job->num_words = wv.len / 8;
+    job->position = position;
+    job->natural = nv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    run_job(job, 1);
+    Py_END_ALLOW_THREADS
+    Py_ssize_t result = job->error ? -1 : job->position;
+    free(job->front_weights);
+    free(job->front_means);
+    free(job->front_values);
+    job_free(job, allocated);
+    free(job);
+    PyBuffer_Release(&nv);
+    PyBuffer_Release(&wv);
+    PyBuffer_Release(&sv);
+    PyBuffer_Release(&iv);
+    return PyLong_FromSsize_t(result);
+r_n:
+    PyBuffer_Release(&nv);
+r_w:
+    PyBuffer_Release(&wv);
+r_s:
+    PyBuffer_Release(&sv);
+r_i:
+    PyBuffer_Release(&iv);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"model", k_model, METH_VARARGS, "model(dict) -> the integer model's constants (a capsule)."},
     {"inputs", k_inputs, METH_VARARGS, "Centred inputs u = [c, e] of a line of pixels."},
-    {"states", k_states, METH_VARARGS, "The neighbours' LSTM states of a line of pixels, from the ring buffers."},
     {"cell", k_cell, METH_VARARGS, "The spatial LSTM cell of a line of pixels from their products."},
     {"mixture", k_mixture, METH_VARARGS, "The MCGSM's weights and means of pixels from their products."},
-    {"intervals", k_intervals, METH_VARARGS, "Each known value's (start, freq)."},
-    {"decode", k_decode, METH_VARARGS, "Decode the values of a wavefront's pixels."},
     {"rans_encode", k_rans_encode, METH_VARARGS, "The interleaved rANS stream of steps of symbols."},
+    {"set_weights", k_set_weights, METH_VARARGS, "The products' weights, for encode_image and decode_image."},
+    {"encode_image", k_encode_image, METH_VARARGS, "Every value's (start, freq) of a whole image, on threads."},
+    {"decode_image", k_decode_image, METH_VARARGS, "Decode a whole image's rANS stream, on threads."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kernels",

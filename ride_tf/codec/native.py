@@ -1,50 +1,61 @@
-"""The coding path with its arithmetic compiled: the integer model's integers in C, the matrix products in BLAS.
+"""The coding path compiled: the integer model's arithmetic in C, a whole image per call, on every core.
 
-`ride_tf.codec.coding` (NumPy and XLA) is the reference; this module
-computes the same integers with the C kernels of `kernels.c` (built with the
-package as `ride_tf.codec.kernels`), so that encoding and decoding pay for
-the model's arithmetic and little else:
+`ride_tf.codec.coding` (NumPy) is the reference; this module computes the
+same integers with the C kernels of `kernels.c` (built with the package as
+`ride_tf.codec.kernels`), one C call per image:
 
-* **Matrix products** stay in NumPy (BLAS, one thread): every product of
-  the integer model is a float64 sum of integers below 2^52, exact in any
-  order (`ride_tf.codec.integer.quantize_linear`).  The MCGSM's three
-  products (responses, gate, means) are one product with the matrix
-  `mixture_weights`: the gate's rows that read the squared responses are
-  applied in C, and the means' rows that read c are added to the rows of v
-  that hold c (the same integer sum).
-* **Everything between the products** is one C call per line of pixels:
-  the centred inputs gathered from the image, the neighbours' LSTM states
-  from ring buffers (r + 2 slots per row for the decoder's wavefronts, 2
-  for the encoder's anti-diagonals), the cell's gates and lookups, the
-  mixture's weights and means, every channel's cumulative table, and for
-  the decoder the search of each lane's slot and the rANS steps.
+* **Matrix products** in C (`kernels.set_weights` copies the weights once):
+  every product of the integer model is a float64 sum of integers whose
+  absolute values add up to less than 2^52 (`ride_tf.codec.derive.
+  quantize_linear`), so every order of summation, fused multiply-adds
+  included, gives the same integers: the AVX-512, AVX2 and generic kernels
+  agree bit for bit.  The MCGSM's three products (responses, gate, means)
+  are one product with the matrix `mixture_weights`: the gate's rows that
+  read the squared responses are applied after it, and the means' rows that
+  read c are added to the rows of v that hold c (the same integer sum).
+* **Everything between the products** per pixel: the centred inputs
+  gathered from the image, the neighbours' LSTM states from ring buffers
+  (r + 2 slots per row for the decoder's wavefronts, 2 for the encoder's
+  anti-diagonals), the cell's gates and lookups, the mixture's weights and
+  means, every channel's cumulative table, and for the decoder the search of
+  each lane's slot and the rANS steps.
 
-Encoding runs the spatial LSTM along the anti-diagonals of the whole image
-(teacher forcing), and the mixtures and tables of groups of diagonals
-(about `PIXELS_PER_GROUP` pixels) on a second thread while the scan goes
-on.  Decoding keeps the wavefront order.  `tests/test_native.py` checks
-every kernel against the integer model's NumPy arithmetic, the encoder's
-tables against the reference encoder's and the decoded pixels against the
-NumPy decoder's.
+**Threads** (`threads=`, default: every core this process may use, at most
+one per `PIXELS_PER_THREAD` pixels): encoding runs the spatial LSTM along the
+anti-diagonals of the image (teacher forcing), each thread taking a
+contiguous part of every diagonal with its mixtures and tables, the threads
+meeting at a barrier after each diagonal.  Decoding keeps the wavefront
+order: each thread computes the LSTM and mixtures of a part of the front,
+then, channel by channel and round by round of pixels on distinct rANS
+lanes, every thread finds the bins of its pixels of the round and thread 0
+reads the round's words in lane order, as one thread would.  The bytes and
+the pixels do not depend on the number of threads.  `tests/test_native.py`
+checks the kernels against the integer model's NumPy arithmetic, the
+encoder's tables against the reference encoder's and the decoded pixels
+against the NumPy decoder's, for several thread counts and instruction sets.
 
 When the extension is missing (a ride-tf installed without a C compiler), or
 the environment sets RIDE_TF_NATIVE=0, `AVAILABLE` is False and the codec
 uses the reference path: the same files, more slowly.
 """
-import concurrent.futures
 import os
 
 import numpy as np
-import threadpoolctl
 
 from ride_tf import geometry
 from ride_tf.codec import lookup
 from ride_tf.codec.integer import TOTAL
 from ride_tf.codec.rans import RansDecoder, RansError
 
-# RIDE_TF_NATIVE=0 in the environment makes a process use the reference path (to compare, or to rule out the C
-# kernels); the files are the same.
-if os.environ.get("RIDE_TF_NATIVE", "1") == "0":
+# RIDE_TF_NATIVE in the environment (read here only): "0" makes a process use the reference path (to compare, or to
+# rule out the C kernels); "generic" or "avx2" caps the instruction set of the kernels' matrix products (what a
+# machine without AVX-512 or AVX2 runs); unset or "1": the best this CPU has.  The files are the same.
+ISA_NAMES = ("generic", "avx2", "avx512")
+_SETTING = os.environ.get("RIDE_TF_NATIVE", "1")
+if _SETTING not in ("0", "1") + ISA_NAMES:
+    raise ImportError(f"RIDE_TF_NATIVE={_SETTING!r}: expected 0, 1, generic, avx2 or avx512.")
+ISA = "avx512" if _SETTING == "1" else _SETTING
+if _SETTING == "0":
     kernels, IMPORT_ERROR = None, "RIDE_TF_NATIVE=0"
 else:
     try:
@@ -54,12 +65,27 @@ else:
         kernels, IMPORT_ERROR = None, error
 
 __all__ = ["AVAILABLE", "NativeModel", "native_model", "model_constants", "require", "usable", "encode_steps",
-           "PIXELS_PER_GROUP"]
+           "default_threads", "ISA", "ISA_NAMES", "PIXELS_PER_THREAD"]
 
 AVAILABLE = kernels is not None
-# Pixels per group of anti-diagonals whose mixtures the encoder computes at once (bounds its memory: about
-# 1.5 KB per pixel for the 1 x 64 models).
-PIXELS_PER_GROUP = 1 << 16
+# An image gets at most one thread per this many pixels (a thread's start and its barriers cost more than it saves
+# on smaller images).
+PIXELS_PER_THREAD = 1 << 12
+
+
+def default_threads():
+    """The cores this process may run on (its CPU affinity), the default number of coding threads."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _threads(threads, pixels):
+    """The threads that code an image of `pixels` pixels: `threads` (None: `default_threads()`), at most one per
+    `PIXELS_PER_THREAD` pixels, at least 1."""
+    wanted = default_threads() if threads is None else int(threads)
+    return max(1, min(wanted, pixels // PIXELS_PER_THREAD, 256))
 
 
 def require(owner="the compiled coding path"):
@@ -88,7 +114,7 @@ def model_constants(integer, gate_squares):
     out = dict(channels=integer.num_channels, components=integer.num_components, scales=integer.num_scales,
                features=integer.responses.weights.shape[1], units=integer.units, layers=integer.num_layers,
                paper=int(integer.cell == "paper"), extended=int(bool(integer.extended)),
-               reads_inputs=int(bool(integer.reads_inputs)), radius=integer.radius,
+               reads_inputs=int(bool(integer.reads_inputs)), radius=integer.radius, isa=ISA_NAMES.index(ISA),
                offsets=_as(geometry.causal_offsets(integer.nb_size), np.int64).reshape(-1),
                input_mean=_as(integer.input_mean, np.float64).reshape(-1),
                gate_squares=_as(gate_squares, np.float64),
@@ -141,128 +167,39 @@ class NativeModel:
             self.mixture_weights = _as(np.concatenate([top, bottom], 0), np.float64)
         self.z_width, self.b_width = self.mixture_weights.shape
         self.capsule = kernels.model(model_constants(m, gate_squares))
+        # the instruction set the kernels run: the best this CPU has, at most RIDE_TF_NATIVE's
+        self.isa = ISA_NAMES[kernels.set_weights(self.capsule, self.layer_weights, self.mixture_weights)]
         self.natural = _as(m.order, np.int64)
 
-    # ------------------------------------------------------------ one line of pixels
-    def _lstm(self, rings, image, line, slots, x, a, out, ld, offset):
-        """The LSTM layers of a line of pixels: states from and to `rings` ([H + 1, slots, U] each); the top
-        layer's h into out[offset + p ld ...]; x, a: the scratch of `_buffers`."""
-        height, width = image.shape[:2]
-        n = line[3]
-        for layer in range(self.layers):
-            ring_h, ring_c = rings[layer]
-            if layer == 0:
-                kernels.inputs(self.capsule, image, height, width, line, False, x[0], x[0].shape[1], 0)
-            column = self.width_u if layer == 0 else self.units
-            kernels.states(self.capsule, ring_h, ring_c, height, width, slots, line, x[layer], x[layer].shape[1],
-                           column)
-            np.matmul(x[layer][:n], self.layer_weights[layer], out=a[:n])
-            top = layer == self.layers - 1
-            target, target_ld, target_offset = (out, ld, offset) if top else (x[layer + 1], x[layer + 1].shape[1], 0)
-            kernels.cell(self.capsule, layer, a, a.shape[1], ring_h, ring_c, height, width, slots, line, target,
-                         target_ld, target_offset)
-
-    def _buffers(self, rows):
-        """The scratch of a line of up to `rows` pixels: the products' inputs x per layer and their results a."""
-        widths = [self.width_u] + [self.units] * (self.layers - 1)
-        parts = 4 if self.integer.extended else 2
-        x = [np.zeros((rows, w + parts * self.units)) for w in widths]
-        a = np.zeros((rows, 5 * self.units))
-        return x, a
-
     # ------------------------------------------------------------------ encoding
-    def intervals(self, image):
+    def intervals(self, image, threads=None):
         """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C], channels in coding order: the
-        tables of `ride_tf.codec.coding.IntegerCoder.intervals`, integer for integer."""
+        tables of `ride_tf.codec.coding.IntegerCoder.intervals`, integer for integer, on `threads` threads (None:
+        `default_threads()`)."""
         image = _as(image, np.uint8)
         height, width, channels = image.shape
         if channels != self.channels:
             raise ValueError(f"NativeModel.intervals: the image has {channels} channels, the model "
                              f"{self.channels}.")
-        # The anti-diagonals d = i + j in order; pixel p of diagonal d is (i0 + p, d - i0 - p).
-        diagonals = np.arange(height + width - 1)
-        first_rows = np.maximum(0, diagonals - width + 1)
-        lengths = np.minimum(height - 1, diagonals) - first_rows + 1
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        rows = np.concatenate([np.arange(i0, i0 + n) for i0, n in zip(first_rows, lengths)])
-        cols = np.repeat(diagonals, lengths) - rows
-        raster = rows * width + cols                             # raster index of each pixel in diagonal order
-        known = _as(image.reshape(-1, channels)[raster][:, list(self.integer.order)], np.uint8)
-        start = np.empty((height * width, channels), np.int64)
+        start = np.empty((height, width, channels), np.int64)
         freq = np.empty_like(start)
-        groups = [0]
-        for d in range(len(diagonals)):
-            if starts[d + 1] - starts[groups[-1]] >= PIXELS_PER_GROUP or d == len(diagonals) - 1:
-                groups.append(d + 1)
-        longest = int(lengths.max())
-        x, a = self._buffers(longest)
-        rings = [(np.zeros((height + 1, 2, self.units)), np.zeros((height + 1, 2, self.units)))
-                 for _ in range(self.layers)]
-
-        def tables(first, last, z):
-            b = z @ self.mixture_weights
-            kernels.intervals(self.capsule, b, self.b_width, last - first, known[first:last], start[first:last],
-                              freq[first:last])
-
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), \
-                concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = []
-            for g0, g1 in zip(groups[:-1], groups[1:]):
-                first, last = int(starts[g0]), int(starts[g1])
-                z = np.empty((last - first, self.z_width))
-                for d in range(g0, g1):
-                    n, i0 = int(lengths[d]), int(first_rows[d])
-                    line = (i0, d - i0, 1, n)
-                    offset = (int(starts[d]) - first) * self.z_width
-                    if self.layers:
-                        self._lstm(rings, image, line, 2, x, a, z, self.z_width, offset)
-                    column = self.units if self.layers else 0
-                    kernels.inputs(self.capsule, image, height, width, line, not self.integer.reads_inputs, z,
-                                   self.z_width, offset + column)
-                if len(pending) >= 2:               # at most two groups wait for their tables (memory)
-                    pending.pop(0).result()
-                pending.append(pool.submit(tables, first, last, z))
-            for future in pending:
-                future.result()
-        out_start, out_freq = np.empty_like(start), np.empty_like(freq)
-        out_start[raster], out_freq[raster] = start, freq
-        return out_start.reshape(height, width, channels), out_freq.reshape(height, width, channels)
+        kernels.encode_image(self.capsule, image, height, width, self.natural, start, freq,
+                             _threads(threads, height * width))
+        return start, freq
 
     # ------------------------------------------------------------------ decoding
-    def decode(self, data, height, width, lanes):
+    def decode(self, data, height, width, lanes, threads=None):
         """The uint8 image [H, W, C] of a rANS stream with `lanes` lanes that `ride_tf.codec.coding.encode` wrote
-        (`RansError` if it does not decode): front by front, as `ride_tf.codec.coding.decode`."""
+        (`RansError` if it does not decode): front by front, as `ride_tf.codec.coding.decode`, on `threads`
+        threads (None: `default_threads()`); the same pixels for any number."""
         decoder = RansDecoder(data, lanes, TOTAL)
-        integer = self.integer
-        channels, r = self.channels, self.radius
-        image = np.zeros((height, width, channels), np.uint8)
-        slots = r + 2
-        longest = int(min(height, -(-width // (r + 1))))
-        x, a = self._buffers(longest)
-        z = np.zeros((longest, self.z_width))
-        b = np.zeros((longest, self.b_width))
-        rings = [(np.zeros((height + 1, slots, self.units)), np.zeros((height + 1, slots, self.units)))
-                 for _ in range(self.layers)]
+        image = np.zeros((height, width, self.channels), np.uint8)
         states = _as(decoder.states, np.uint64)
         words = _as(decoder.words, np.uint64)
-        position = 0
-        column = self.units if self.layers else 0
-        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
-            for t in range(geometry.num_fronts(height, width, integer.nb_size)):
-                i_lo, i_hi = geometry.front_rows(t, height, width, integer.nb_size)
-                n = i_hi - i_lo + 1
-                if n <= 0:            # images narrower than r + 1 columns have fronts without pixels
-                    continue
-                line = (i_lo, t - (r + 1) * i_lo, r + 1, n)
-                if self.layers:
-                    self._lstm(rings, image, line, slots, x, a, z, self.z_width, 0)
-                kernels.inputs(self.capsule, image, height, width, line, not integer.reads_inputs, z, self.z_width,
-                               column)
-                np.matmul(z[:n], self.mixture_weights, out=b[:n])
-                position = kernels.decode(self.capsule, b, self.b_width, image, height, width, line, lanes, states,
-                                          words, position, self.natural)
-                if position < 0:
-                    raise RansError("the coded stream ends too early (truncated, or decoded with other tables).")
+        position = kernels.decode_image(self.capsule, image, height, width, lanes, states, words, 0, self.natural,
+                                        _threads(threads, height * width))
+        if position < 0:
+            raise RansError("the coded stream ends too early (truncated, or decoded with other tables).")
         decoder.states, decoder.position = states, position
         decoder.check_finished()
         return image

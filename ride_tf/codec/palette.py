@@ -57,12 +57,15 @@ from array import array
 import numpy as np
 
 from ride_tf.checks import check_choice
-from ride_tf.codec.rans import RansError
 
 __all__ = ["MAX_COLOURS", "SYNTHETIC_FLAT_SHARE", "FEW_COLOURS", "flat_share", "looks_synthetic", "trial_rate",
            "worth_trying", "TRIAL_ROWS", "TRIAL_MIN_ROWS", "TRIAL_MARGIN", "MODELS", "NEIGHBOURS", "CANDIDATES",
            "ENGINES", "FINGERPRINT", "colours", "num_colours", "applicable", "encode", "decode", "encode_indices",
-           "decode_indices", "available", "squash", "stretch", "table_bits"]
+           "decode_indices", "available", "squash", "stretch", "table_bits", "PaletteError"]
+
+
+class PaletteError(ValueError):
+    """A palette payload that does not decode: truncated, corrupted, or not the palette coder's."""
 
 # At most this many distinct colours (12-bit indices); images with more are photographs, RIDE's domain.
 MAX_COLOURS = 4096
@@ -396,7 +399,7 @@ def _code_indices(indices, height, width, num_colours, coder):
                     node = (node << 1) | bit
                 value = node - (1 << predictor.escape_bits)
                 if decoding and value >= num_colours:
-                    raise RansError("corrupted palette stream: a palette index beyond the palette.")
+                    raise PaletteError("corrupted palette stream: a palette index beyond the palette.")
             row[j] = value
 
 
@@ -417,13 +420,13 @@ def encode_indices(indices, num_colours, engine="auto"):
 
 
 def decode_indices(data, height, width, num_colours, engine="auto"):
-    """The palette indices int32 [H, W] of `encode_indices`'s bytes; RansError if they are not such bytes."""
+    """The palette indices int32 [H, W] of `encode_indices`'s bytes; PaletteError if they are not such bytes."""
     if _native(engine):
         from ride_tf.codec import palette_kernels
         try:
             raw = palette_kernels.decode(bytes(data), height, width, int(num_colours))
         except ValueError as error:
-            raise RansError(str(error)) from None
+            raise PaletteError(str(error)) from None
         return np.frombuffer(raw, np.int32).reshape(height, width).copy()
     rows = [[0] * width for _ in range(height)]
     _code_indices(rows, height, width, int(num_colours), _Coder(bytes(data)))
@@ -447,13 +450,13 @@ def _read_palette(block, num_colours, channels):
     try:
         raw = zlib.decompress(block)
     except zlib.error as error:
-        raise RansError(f"corrupted palette: {error}") from None
+        raise PaletteError(f"corrupted palette: {error}") from None
     palette, previous, position = [], -1, 0
     for _ in range(num_colours):
         delta, shift = 0, 0
         while True:
             if position >= len(raw) or shift > 28:
-                raise RansError("corrupted palette: its block ends early.")
+                raise PaletteError("corrupted palette: its block ends early.")
             byte = raw[position]
             position += 1
             delta |= (byte & 127) << shift
@@ -463,7 +466,7 @@ def _read_palette(block, num_colours, channels):
         previous += delta + 1
         palette.append(previous)
     if position != len(raw) or palette[-1] >= 1 << (8 * channels):
-        raise RansError("corrupted palette: its block does not hold the announced colours.")
+        raise PaletteError("corrupted palette: its block does not hold the announced colours.")
     return np.array(palette, np.int64)
 
 
@@ -483,13 +486,13 @@ def encode(image, engine="auto"):
 
 
 def decode(payload, height, width, channels, engine="auto"):
-    """The uint8 image [H, W, C] of `encode`'s payload; RansError if the payload is not one."""
+    """The uint8 image [H, W, C] of `encode`'s payload; PaletteError if the payload is not one."""
     payload = bytes(payload)
     if len(payload) < _HEADER.size:
-        raise RansError("the palette payload is shorter than its header.")
+        raise PaletteError("the palette payload is shorter than its header.")
     num_colours, block_size = _HEADER.unpack(payload[:_HEADER.size])
     if not 1 <= num_colours <= MAX_COLOURS or _HEADER.size + block_size > len(payload):
-        raise RansError(f"corrupted palette header ({num_colours} colours, a block of {block_size} bytes).")
+        raise PaletteError(f"corrupted palette header ({num_colours} colours, a block of {block_size} bytes).")
     palette = _read_palette(payload[_HEADER.size:_HEADER.size + block_size], num_colours, channels)
     stream = payload[_HEADER.size + block_size:]
     if num_colours == 1:

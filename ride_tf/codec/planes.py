@@ -68,10 +68,11 @@ def fingerprint(model_fingerprint, transform):
     return hashlib.sha256(b"ride-tf colour planes " + transform.encode() + b" " + bytes(model_fingerprint)).digest()[:16]
 
 
-def encode_planes(coder, image, transform="rct"):
-    """The payload (bytes) of a uint8 colour image [H, W, 3]: each plane's rANS stream under the gray `coder`."""
+def encode_planes(coder, image, transform="rct", threads=None):
+    """The payload (bytes) of a uint8 colour image [H, W, 3]: each plane's rANS stream under the gray `coder`
+    (`threads` as for `ride_tf.codec.coding.encode`)."""
     planes = forward(image, transform)
-    streams = [encode(coder, np.ascontiguousarray(planes[..., c:c + 1])) for c in range(3)]
+    streams = [encode(coder, np.ascontiguousarray(planes[..., c:c + 1]), threads=threads) for c in range(3)]
     return _LENGTHS.pack(len(streams[0]), len(streams[1])) + b"".join(streams)
 
 
@@ -91,8 +92,9 @@ def decode_planes(decode, coder, payload, height, width, transform="rct"):
     return inverse(planes, transform)
 
 
-def pixel_code_length_bits_planes(coder, image, transform="rct"):
+def pixel_code_length_bits_planes(coder, image, transform="rct", threads=None):
     """The ideal code length of every pixel of a uint8 colour image [H, W, 3] coded by planes, bits float64
     [H, W] (the sum over its three planes)."""
     planes = forward(image, transform)
-    return sum(pixel_code_length_bits(coder, np.ascontiguousarray(planes[..., c:c + 1])) for c in range(3))
+    return sum(pixel_code_length_bits(coder, np.ascontiguousarray(planes[..., c:c + 1]), threads=threads)
+               for c in range(3))

@@ -77,13 +77,15 @@ the backward pass needs: the rows z = [x, h_left, h_up(, c_left, c_up)] the
 kernel multiplied and the local derivatives of the cell
 (``step(..., derivatives=True)``).  When no gradient is asked for, TensorFlow
 prunes those writes from the graph.  Eagerly, the forward loop writes only
-h and c, and a backward pass first runs it again with the derivatives.  The
-backward pass is a loop over the diagonals in reverse which carries the
-gradients of the neighbours' states (`SpatialLSTMCell.backward_step`, the
-vector-Jacobian product of `step`); the gradients of the kernel, the bias and
-the inputs are then one matrix product each over all pixels.  The tests check
-it against automatic differentiation of a loop over `step`.  (It takes about
-half the time of TensorFlow's gradient of the loop; docs/speed.md.)
+h and c, and a backward pass first runs it again with the derivatives; so does
+a backward pass built in another graph than the forward pass (an eager tape
+around a ``tf.function``, or a SavedModel tracing the gradient).  The backward
+pass is a loop over the diagonals in reverse which carries the gradients of
+the neighbours' states (`SpatialLSTMCell.backward_step`, the vector-Jacobian
+product of `step`); the gradients of the kernel, the bias and the inputs are
+then one matrix product each over all pixels.  The tests check it against
+automatic differentiation of a loop over `step`; a training step with it took
+3/4 of the time of TensorFlow's gradient of the loop (docs/speed.md).
 """
 
 import keras
@@ -504,14 +506,17 @@ def _drive(cell, x, boundary, return_cells, num_loops):
     widths = (kernel.shape[0],) + (units,) * (len(_DERIVATIVES) - 1)
     # Traced (a graph), the forward loop also writes what the backward pass needs; TensorFlow prunes those
     # writes when nothing asks for a gradient.  Eagerly they would cost their time, so the backward pass
-    # runs the forward loop again, with them.
+    # runs the forward loop again, with them; so does a backward pass built in another graph than the
+    # forward pass (a SavedModel traces the gradient in a function of its own, which can capture float
+    # tensors of the forward graph but not the TensorArrays).
     store = not tf.executing_eagerly()
+    forward_graph = tf.compat.v1.get_default_graph()
 
     @tf.custom_gradient
     def run(x, kernel, bias, *edges):
         weights = _split_gates(kernel, bias)
         x_parts = diagonals.split(diagonals.to_diagonals(x))
-        bound_parts = diagonals.boundary_parts(edges or None)
+        bound_parts = diagonals.boundary_parts(edges)
 
         def forward(k, derivatives):
             step = lambda *args: cell.step(*args, weights=weights, derivatives=derivatives)
@@ -528,9 +533,10 @@ def _drive(cell, x, boundary, return_cells, num_loops):
             dh_parts = diagonals.split(diagonals.to_diagonals(dh))
             dc_parts = [None] * num_loops if dc is None else diagonals.split(diagonals.to_diagonals(dc))
             back = cell.backward_weights(kernel)
+            same_graph = store and tf.compat.v1.get_default_graph() is forward_graph
             d_kernel, d_bias, d_x, d_edges = [], [], [], [[] for _ in edges]
             for k in range(num_loops):
-                stored = (results[k] if store else forward(k, True))[2]
+                stored = (results[k] if same_graph else forward(k, True))[2]
                 da, dcs = _backward_loop(cell, stored[1:], dh_parts[k], dc_parts[k], back, diagonals,
                                          keep_dc=bool(edges))
                 da2 = tf.reshape(da, [-1, 5 * units])
@@ -542,7 +548,7 @@ def _drive(cell, x, boundary, return_cells, num_loops):
                 if edges:
                     # The top states are the upper neighbours of the pixels (0, j), the left states the left
                     # neighbours of the pixels (i, 0): the cell's gradients of those neighbours' states.
-                    f_left, f_up = (stored[k].concat() for k in (7, 8))
+                    f_left, f_up = stored[7].concat(), stored[8].concat()
                     for slots, side in ((diagonals.pos[:diagonals.width], 1), (diagonals.pos[::diagonals.width], 0)):
                         at = lambda t: tf.reshape(tf.gather(t, slots), [-1, t.shape[-1]])
                         grads = cell.state_gradients(tf.split(at(da), 5, axis=-1), at(dcs), at(f_left), at(f_up),
@@ -588,11 +594,11 @@ class _Diagonals:
 
     def to_diagonals(self, t):
         """[B, H, W, F] -> [H*W, B, F] in diagonal order."""
-        return tf.gather(tf.reshape(tf.transpose(t, [1, 2, 0, 3]), [self.n_pix, self.batch, -1]), self.order)
+        return tf.gather(tf.reshape(tf.transpose(t, [1, 2, 0, 3]), [self.n_pix, self.batch, _width(t)]), self.order)
 
     def to_image(self, t):
         """[H*W, B, F] in diagonal order -> [B, H, W, F]."""
-        image = tf.reshape(tf.gather(t, self.pos), [self.height, self.width, self.batch, -1])
+        image = tf.reshape(tf.gather(t, self.pos), [self.height, self.width, self.batch, _width(t)])
         return tf.transpose(image, [2, 0, 1, 3])
 
     def split(self, t):
@@ -621,6 +627,11 @@ class _Diagonals:
         return list(zip(*[self.split(pad(t)) for t in edges]))
 
 
+def _width(t):
+    """The last dimension of t: static where known (so that results keep it), else -1."""
+    return -1 if t.shape[-1] is None else t.shape[-1]
+
+
 def _rows(t, off, n):
     """Rows off .. off + n - 1 of t (a view: no copy), with t's static trailing dimensions."""
     rank = t.shape.rank
@@ -638,12 +649,13 @@ def _diagonal_loop(xd, boundary, step, units, diagonals, extra_widths=(), keep_c
     extra_widths.  Returns h, c (None unless keep_cells) [H*W, b, U] in diagonal order, and the extras as
     TensorArrays (one element [n_d, b, w] per diagonal)."""
     dtype = xd.dtype
-    depth = xd.shape[-1] if xd.shape[-1] is not None else tf.shape(xd)[-1]
     b = tf.shape(xd)[1]
     n_diag = diagonals.n_diag
     widths = [units] + ([units] if keep_cells else []) + list(extra_widths)
-    arrays = [tf.TensorArray(dtype, size=n_diag, infer_shape=False, element_shape=tf.TensorShape([None, None, w]))
-              for w in widths]
+    # (clear_after_read=False: eagerly, a read would otherwise drop the element, and the backward pass reads the
+    # derivatives twice at the boundary.)
+    arrays = [tf.TensorArray(dtype, size=n_diag, infer_shape=False, clear_after_read=False,
+                             element_shape=tf.TensorShape([None, None, w])) for w in widths]
     if boundary is not None:
         bound = tuple(tf.TensorArray(dtype, size=n_diag + 1, element_shape=tf.TensorShape([None, units])).unstack(t)
                       for t in boundary)
@@ -659,7 +671,7 @@ def _diagonal_loop(xd, boundary, step, units, diagonals, extra_widths=(), keep_c
         # h_prev, c_prev: diagonal d - 1 padded by one row at each end.
         n, up = diagonals.diagonal(d)
         flat = lambda t: tf.reshape(t, [-1, units])
-        out = step(tf.reshape(_rows(xd, off, n), [-1, depth]), flat(_rows(h_prev, up + 1, n)),
+        out = step(tf.reshape(_rows(xd, off, n), [-1, _width(xd)]), flat(_rows(h_prev, up + 1, n)),
                    flat(_rows(c_prev, up + 1, n)), flat(_rows(h_prev, up, n)), flat(_rows(c_prev, up, n)))
         h, c = (tf.reshape(t, [n, -1, units]) for t in out[:2])
         values = [h] + ([c] if keep_cells else []) + [tf.reshape(t, [n, -1, w]) for t, w in
