@@ -2,7 +2,7 @@
 import json
 
 from ride_tf.cli.common import CommandError, coded_image, non_negative_int
-from ride_tf.defaults import COLOUR_MODES, REGIONS
+from ride_tf.defaults import COLOUR_MODES, REGION, REGIONS
 
 __all__ = ["add_parser", "run"]
 
@@ -19,7 +19,7 @@ def add_parser(commands, formatter):
     evaluate.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
     evaluate.add_argument("--to-gray", action="store_true",
                           help="score colour images by their luma with a gray model (said in the output)")
-    evaluate.add_argument("--region", choices=REGIONS, default="full",
+    evaluate.add_argument("--region", choices=REGIONS, default=REGION,
                           help="every pixel (full) or the paper's valid region")
     evaluate.add_argument("--ensemble", action="store_true", help="average over the 8 rotations and flips")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
