@@ -208,10 +208,10 @@ def test_the_header_names_a_shipped_model_that_decompress_finds():
     for name in ("gray-small", "gray-102min"):
         data = codec.compress(name, image)
         found = codec.find_model(codec.read_header(data))
-        assert found.name == name and found.coding == (None, False)
+        assert found.name == name and found.coding == (None, False, False)
         np.testing.assert_array_equal(codec.decompress(data), image)
     data = codec.compress("gray", photo(3, 12, 20), colour_transform="rct")
-    assert codec.find_model(codec.read_header(data))[1:] == (("rct", False), "gray")
+    assert codec.find_model(codec.read_header(data))[1:] == (("rct", False, False), "gray")
 
 
 # ------------------------------------------------------------------ the cache of derived models

@@ -186,6 +186,20 @@ class NativeModel:
                              _threads(threads, height * width))
         return start, freq
 
+    def experts(self, image, stride, threads=None):
+        """`ride_tf.codec.coding.IntegerCoder.experts` in C: (logits, masses) int64 [S, K] of the pixels of every
+        `stride`-th row of a uint8 image [H, W, 1], integer for integer."""
+        image = _as(image, np.uint8)
+        height, width, channels = image.shape
+        if channels != 1 or self.channels != 1:
+            raise ValueError("NativeModel.experts: a one-channel model and image are needed.")
+        count = -(-height // stride) * width
+        logits = np.empty((count, self.integer.num_experts), np.int64)
+        masses = np.empty_like(logits)
+        kernels.experts_image(self.capsule, image, height, width, int(stride), logits, masses,
+                              _threads(threads, height * width))
+        return logits, masses
+
     # ------------------------------------------------------------------ decoding
     def decode(self, data, height, width, lanes, threads=None):
         """The uint8 image [H, W, C] of a rANS stream with `lanes` lanes that `ride_tf.codec.coding.encode` wrote
