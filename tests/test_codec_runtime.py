@@ -1,17 +1,14 @@
 """The codec's runtime without TensorFlow: integer model files, the shipped models found by name and fingerprint,
 the cache of derived models, and threads that change neither the bytes nor the pixels."""
-import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import zipfile
 
 import numpy as np
 import pytest
 
-import ride_tf
 from ride_tf import codec, pretrained
 from ride_tf.codec import model_file, native, registry
 from test_layering import RUNTIME

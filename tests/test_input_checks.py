@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 import ride_tf
-from ride_tf import MCGSM, RIDE, SpatialLSTM, codec, data, discrete
+from ride_tf import MCGSM, RIDE, SpatialLSTM, codec, data
 from ride_tf.checks import NonFiniteError
 from ride_tf.model import NonFiniteLossError
 from ride_tf.nn.whitening import NotAdaptedError

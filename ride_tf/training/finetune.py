@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from ride_tf import discrete
+from ride_tf.quantization import LN2
 from ride_tf.checks import NonFiniteError, check_choice, check_fraction, check_integer, check_number
 from ride_tf.defaults import OBJECTIVES, TRAINING
 from ride_tf.evaluation import per_model_function
@@ -249,7 +250,7 @@ def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, pa
 
 
 def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=TRAINING["finetune_max_iter"], validation_fraction=0.1,
-                   check_every=25, patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=np.log(2.0),
+                   check_every=25, patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=LN2,
                    num_correction_pairs=10, max_seconds=None):
     """Fit `mcgsm`'s variables to (inputs [M, dim_in], outputs [M, dim_out]) by L-BFGS.
 
