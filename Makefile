@@ -5,7 +5,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat setup.py ride_tf/codec/*.c | cksum | cut -d" " -f1)
 
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
 .PHONY: venv demo test bench clean
@@ -23,6 +22,7 @@ demo: venv
 	$(PY) examples/demo.py
 
 test: venv
+	$(VENV)/bin/ruff check ride_tf tests examples benchmarks export
 	$(PY) -m pytest -q tests
 
 bench: venv

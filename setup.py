@@ -15,7 +15,7 @@ INSTALL_REQUIRES = [
     "threadpoolctl==3.6.0",  # one BLAS thread for the decoder's small matrix products
     "tqdm==4.70.1",          # progress bars of the codec and the many-files commands (no TensorFlow)
 ]
-TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17"]
+TEST_REQUIRES = ["pytest==9.2.0", "hypothesis==6.170.17", "ruff==0.17.6"]
 # Figures (matplotlib) and the example data that ship with scikit-image (textures, photos).
 EXAMPLES_REQUIRES = ["matplotlib==3.11.2", "scikit-image==0.26.0"]
 # The PredictionService stub of export/grpc_client.py (the REST client needs nothing extra).

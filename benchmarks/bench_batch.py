@@ -156,7 +156,7 @@ def main():
               f"{total:,.1f} bytes in all, {8 * total / (args.images * args.crop ** 2):.4f} bit/px")
 
         png = open(os.path.join(photos, "crop_0000.png"), "rb").read()
-        with open(os.path.join(photos, "corrupt.png"), "wb") as stream:      # noqa: the benchmark's own folder
+        with open(os.path.join(photos, "corrupt.png"), "wb") as stream:      # the benchmark's own folder
             stream.write(png[:len(png) // 2])
         import numpy as np
         from PIL import Image

@@ -54,7 +54,7 @@ from ride_tf.runtime import quiet_tensorflow  # noqa: E402
 quiet_tensorflow()      # before TensorFlow is first imported: its start-up lines filtered
 
 import ride_tf  # noqa: E402
-from ride_tf import codec, data as image_data, discrete, pretrained  # noqa: E402
+from ride_tf import codec, data as image_data, pretrained  # noqa: E402
 from ride_tf.codec import coding  # noqa: E402
 from ride_tf.io import atomic_savefig, atomic_write_json  # noqa: E402
 

@@ -39,10 +39,11 @@ each image's smaller code length of the models A and B: what `ride-tf compress -
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
         --model planes=ride_tf/pretrained/gray.keras:planes --best best=rgb+planes --sets held_out readme evaluation
 
-`--kept NAME=A+B[+palette]` adds a column with the size of the file `ride_tf.compress_best` writes with the
-models A, B (their colour transforms as given) and, with +palette, the palette coder where it may win: the
-whole file, header included, each decoded and checked; this is what `ride-tf compress` writes (and which tries
-equal channels and packed histograms where the image has them, `ride_tf.codec.structure`).
+`--kept NAME=A+B[+palette][+adapt]` adds a column with the size of the file `ride_tf.compress_best` writes with
+the models A, B (their colour transforms as given), with +palette the palette coder where it may win, with
++adapt the shortest coding's priors fitted to the image as well (`ride-tf compress --adapt`): the whole file,
+header included, each decoded and checked; this is what `ride-tf compress` writes (and which tries equal
+channels and packed histograms where the image has them, `ride_tf.codec.structure`).
 
     python benchmarks/bench_models.py --model rgb=ride_tf/pretrained/rgb.keras \
         --model planes=ride_tf/pretrained/gray.keras:planes --kept compress=rgb+planes+palette --sets evaluation
@@ -278,8 +279,8 @@ def main(argv=None):
     for item in args.kept:
         name, _, parts = item.partition("=")
         kept[name] = parts.split("+")
-        if not name or not parts or any(p not in list(models) + ["palette"] for p in kept[name]):
-            raise SystemExit(f"--kept {item}: expected NAME=A+B[+palette] with names given to --model")
+        if not name or not parts or any(p not in list(models) + ["palette", "adapt"] for p in kept[name]):
+            raise SystemExit(f"--kept {item}: expected NAME=A+B[+palette][+adapt] with names given to --model")
     measured = list(models) + ["palette"] * args.palette + list(best) + list(kept)
     record = dict(command="python " + " ".join(sys.argv), models={k: v for k, v in
                                                                   (i.split("=", 1) for i in args.model)}, best=best, kept=kept,
@@ -300,8 +301,9 @@ def main(argv=None):
             for name, parts in best.items():
                 row[name] = min(row[p] for p in parts if row[p] is not None)
             for name, parts in kept.items():
-                candidates = [(models[p], transforms.get(p)) for p in parts if p != "palette"]
-                data, index = ride_tf.compress_best(candidates, image, palette="auto" if "palette" in parts else False)
+                candidates = [(models[p], transforms.get(p)) for p in parts if p not in ("palette", "adapt")]
+                data, index = ride_tf.compress_best(candidates, image, palette="auto" if "palette" in parts else False,
+                                                    adapt="adapt" in parts)
                 winner = candidates[index][0] if index < len(candidates) else None     # None: the palette coder
                 if not np.array_equal(ride_tf.decompress(winner, data).reshape(image.shape), image):
                     raise AssertionError(f"{image_name}: the file of --kept {name} did not decode to the image")

@@ -41,11 +41,13 @@ CASES = {
 
 
 def _worker(args):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if REPO not in sys.path:
         sys.path.append(REPO)
     import numpy as np
-    import tensorflow as tf
+
+    from ride_tf.runtime import quiet_tensorflow
+
+    tf = quiet_tensorflow()     # TensorFlow without its start-up lines (TF_CPP_MIN_LOG_LEVEL=2 unless set)
 
     if args.intra is not None:
         tf.config.threading.set_intra_op_parallelism_threads(args.intra)
@@ -164,7 +166,6 @@ def _measure(case, what, args):
         if getattr(args, opt) is not None:
             cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     _wait_quiet(args.wait_quiet)
     busy0, own0, t0 = _busy_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -169,7 +169,7 @@ def load_set(name, args):
 # ---------------------------------------------------------------- the scores
 def scores(model, held_out, seed=0):
     """{image: (density rate, code length)} in bit/px and their means."""
-    from ride_tf import codec, discrete
+    from ride_tf import codec
 
     per_image = {}
     for name, image in held_out.items():

@@ -26,7 +26,7 @@ quiet_tensorflow()      # before TensorFlow is first imported: its start-up line
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ride_tf import RIDE, codec, compressed_size_bits, data, discrete  # noqa: E402
+from ride_tf import RIDE, codec, compressed_size_bits, data  # noqa: E402
 from ride_tf.io import atomic_savefig  # noqa: E402
 from ride_tf.training import train  # noqa: E402
 

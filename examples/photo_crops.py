@@ -19,7 +19,6 @@ of the validation crops:
     python examples/photo_crops.py --layers 2 --cell paper --forget-bias 0 --paper-architecture   # as then
 """
 import argparse
-import json
 import os
 import sys
 import time

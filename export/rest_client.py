@@ -41,34 +41,34 @@ FORMATS = ("inputs", "instances")
 
 
 def build_request(signature="serving_default", images=None, num_samples=None, height=None, width=None, seed=0,
-                  format="inputs"):
+                  layout="inputs"):
     """The JSON body (a dict) of one predict request.
 
     Args:
       signature: a signature name (`ride_signatures.SIGNATURES`).
       images: uint8 [N, H, W, C] (or [N, H, W]) for the image signatures.
       num_samples, height, width, seed: the `sample` signature's inputs.
-      format: "inputs" (columnar) or "instances" (row; image signatures only).
+      layout: "inputs" (columnar) or "instances" (row; image signatures only), TF Serving's request formats.
     """
     signatures.check_signature(signature)
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    if layout not in FORMATS:
+        raise ValueError(f"layout must be one of {FORMATS}, got {layout!r}")
     if signature == "sample":
         if images is not None:
             raise ValueError("the sample signature takes sizes, not images")
-        if format != "inputs":
+        if layout != "inputs":
             raise ValueError("the sample signature has scalar inputs, which only the 'inputs' format can carry")
         return {"signature_name": signature,
                 "inputs": signatures.sample_inputs(num_samples, height, width, seed)}
     if images is None:
         raise ValueError(f"the {signature} signature needs images")
     images = signatures.image_batch(images).tolist()
-    if format == "instances":
+    if layout == "instances":
         return {"signature_name": signature, "instances": images}
     return {"signature_name": signature, "inputs": {"images": images}}
 
 
-def parse_response(signature, body, format="inputs"):
+def parse_response(signature, body, layout="inputs"):
     """TF Serving's JSON response -> {output name: NumPy array} with the signature's dtypes.
 
     Columnar responses are {"outputs": {...}}, or {"outputs": value} when the
@@ -79,7 +79,7 @@ def parse_response(signature, body, format="inputs"):
     dtypes = signatures.SIGNATURES[signature][1]
     if "error" in body:
         raise RuntimeError(f"the server answered: {body['error']}")
-    if format == "inputs":
+    if layout == "inputs":
         outputs = body["outputs"]
         values = outputs if len(names) > 1 else {names[0]: outputs}
     else:
@@ -112,8 +112,8 @@ def predict(server, model, request, version=None, timeout=60.0):
         except ValueError:
             pass
         raise RuntimeError(f"HTTP {error.code}: {text}") from None
-    format = "instances" if "instances" in request else "inputs"
-    return parse_response(request["signature_name"], body, format)
+    layout = "instances" if "instances" in request else "inputs"
+    return parse_response(request["signature_name"], body, layout)
 
 
 def build_parser():
@@ -136,7 +136,7 @@ def main(argv=None):
                                     seed=args.seed)
         else:
             images = signatures.load_images(args.images, args.mode)
-            request = build_request(args.signature, images, format=args.format)
+            request = build_request(args.signature, images, layout=args.format)
         outputs = predict(args.server, args.model, request, args.version, args.timeout)
     except (ValueError, RuntimeError, OSError) as error:
         print(f"rest_client: error: {error}", file=sys.stderr)

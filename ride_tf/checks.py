@@ -11,7 +11,17 @@ process where TensorFlow cannot load).
 import numpy as np
 
 __all__ = ["is_integer", "check_integer", "check_bool", "check_real", "check_number", "check_fraction", "check_seed", "check_choice",
-           "check_verbose", "check_images"]
+           "check_verbose", "check_images", "NonFiniteError"]
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """Numbers that must be finite are NaN or infinite: a model's weights or log-likelihoods, a loss, the data of
+    an L-BFGS fit (hidden states of a diverged model).
+
+    What `ride_tf.training.train` rolls a stage back for, told apart from other errors by its type.  A
+    `FloatingPointError` (values overflowed or diverged) and, for the checks that refused such values with
+    ValueError before it existed, a `ValueError`.
+    """
 
 
 def is_integer(value):

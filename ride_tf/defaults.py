@@ -14,11 +14,12 @@ start (measured on dead leaves, RIDE 1 layer x 32 units, 600 steps of
 trained with Adam.  `optimizer="sgd"` (`--optimizer sgd`) is the paper's.
 """
 
-__all__ = ["REGIONS", "OBJECTIVES", "CELLS", "OPTIMIZERS", "COLOUR_MODES", "MODEL", "TRAINING",
-           "NATURAL_IMAGE_PATCH_SIZES", "TEXTURE_PATCH_SIZES", "LEARNING_RATES", "PIXELS_PER_BATCH"]
+__all__ = ["REGIONS", "REGION", "OBJECTIVES", "CELLS", "OPTIMIZERS", "COLOUR_MODES", "MODEL", "TRAINING",
+           "NATURAL_IMAGE_PATCH_SIZES", "TEXTURE_PATCH_SIZES", "LEARNING_RATES", "INPAINTING", "PIXELS_PER_BATCH"]
 
 # --------------------------------------------------------------- choices
 REGIONS = ("full", "valid")              # which pixels a rate covers: all H x W, or the paper's valid region
+REGION = REGIONS[0]                      # the default (the RIDE methods' `region`, `ride-tf evaluate --region`)
 OBJECTIVES = ("density", "discrete")     # density of dequantized pixels, or the code length of 8-bit values
 CELLS = ("stable", "paper")              # spatial LSTM cells (`ride_tf.nn.spatial_lstm`)
 OPTIMIZERS = ("adam", "sgd")
@@ -50,10 +51,16 @@ NATURAL_IMAGE_PATCH_SIZES = (8, 12, 16, 22)
 TEXTURE_PATCH_SIZES = (20, 25, 30, 35, 40)
 # (start, stop) of the geometric learning-rate schedule over the stages, per optimizer (see above).
 LEARNING_RATES = {"sgd": (0.1, 1e-3), "adam": (3e-3, 1e-4)}
-# The defaults of `ride_tf.training.train` and `ride-tf train`.
+# The defaults of `ride_tf.training.train` and `ride-tf train`.  The L-BFGS fits of the MCGSM outside `train`
+# (`RIDE.finetune`, `training.fit_mcgsm`, `training.fit_baseline`, `training.FinetuneMCGSM`) take the same
+# finetune_max_iter iterations on finetune_samples pixels, and `training.patch_dataset` the same batch_size.
 TRAINING = dict(patch_sizes=NATURAL_IMAGE_PATCH_SIZES, epochs_per_stage=1, num_patches=10_000, batch_size=50,
                 optimizer="adam", momentum=0.9, clipnorm=1.0, finetune_max_iter=500, finetune_samples=50_000,
                 patience=2, seed=0)
+
+# --------------------------------------------------------- inpainting
+# The defaults of `RIDE.inpaint` and `ride-tf inpaint` shared by both: Metropolis-within-Gibbs sweeps.
+INPAINTING = dict(num_sweeps=100)
 
 # --------------------------------------------------------- evaluation
 # Pixels per graph call of the NumPy-facing methods (bounds memory): whole images are batched up to this

@@ -47,7 +47,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from ride_tf import evaluation, geometry
-from ride_tf.checks import check_choice, check_images, check_verbose
+from ride_tf.checks import NonFiniteError, check_choice, check_images, check_verbose
 from ride_tf.defaults import REGIONS
 from ride_tf.nn.mcgsm import IntensityMixture
 from ride_tf.quantization import LN2, NUM_BINS, bin_centres
@@ -288,7 +288,7 @@ def pixel_log_mass(model, images, region="full", verbose=0):
     log_masses = evaluation.pixel_map(model, centres, "log_mass", log_mass_head(model), verbose)
     if not np.isfinite(log_masses).all():
         bad = int((~np.isfinite(log_masses)).sum())
-        raise FloatingPointError(f"pixel_log_mass: {bad} of {log_masses.size} log-masses are not finite "
+        raise NonFiniteError(f"pixel_log_mass: {bad} of {log_masses.size} log-masses are not finite "
                                  "(non-finite model weights?).")
     return evaluation.crop(model, log_masses, region)
 

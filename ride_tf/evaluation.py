@@ -16,11 +16,17 @@ which gives the untiled map up to float32 round-off.
 Traced functions: `traced(model, name, fn, signature)` keeps one
 `tf.function` per model and name (for any batch and image size), so that
 repeated calls do not trace again; the sampler, inpainting and the codec use
-the same cache.
+the same cache.  Each is made by `per_model_function`, so that TensorFlow's
+count of retracing is kept per model and function: it counts traces per
+Python code object, and the functions of several models built from the same
+code (each traced once, as it must be: a graph holds its model's variables)
+would read as one function traced again and again ("N out of the last M
+calls to <function ...> triggered tf.function retracing").
 
 Shapes: images [N, H, W, C]; maps [N, H, W] in nats; rates [N] in bit per
 pixel and channel (`ride_tf.quantization.to_bits_per_pixel` of the mean).
 """
+import inspect
 import math
 import weakref
 
@@ -29,15 +35,15 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.checks import check_bool, check_choice, check_integer, check_seed, check_verbose
-from ride_tf.defaults import PIXELS_PER_BATCH, REGIONS
+from ride_tf.checks import NonFiniteError, check_bool, check_choice, check_integer, check_seed, check_verbose
+from ride_tf.defaults import PIXELS_PER_BATCH, REGION, REGIONS
 from ride_tf.neighbourhoods import neighbourhoods_at
 from ride_tf.preprocessing import check_images, prepare_images
 from ride_tf.quantization import NUM_BINS, bin_centres, to_bits_per_pixel
 
-__all__ = ["traced", "forget_traced", "prepare", "batches", "pixel_map", "tiled_map", "crop", "rate", "pixel_log_prob",
-           "log_prob", "log_likelihood_rate", "gaussian_log_likelihood_rate", "sample_rows", "adapt",
-           "sample_features", "sample_discrete_features", "TILE_WIDTH"]
+__all__ = ["traced", "per_model_function", "forget_traced", "prepare", "batches", "pixel_map", "tiled_map", "crop",
+           "rate", "pixel_log_prob", "log_prob", "log_likelihood_rate", "gaussian_log_likelihood_rate", "sample_rows",
+           "adapt", "sample_features", "sample_discrete_features", "TILE_WIDTH"]
 
 # Width of the tiles of large images (their height follows from PIXELS_PER_BATCH).
 TILE_WIDTH = 512
@@ -45,18 +51,46 @@ TILE_WIDTH = 512
 _TRACED = weakref.WeakKeyDictionary()
 
 
+class _OneModelsFunction:
+    """`fn` as the Python function of one model's `tf.function` (see `per_model_function`).
+
+    It has no code object of its own (and no `__wrapped__`), so TensorFlow keys the function's call and
+    tracing statistics by this object: per model and function, not per line of source."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.__name__ = getattr(fn, "__name__", "function")
+        self.__signature__ = inspect.signature(fn)
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
+
+
+def per_model_function(fn, **kwargs):
+    """`tf.function(fn, **kwargs)` for a function that closes over one model (or layer).
+
+    Such functions are made once per model and cached (`traced`,
+    `ride_tf.training.finetune`); with an `input_signature` each is traced
+    once.  TensorFlow's warning about retracing counts the traces of all
+    functions made from the same code together, so that training or
+    evaluating a few models one after the other would warn although no
+    function was traced twice; made here, each function is counted alone.
+    """
+    return tf.function(_OneModelsFunction(fn), **kwargs)
+
+
 def traced(model, name, fn, signature=None):
     """The model's traced `tf.function` called `name` (created from `fn` on first use, then reused).
 
     signature: the input signature (default: one float32 image batch
-    [None, None, None, C]); `reduce_retracing` keeps it at one trace per
-    signature for any batch and image size.
+    [None, None, None, C]); with it the function is traced once for any
+    batch and image size.
     """
     functions = _TRACED.setdefault(model, {})
     if name not in functions:
         if signature is None:
             signature = [tf.TensorSpec([None, None, None, model.num_channels], tf.float32)]
-        functions[name] = tf.function(fn, input_signature=signature, reduce_retracing=True)
+        functions[name] = per_model_function(fn, input_signature=signature, reduce_retracing=True)
     return functions[name]
 
 
@@ -65,7 +99,7 @@ def forget_traced(model):
     _TRACED.pop(model, None)
 
 
-def prepare(model, images, noise=True, seed=None, region="full", adapted=True, verbose=0):
+def prepare(model, images, noise=True, seed=None, region=REGION, adapted=True, verbose=0):
     """Validated, dequantized float32 images [N, H, W, C] (NumPy).
 
     With `adapted`, a model whose whitening was never fitted is refused
@@ -177,7 +211,7 @@ def rate(model, log_prob_map):
     return to_bits_per_pixel(log_prob_map.astype(np.float64).mean(axis=(1, 2)), model.num_channels)
 
 
-def pixel_log_prob(model, images, noise=True, seed=None, region="full", verbose=0):
+def pixel_log_prob(model, images, noise=True, seed=None, region=REGION, verbose=0):
     """Per-pixel log-likelihoods in nats, NumPy [N, H, W] (region="valid": [N, H - r, W - 2r]); see
     `RIDE.pixel_log_prob`."""
     images = prepare(model, images, noise, seed, region, verbose=verbose)
@@ -187,23 +221,23 @@ def pixel_log_prob(model, images, noise=True, seed=None, region="full", verbose=
     if bad.any():
         # Every expert is a Gaussian, so a finite model gives finite log-likelihoods: this is
         # an overflow (e.g. memory cells of the "paper" cell growing along the diagonals).
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"pixel_log_prob: {int(bad.sum())} of {bad.size} log-likelihoods are not finite on images of "
             f"{height} x {width} pixels: {model.non_finite_cause()}.")
     return crop(model, log_prob_map, region)
 
 
-def log_prob(model, images, noise=True, seed=None, region="full", verbose=0):
+def log_prob(model, images, noise=True, seed=None, region=REGION, verbose=0):
     """Per-image log-likelihood in nats over the region's pixels, float64 [N]."""
     return pixel_log_prob(model, images, noise, seed, region, verbose).astype(np.float64).sum(axis=(1, 2))
 
 
-def log_likelihood_rate(model, images, noise=True, seed=None, region="full", verbose=0):
+def log_likelihood_rate(model, images, noise=True, seed=None, region=REGION, verbose=0):
     """Per-image log-likelihood rate in bit per pixel (and channel) over the region, [N]."""
     return rate(model, pixel_log_prob(model, images, noise, seed, region, verbose))
 
 
-def gaussian_log_likelihood_rate(model, images, noise=True, seed=None, region="full"):
+def gaussian_log_likelihood_rate(model, images, noise=True, seed=None, region=REGION):
     """Rate in bit/px of the Gaussian linear predictor with the same neighbourhood (the whitening alone), [N]."""
     def gaussian_map(im):
         _, y_hat = model.whitened_pairs(im)
@@ -213,7 +247,7 @@ def gaussian_log_likelihood_rate(model, images, noise=True, seed=None, region="f
     return rate(model, crop(model, _batched_map(model, "gaussian", gaussian_map, images), region))
 
 
-def sample_rows(model, images, fn, num_samples, seed, region="full", adapted=True, owner="RIDE"):
+def sample_rows(model, images, fn, num_samples, seed, region=REGION, adapted=True, owner="RIDE"):
     """Apply `fn` (images -> tensors of rows, one row per pixel of `region`) batch by batch
     and keep each row with probability num_samples / (number of such pixels),
     so that memory stays bounded however many images there are."""

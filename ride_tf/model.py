@@ -22,13 +22,15 @@ Regions: ``region="full"`` (default) scores all H x W pixels;
 ``region="valid"`` scores the paper's protocol, rows r..H-1 and columns
 r..W-1-r, on the same model (the same conditionals, cut out of the full map).
 """
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ride_tf import discrete, evaluation, geometry
-from ride_tf.checks import check_bool, check_choice, check_integer
-from ride_tf.defaults import CELLS, MODEL, OBJECTIVES, REGIONS
+from ride_tf.checks import NonFiniteError, check_bool, check_choice, check_integer
+from ride_tf.defaults import CELLS, INPAINTING, MODEL, OBJECTIVES, REGION, REGIONS, TRAINING
 from ride_tf.io import check_model_path
 from ride_tf.neighbourhoods import extract_neighbourhoods, pad_images
 from ride_tf.nn.mcgsm import MCGSM
@@ -39,10 +41,23 @@ from ride_tf.quantization import dequantize, to_bits_per_pixel
 from ride_tf.training.finetune import finetune_model
 from ride_tf.wavefront import inpainting, sampling
 
-__all__ = ["RIDE", "REGIONS", "OBJECTIVES", "load_model"]
+__all__ = ["RIDE", "REGIONS", "OBJECTIVES", "load_model", "NonFiniteLossError"]
 
 # First half of the stateless seed of the dequantization noise in `fit` (the second: the optimizer's step).
 TRAINING_NOISE_SALT = 0x5249444554
+
+# Per model, a bool variable that the loss check of `fit`'s graph sets before it fails (`RIDE.assert_finite_loss`),
+# so that `RIDE.fit` tells that failure from other InvalidArgumentErrors by state, not by the error's text.
+_LOSS_NOT_FINITE = weakref.WeakKeyDictionary()
+
+
+class NonFiniteLossError(tf.errors.InvalidArgumentError, NonFiniteError):
+    """`fit` (or a loss computed eagerly) met a loss that is not finite; the failing step applied no update.
+
+    An `InvalidArgumentError`, as the graph's check raised it, and a `ride_tf.checks.NonFiniteError`."""
+
+    def __init__(self, message):
+        super().__init__(None, None, message)
 
 
 @keras.saving.register_keras_serializable(package="ride_tf")
@@ -152,10 +167,10 @@ class RIDE(keras.Model):
 
 
     def require_finite_weights(self, owner):
-        """Raise ValueError (naming `owner` and the variables) if any weight is NaN or infinite."""
+        """Raise `NonFiniteError`, a ValueError (naming `owner` and the variables), if any weight is NaN or infinite."""
         bad = self.non_finite_weights()
         if bad:
-            raise ValueError(f"{owner}: {len(bad)} of the model's {len(self.weights)} weights are not finite "
+            raise NonFiniteError(f"{owner}: {len(bad)} of the model's {len(self.weights)} weights are not finite "
                              f"({_name_some(bad)}); nothing was written. "
                              "Restore good weights first (train() rolls back non-finite stages; a "
                              "FitCheckpoint holds the last finished epoch).")
@@ -174,13 +189,30 @@ class RIDE(keras.Model):
         """Keras `Model.fit`; a callback with `restore_for_fit` (`ride_tf.training.checkpoint.FitCheckpoint`)
         first restores its checkpoint, and fit continues after the epochs it had finished.  A tf.data
         dataset is taken as it is (shuffle=False by default: Keras ignores the argument for datasets and
-        says so in a warning)."""
+        says so in a warning).  A step whose loss is not finite stops fit with `NonFiniteLossError` (an
+        InvalidArgumentError; under a distribution strategy, TensorFlow's InvalidArgumentError itself)."""
         for callback in callbacks or []:
             if hasattr(callback, "restore_for_fit"):
                 initial_epoch = max(initial_epoch, callback.restore_for_fit(self))
         if isinstance(x, tf.data.Dataset):
             kwargs.setdefault("shuffle", False)
-        return super().fit(x, *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs)
+        flag = self._loss_not_finite_flag()
+        try:
+            return super().fit(x, *args, callbacks=callbacks, initial_epoch=initial_epoch, **kwargs)
+        except tf.errors.InvalidArgumentError as error:
+            if flag is not None and bool(flag.numpy()):
+                raise NonFiniteLossError(self._non_finite_loss_message()) from error
+            raise
+
+    def _loss_not_finite_flag(self):
+        """The variable that the loss check sets (created here, eagerly, before `fit` traces its step); None under
+        a distribution strategy, where the check's error stays TensorFlow's own."""
+        if tf.distribute.has_strategy() or self.distribute_strategy is not tf.distribute.get_strategy():
+            return None
+        if self not in _LOSS_NOT_FINITE:
+            with tf.init_scope():
+                _LOSS_NOT_FINITE[self] = tf.Variable(False, trainable=False, name="loss_not_finite")
+        return _LOSS_NOT_FINITE[self]
 
     def save(self, filepath, *args, **kwargs):
         """Keras `Model.save`, refusing a model whose weights are not finite (a saved model is never NaN)."""
@@ -423,19 +455,19 @@ class RIDE(keras.Model):
     def assert_finite_loss(self, loss):
         """The loss, with an assert op that stops `fit`/`evaluate` with a clear message when it is not finite.
 
-        The loss's gradient waits for the assert too, so the step that fails applies no update.
+        The loss's gradient waits for the assert too, so the step that fails applies no update.  Eagerly:
+        `NonFiniteLossError`; in `fit`'s graph the check first sets the model's flag, from which `fit` raises
+        `NonFiniteLossError` instead of the assert's InvalidArgumentError.
         """
-        if self.num_layers and self.cell == "paper":
-            cause = ("the spatial LSTM's memory cells overflowed (cell='paper' is unbounded where "
-                     "f_left + f_up > 1; cell='stable' cannot overflow) or the weights became non-finite")
-        else:
-            cause = "the weights became non-finite (a learning rate too large?)"
+        finite = tf.math.is_finite(loss)
         if tf.executing_eagerly():
-            if not bool(tf.math.is_finite(loss)):
-                raise FloatingPointError(f"RIDE: the loss is not finite: {cause}.")
+            if not bool(finite):
+                raise NonFiniteLossError(self._non_finite_loss_message())
             return loss
-        check = tf.debugging.assert_equal(tf.math.is_finite(loss), True,
-                                          message=f"RIDE: the loss is not finite: {cause}")
+        # The flag is set before the check fails: `fit` reads it to raise NonFiniteLossError.
+        flag = _LOSS_NOT_FINITE.get(self)
+        with tf.control_dependencies([] if flag is None else [flag.assign(tf.logical_not(finite))]):
+            check = tf.debugging.assert_equal(finite, True, message=self._non_finite_loss_message())
 
         # Every gradient flows from d loss, so making it wait for the check keeps the optimizer from
         # applying a non-finite step: a failed step leaves the weights as they were.
@@ -449,6 +481,15 @@ class RIDE(keras.Model):
                     return tf.identity(upstream)
             return out, grad
         return checked(loss)
+
+    def _non_finite_loss_message(self):
+        """What a loss that is not finite says: its likely cause for this model."""
+        if self.num_layers and self.cell == "paper":
+            cause = ("the spatial LSTM's memory cells overflowed (cell='paper' is unbounded where "
+                     "f_left + f_up > 1; cell='stable' cannot overflow) or the weights became non-finite")
+        else:
+            cause = "the weights became non-finite (a learning rate too large?)"
+        return f"RIDE: the loss is not finite: {cause}."
 
     def rate_from_log_prob_map(self, log_prob_map):
         """[N, H', W'] nats -> [N] log-likelihood rate in bit per pixel (and channel)."""
@@ -477,7 +518,7 @@ class RIDE(keras.Model):
         return logs
 
     # ------------------------------------------------------- NumPy-facing API (`ride_tf.evaluation`)
-    def pixel_log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
+    def pixel_log_prob(self, images, noise=True, seed=None, region=REGION, verbose=0):
         """Per-pixel log-likelihoods in nats, NumPy [N, H, W] (region="valid": [N, H - r, W - 2r]).
 
         Every pixel has a conditional (`ride_tf.geometry`); region="valid"
@@ -490,15 +531,15 @@ class RIDE(keras.Model):
         """
         return evaluation.pixel_log_prob(self, images, noise, seed, region, verbose)
 
-    def log_prob(self, images, noise=True, seed=None, region="full", verbose=0):
+    def log_prob(self, images, noise=True, seed=None, region=REGION, verbose=0):
         """Per-image log-likelihood in nats over the region's pixels, [N]."""
         return evaluation.log_prob(self, images, noise, seed, region, verbose)
 
-    def log_likelihood_rate(self, images, noise=True, seed=None, region="full", verbose=0):
+    def log_likelihood_rate(self, images, noise=True, seed=None, region=REGION, verbose=0):
         """Per-image log-likelihood rate in bit per pixel (and channel) over the region, [N]."""
         return evaluation.log_likelihood_rate(self, images, noise, seed, region, verbose)
 
-    def gaussian_log_likelihood_rate(self, images, noise=True, seed=None, region="full"):
+    def gaussian_log_likelihood_rate(self, images, noise=True, seed=None, region=REGION):
         """Rate in bit/px of the Gaussian linear predictor with the same neighbourhood (the whitening alone)."""
         return evaluation.gaussian_log_likelihood_rate(self, images, noise, seed, region)
 
@@ -528,8 +569,8 @@ class RIDE(keras.Model):
         return sampling.sample(self, num_samples, height, width, seed=seed, continuous=continuous, images=images,
                                mask=mask, batch_size=batch_size)
 
-    def inpaint(self, image, mask, num_sweeps=100, seed=None, verbose=1, num_candidates=5, block_size=5,
-                stride=3, window_size=19, callback=None):
+    def inpaint(self, image, mask, num_sweeps=INPAINTING["num_sweeps"], seed=None, verbose=1, num_candidates=5,
+                block_size=5, stride=3, window_size=19, callback=None):
         """Fill the missing pixels (mask True) of one image by sampling the posterior; (filled, acceptance_rate).
 
         Metropolis within Gibbs (paper section 3.4, eq. 9): the best of 5
@@ -542,15 +583,16 @@ class RIDE(keras.Model):
                                   num_candidates=num_candidates, block_size=block_size, stride=stride,
                                   window_size=window_size, callback=callback)
 
-    def finetune(self, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0,
-                 verbose=1, objective=None, **kwargs):
+    def finetune(self, images, max_iter=TRAINING["finetune_max_iter"], num_samples=TRAINING["finetune_samples"],
+                 validation_fraction=0.1, seed=0, verbose=1, objective=None, **kwargs):
         """Fit the MCGSM alone by L-BFGS on a fixed random sample of pixels; returns the `FinetuneResult`.
 
         With num_layers = 0 this trains the whole MCGSM image model, the paper's
         way; for RIDE it is the fine-tuning step after each training stage.
         objective: "density" (the log-density of dequantized pixels) or
         "discrete" (log P(k) of the 8-bit values of uint8 images); default:
-        the model's `objective`.  See `ride_tf.training.finetune.finetune_model`.
+        the model's `objective`.  `max_iter` and `num_samples` default to `train`'s fine-tuning
+        (`ride_tf.defaults.TRAINING`).  See `ride_tf.training.finetune.finetune_model`.
         """
         return finetune_model(self, images, max_iter=max_iter, num_samples=num_samples,
                               validation_fraction=validation_fraction, seed=seed, verbose=verbose,

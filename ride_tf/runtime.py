@@ -1,4 +1,5 @@
-"""TensorFlow's start-up, without its start-up log lines (no TensorFlow import at module level).
+"""The process's settings: TensorFlow's start-up without its start-up log lines, and RIDE_TF_NATIVE (no TensorFlow
+import at module level).
 
 TensorFlow 2.21 writes informational lines while its libraries load
 ("oneDNN custom operations are on ...", "Could not find cuda drivers ...",
@@ -19,7 +20,9 @@ TensorFlow (the command line's subcommands that need the float model,
 the user's that imports TensorFlow itself sees TensorFlow's own behaviour.
 
 This is the one place where the package sets TF_CPP_MIN_LOG_LEVEL: to 2
-(errors only) when `quiet_tensorflow` runs, unless the environment sets it
+(errors only) when `quiet_tensorflow` runs, unless the environment sets it,
+and where it reads RIDE_TF_NATIVE (`native_setting`, once per process), which
+the codec's C kernels and the palette coder's C version both follow
 (docs/reference.md lists the environment variables the package reads).
 """
 import importlib
@@ -28,12 +31,17 @@ import re
 import sys
 import tempfile
 
-__all__ = ["quiet_tensorflow", "is_startup_line", "LOG_LEVEL"]
+__all__ = ["quiet_tensorflow", "is_startup_line", "native_setting", "LOG_LEVEL", "NATIVE_SETTINGS"]
 
 # TensorFlow's C++ log level while ride-tf's entry points run, unless the environment sets TF_CPP_MIN_LOG_LEVEL.
 LOG_LEVEL = "2"
 
 _STARTUP_LINE = re.compile(r"^(I\d{4} [\d:.]+ +\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog)")
+# RIDE_TF_NATIVE's values: "0" the codec's reference path (no C kernels, the palette coder's included); "generic",
+# "avx2", "avx512" cap the instruction set of the C kernels; "1" (or unset) the best the CPU has.
+NATIVE_SETTINGS = ("0", "1", "generic", "avx2", "avx512")
+_NATIVE = []
+
 # What the CUDA build of TensorFlow reports, as an error, on a machine without a GPU driver.
 _NO_GPU_LINE = re.compile(r"^E\d{4} [\d:.]+ +\d+ cuda_platform\.cc:\d+\] failed call to cuInit")
 
@@ -89,3 +97,13 @@ def quiet_tensorflow():
             sys.stderr.write("".join(kept))
             sys.stderr.flush()
     return tensorflow
+
+
+def native_setting():
+    """RIDE_TF_NATIVE (one of `NATIVE_SETTINGS`; unset: "1"), read once per process; ValueError for another value."""
+    if not _NATIVE:
+        value = os.environ.get("RIDE_TF_NATIVE", "1")
+        if value not in NATIVE_SETTINGS:
+            raise ValueError(f"RIDE_TF_NATIVE={value!r}: expected one of {', '.join(NATIVE_SETTINGS)}.")
+        _NATIVE.append(value)
+    return _NATIVE[0]

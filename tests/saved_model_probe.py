@@ -52,7 +52,6 @@ SAVED, REFERENCE, OUT, EXPORT_DIR = sys.argv[1:5]
 sys.path.insert(0, EXPORT_DIR)
 import grpc_client  # noqa: E402
 import rest_client  # noqa: E402
-import ride_signatures  # noqa: E402
 
 reference = np.load(REFERENCE)
 images = reference["images"]
@@ -168,14 +167,14 @@ with section("clients"):
     mismatches = {}
     for signature in signature_defs:
         formats = ["inputs"] if signature == "sample" else ["inputs", "instances"]
-        for format in formats:
+        for layout in formats:
             if signature == "sample":
                 body = rest_client.build_request("sample", **sample_args)
             else:
-                body = rest_client.build_request(signature, images, format=format)
+                body = rest_client.build_request(signature, images, layout=layout)
             feeds = decode_json_request(signature, body)
-            mismatches[f"rest_{format}/{signature}"] = matches_signature(signature, feeds)
-            store(f"rest_{format}", signature, session_run(signature, feeds))
+            mismatches[f"rest_{layout}/{signature}"] = matches_signature(signature, feeds)
+            store(f"rest_{layout}", signature, session_run(signature, feeds))
         if signature == "sample":
             protos = grpc_client.build_inputs("sample", **sample_args)
         else:
@@ -220,9 +219,9 @@ with section("saved_model_cli"):
         with contextlib.redirect_stdout(stdout):
             try:
                 saved_model_cli.main()
-            except SystemExit as exit:
-                if exit.code not in (None, 0):
-                    raise RuntimeError(f"saved_model_cli exited with {exit.code}") from None
+            except SystemExit as stop:
+                if stop.code not in (None, 0):
+                    raise RuntimeError(f"saved_model_cli exited with {stop.code}") from None
         return stdout.getvalue()
 
     meta["show_all"] = cli("show", "--dir", SAVED, "--all")

@@ -116,21 +116,30 @@ def test_a_stage_with_non_finite_values_is_rolled_back_and_the_run_goes_on(tmp_p
     images = data.dead_leaves(4, size=20, seed=2)
 
     class Poison(keras.callbacks.Callback):
-        """Makes the weights NaN during the second stage's training."""
+        """Makes the weights NaN in the second stage after its first batch (the next batch's loss is not
+        finite: NonFiniteLossError), and in the third at its end (the weights' check: NonFiniteError)."""
         calls = 0
 
         def on_train_begin(self, logs=None):
             Poison.calls += 1
 
-        def on_train_end(self, logs=None):
-            if Poison.calls == 2:
-                self.model.mcgsm.means.assign(np.full(self.model.mcgsm.means.shape, np.nan))
+        def poison(self):
+            self.model.mcgsm.means.assign(np.full(self.model.mcgsm.means.shape, np.nan))
 
-    stages = training.train(model, images, patch_sizes=(8, 8, 10), num_patches=20, batch_size=10,
-                            finetune_max_iter=0, patience=3, verbose=0, callbacks=[Poison()],
+        def on_train_batch_end(self, batch, logs=None):
+            if Poison.calls == 2 and batch == 0:
+                self.poison()
+
+        def on_train_end(self, logs=None):
+            if Poison.calls == 3:
+                self.poison()
+
+    stages = training.train(model, images, patch_sizes=(8, 8, 8, 10), num_patches=20, batch_size=10,
+                            finetune_max_iter=0, patience=4, verbose=0, callbacks=[Poison()],
                             checkpoint_dir=tmp_path / "run")
-    assert [s.rolled_back for s in stages] == [False, True, False]
-    assert "non-finite" in stages[1].error and not stages[1].kept
+    assert [s.rolled_back for s in stages] == [False, True, True, False]
+    assert "loss is not finite" in stages[1].error and not stages[1].kept
+    assert "non-finite" in stages[2].error and not stages[2].kept
     assert all(np.isfinite(w).all() for w in model.get_weights())
     assert np.isfinite(model.log_likelihood_rate(images, seed=0)).all()
 

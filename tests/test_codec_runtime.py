@@ -1,17 +1,14 @@
 """The codec's runtime without TensorFlow: integer model files, the shipped models found by name and fingerprint,
 the cache of derived models, and threads that change neither the bytes nor the pixels."""
-import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
-import zipfile
 
 import numpy as np
 import pytest
 
-import ride_tf
 from ride_tf import codec, pretrained
 from ride_tf.codec import model_file, native, registry
 from test_layering import RUNTIME
@@ -208,10 +205,10 @@ def test_the_header_names_a_shipped_model_that_decompress_finds():
     for name in ("gray-small", "gray-102min"):
         data = codec.compress(name, image)
         found = codec.find_model(codec.read_header(data))
-        assert found.name == name and found.coding == (None, False)
+        assert found.name == name and found.coding == (None, False, False)
         np.testing.assert_array_equal(codec.decompress(data), image)
     data = codec.compress("gray", photo(3, 12, 20), colour_transform="rct")
-    assert codec.find_model(codec.read_header(data))[1:] == (("rct", False), "gray")
+    assert codec.find_model(codec.read_header(data))[1:] == (("rct", False, False), "gray")
 
 
 # ------------------------------------------------------------------ the cache of derived models

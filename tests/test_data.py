@@ -4,6 +4,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 from PIL import Image
@@ -78,11 +79,17 @@ def test_the_same_seed_gives_the_same_batches(folder):
 
 
 def test_fit_trains_on_a_streamed_folder(folder):
+    """5 Adam steps on streamed patches raise the rate of other patches of the folder by more than 0.25 bit/px
+    (about 0.5 measured), from a whitening fitted on dead leaves."""
+    keras.utils.set_random_seed(0)
     model = RIDE(num_hiddens=3, num_components=2, num_scales=2, num_features=3)
     model.adapt(data.dead_leaves(4, size=24, seed=0))
-    model.compile(optimizer="adam")
-    history = model.fit(data.streaming_patches(folder, 12, batch_size=4), steps_per_epoch=2, epochs=1, verbose=0)
-    assert np.isfinite(history.history["loss"]).all()
+    probe = next(iter(data.streaming_patches(folder, 12, batch_size=8, repeat=False, seed=1))).numpy()
+    before = model.log_likelihood_rate(probe, seed=0).mean()
+    model.compile(optimizer=keras.optimizers.Adam(0.01))
+    model.fit(data.streaming_patches(folder, 12, batch_size=4), steps_per_epoch=5, epochs=1, verbose=0)
+    after = model.log_likelihood_rate(probe, seed=0).mean()
+    assert after > before + 0.25, (before, after)
 
 
 def test_bad_sources_and_arguments_are_refused(folder, tmp_path):
@@ -96,6 +103,8 @@ def test_bad_sources_and_arguments_are_refused(folder, tmp_path):
         data.streaming_patches([str(tmp_path / "nothing.png")], 8)
     with pytest.raises(ValueError, match="shard_index"):
         data.streaming_patches(folder, 8, num_shards=2, shard_index=2)
+    with pytest.raises(ValueError, match=r"shard 8 of 9 has no file \(8 files in all\)"):     # 8 .png files
+        data.streaming_patches(folder, 8, num_shards=9, shard_index=8)
     with pytest.raises(ValueError, match="both"):
         data.streaming_patches(folder, 8, num_shards=2)
     with pytest.raises(ValueError, match="patch_size"):

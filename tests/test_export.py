@@ -264,10 +264,10 @@ def test_rest_requests_and_responses(exported):
     images = exported["reference"]["images"]
     body = rest_client.build_request("log_prob", images[..., 0])            # [N, H, W] gets C = 1
     assert body == {"signature_name": "log_prob", "inputs": {"images": images.tolist()}}
-    assert rest_client.build_request(images=images, format="instances")["instances"] == images.tolist()
+    assert rest_client.build_request(images=images, layout="instances")["instances"] == images.tolist()
     assert rest_client.build_request("sample", num_samples=2, height=3, width=4, seed=-1) == {
         "signature_name": "sample", "inputs": {"num_samples": 2, "height": 3, "width": 4, "seed": -1}}
-    for kwargs, text in [(dict(signature="sample", num_samples=2, height=3, width=4, format="instances"),
+    for kwargs, text in [(dict(signature="sample", num_samples=2, height=3, width=4, layout="instances"),
                           "only the 'inputs' format"),
                          (dict(signature="nope", images=images), "unknown signature"),
                          (dict(signature="log_prob"), "needs images"),
@@ -282,7 +282,7 @@ def test_rest_requests_and_responses(exported):
     assert rates["rate"].dtype == np.float32 and rates["rate_valid"].tolist() == [1, 2]
     rows = rest_client.parse_response("serving_default", {"predictions": [{"rate": 1, "rate_valid": 2},
                                                                           {"rate": 3, "rate_valid": 4}]},
-                                      format="instances")
+                                      layout="instances")
     assert rows["rate"].tolist() == [1, 3] and rows["rate_valid"].tolist() == [2, 4]
     assert rest_client.parse_response("log_prob", {"outputs": [1.0, 2.0]})["log_prob"].dtype == np.float64
     assert rest_client.parse_response("sample", {"outputs": [[[[3]]]]})["images"].dtype == np.uint8

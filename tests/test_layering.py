@@ -26,7 +26,7 @@ LAYERS = [
     ["codec.model_file", "codec.native"],
     ["codec.coding"],
     ["codec.planes"],
-    ["codec.structure"],
+    ["codec.structure", "codec.adapt"],
     ["codec.registry"],
     # the float model
     ["quantization"],
@@ -52,7 +52,7 @@ LAYERS = [
 # tests/test_codec_runtime.py), so that compress, decompress and exact sizes start at once.
 RUNTIME = ["checks", "defaults", "lazy_imports", "runtime", "io", "codec", "data", "data.files", "geometry", "codec.rans",
            "codec.format", "codec.lookup", "codec.palette", "codec.integer", "codec.model_file", "codec.native",
-           "codec.coding", "codec.planes", "codec.structure", "codec.registry", "codec.api"]
+           "codec.coding", "codec.planes", "codec.structure", "codec.adapt", "codec.registry", "codec.api"]
 
 
 def module_names():

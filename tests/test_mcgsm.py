@@ -9,18 +9,15 @@ below, directly from the formulas of the `ride_tf.nn.mcgsm` module docstring:
 with the C * S experts in (c, s) row-major order.
 """
 import math
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
-
-from ride_tf.nn.distributions import MCGSMDistribution  # noqa: E402
-from ride_tf.nn.mcgsm import MAX_LOG_SCALE, MCGSM  # noqa: E402
+from ride_tf.nn.distributions import MCGSMDistribution
+from ride_tf.nn.mcgsm import MAX_LOG_SCALE, MCGSM
 
 tfd = tfp.distributions
 
@@ -405,6 +402,36 @@ def test_mixture_and_components_are_consistent_with_log_prob(dim_out):
     posterior = tf.nn.softmax(dist.posterior_logits(y), -1).numpy()
     np.testing.assert_allclose(posterior.sum(-1), 1.0, atol=1e-5)
 
+
+
+def test_validate_args_checks_the_shapes_statically_and_in_graphs():
+    """As TFP's MixtureSameFamily: the experts of the gate, the means and the factors, the event size and the
+    batch shapes must agree; a ValueError at construction where the shapes are known, and with validate_args an
+    InvalidArgumentError when a graph of unknown shapes runs (without it, a gate of 1 expert broadcasts silently)."""
+    K, d, n = 3, 2, 4
+    logits, loc, factors = tf.zeros([n, K]), tf.zeros([n, K, d]), tf.eye(d, batch_shape=[K])
+    y = tf.ones([n, d])
+    bad = {"number of experts": (tf.zeros([n, 1]), loc, factors),
+           "event size": (logits, loc, tf.eye(d + 1, batch_shape=[K])),
+           "batch shapes of gate_logits and loc": (logits, tf.zeros([n + 1, K, d]), factors)}
+    for message, args in bad.items():
+        for validate_args in (True, False):
+            with pytest.raises(ValueError, match=message):
+                MCGSMDistribution(*args, validate_args=validate_args)
+    with pytest.raises(ValueError, match="rank >= 3"):
+        MCGSMDistribution(logits, loc, tf.eye(d), validate_args=True)
+
+    spec = [tf.TensorSpec([None, None]), tf.TensorSpec([None, None, None]), tf.TensorSpec([None, None, None]),
+            tf.TensorSpec([None, None])]
+    checked = tf.function(lambda *a: MCGSMDistribution(*a[:3], validate_args=True).log_prob(a[3]),
+                          input_signature=spec)
+    unchecked = tf.function(lambda *a: MCGSMDistribution(*a[:3]).log_prob(a[3]), input_signature=spec)
+    expected = MCGSMDistribution(logits, loc, factors).log_prob(y).numpy()
+    np.testing.assert_array_equal(checked(logits, loc, factors, y).numpy(), expected)
+    for message, args in bad.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            checked(*args, y)
+    assert np.isfinite(unchecked(*bad["number of experts"], y).numpy()).all()       # what validate_args catches
 
 # --------------------------------------------------------------------------- gradients
 def test_float64_layer_and_gradients_match_finite_differences():

@@ -3,15 +3,11 @@
 The images used here encode each pixel's position in its value (10 * i + j, plus 100 per
 channel), so every extracted input can be checked against a hand-written list.
 """
-import os
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ride_tf.neighbourhoods import (causal_mask, causal_offsets, extract_neighbourhoods,  # noqa: E402
+from ride_tf.neighbourhoods import (causal_mask, causal_offsets, extract_neighbourhoods,
                                     num_inputs, valid_shape)
 
 

@@ -184,7 +184,7 @@ def test_engine_choices_are_checked(monkeypatch):
     image = window(24, 32)
     with pytest.raises(ValueError, match="engine must be one of"):
         palette.encode(image, "fast")
-    monkeypatch.setenv("RIDE_TF_NATIVE", "0")
+    monkeypatch.setattr(palette, "native_setting", lambda: "0")        # as RIDE_TF_NATIVE=0 at the start
     assert not palette.available()
     with pytest.raises(ValueError, match="needs the C kernels"):
         palette.encode(image, "native")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import ride_tf
-from ride_tf import codec, discrete
+from ride_tf import codec
 from ride_tf.codec import planes
 from test_discrete import colour_dead_leaves, small_ride
 

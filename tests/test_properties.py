@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ride_tf import RIDE, codec, data as image_data, discrete, preprocessing
+from ride_tf import RIDE, codec, data as image_data, preprocessing
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ride_tf")
 SETTINGS = dict(deadline=None, derandomize=True, database=None,

@@ -1,14 +1,10 @@
 """Tests of ride_tf.nn.spatial_lstm (SpatialLSTMCell, SpatialLSTM) (eq. 6 of Theis & Bethge 2015)."""
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ride_tf.nn.spatial_lstm import SpatialLSTM, SpatialLSTMCell, diagonal_scan  # noqa: E402
+from ride_tf.nn.spatial_lstm import SpatialLSTM, SpatialLSTMCell, diagonal_scan
 
 
 # ----------------------------------------------------------------- reference

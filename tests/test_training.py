@@ -1,4 +1,5 @@
 """RIDE started from its MCGSM baseline (skip_inputs), and training for the discrete likelihood."""
+import logging
 import math
 
 import keras
@@ -91,7 +92,10 @@ def test_the_discrete_loss_is_the_exact_code_length(leaves, baseline):
     assert result["bits_per_pixel"] == pytest.approx(-code_length, rel=1e-5)
     model.objective = "density"                       # back to the density of dequantized pixels
     density = model.evaluate(images, batch_size=2, verbose=0, return_dict=True)["loss"]
-    assert density == pytest.approx(-model.log_likelihood_rate(images, noise=False).mean(), abs=0.1)
+    # evaluate draws its own noise: against the mean over 8 seeds (noise: about 0.002 bit/px either way),
+    # to 0.01 bit/px, below the 0.02-0.05 bit/px of the effects the docs report.
+    noisy = np.mean([model.log_likelihood_rate(images, seed=seed).mean() for seed in range(8)])
+    assert density == pytest.approx(-noisy, abs=0.01)
 
 
 def test_discrete_training_lowers_the_exact_code_length(leaves):
@@ -141,6 +145,35 @@ def test_train_starts_from_the_baseline_and_reports_it(leaves):
     assert stages[0].baseline_validation_rate == pytest.approx(
         base.log_likelihood_rate(test_images, seed=0).mean(), abs=1e-9)
 
+
+def test_train_traces_each_function_once_per_model(leaves, monkeypatch):
+    """`train` on crops of several sizes (its MCGSM baseline, validation images, L-BFGS fine-tuning) logs no
+    "N out of the last M calls to <function ...> triggered tf.function retracing" (issue 28): each of the
+    package's functions is traced once per model and shape class, and counted per model.
+
+    TensorFlow counts the traces per process and warns at 5 in the last 10 calls, so other tests' models
+    would decide what this one sees: the test starts from a fresh count, and warns at 2 traces, so that one
+    short run shows a function traced twice for one model, or counted together for the model and its baseline.
+    Both stages have the same patch size: Keras's own step function is traced anew for a new one."""
+    from tensorflow.python.eager.polymorphic_function import polymorphic_function
+
+    monkeypatch.setattr(polymorphic_function, "_frequent_tracing_detector_manager",
+                        polymorphic_function._FrequentTracingDetectorManager())
+    monkeypatch.setattr(polymorphic_function, "FREQUENT_TRACING_WARNING_THRESHOLD", 2)
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    crops = [leaves[0][k][:18 + 2 * k, :26 - 2 * k] for k in range(4)]
+    validation = [leaves[1][0][:20, :28], leaves[1][1][:26, :18]]
+    model = ride(skip_inputs=True, seed=4)
+    tf.get_logger().addHandler(handler)
+    try:
+        stages = train(model, crops, validation_images=validation, patch_sizes=(8, 8), num_patches=40,
+                       batch_size=10, finetune_max_iter=3, finetune_samples=400, baseline_max_iter=3, verbose=0)
+    finally:
+        tf.get_logger().removeHandler(handler)
+    assert len(stages) == 2 and all(np.isfinite(s.validation_rate) for s in stages)
+    assert not [m for m in messages if "retracing" in m], messages
 
 def test_sample_patches_and_train_refuse_bad_sizes_with_a_clear_message():
     """Images smaller than the patch in both directions, and non-integer or empty settings, are refused."""

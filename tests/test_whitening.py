@@ -5,16 +5,12 @@
 
 All reference values are computed here in float64 NumPy from the empirical (1/M) moments.
 """
-import os
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from ride_tf.nn.whitening import ConditionalWhitening  # noqa: E402
+from ride_tf.nn.whitening import ConditionalWhitening
 
 DX = 12
 M = 20000

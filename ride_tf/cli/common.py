@@ -13,7 +13,7 @@ import os
 __all__ = ["CommandError", "UsageError", "HelpFormatter", "image_size", "int_at_least", "positive_int",
            "non_negative_int", "positive_float", "load_model", "load_integer_model", "shipped_model", "check_output_file", "read_exact",
            "read_for_model", "coded_image", "coded_candidates", "coding_note", "CodedImage", "MODEL_HELP",
-           "COLOUR_HELP", "PALETTE_HELP", "PALETTE_NAME", "PALETTE_TRIES", "THREADS_HELP", "palette_choice"]
+           "COLOUR_HELP", "PALETTE_HELP", "PALETTE_NAME", "PALETTE_TRIES", "THREADS_HELP", "ADAPT_HELP", "palette_choice"]
 
 MODEL_HELP = ("a .keras model file (its integer model derived once, then cached), an integer model file "
               "(.integer.npz, `ride-tf export --codec`), or the name of a shipped model (gray, rgb, gray-small, ...; "
@@ -266,7 +266,7 @@ def coded_candidates(path, model_path=None, mode=None, to_gray=False, models=Non
     return [first]
 
 
-def coding_note(note, colour_transform, packed):
+def coding_note(note, colour_transform, packed, adapted=False):
     """The output line's note for a coding (`ride_tf.codec.codings_to_try`): the candidate's own note, with what
     the coding does where it is not the candidate's plain one."""
     parts = [note] if note and colour_transform != "equal" else []
@@ -274,7 +274,13 @@ def coding_note(note, colour_transform, packed):
         parts.append("three equal channels, coded once by the gray model")
     if packed:
         parts.append("values coded as indices in each channel's table of used values")
+    if adapted:
+        parts.append("the model's priors fitted to the image")
     return "; ".join(parts)
+
+
+ADAPT_HELP = ("also try the shortest coding with the model's priors fitted to the image (one-channel models: gray "
+              "images and colour planes; the shifts are stored in the file; about twice the time)")
 
 
 def palette_choice(args):

@@ -1,5 +1,5 @@
 """`ride-tf compress IN OUT.ride [--model M]`: lossless compression of an image file."""
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
+from ride_tf.cli.common import (ADAPT_HELP, COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
                                CommandError, check_output_file, coded_candidates, coding_note, palette_choice,
                                positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
@@ -23,6 +23,7 @@ def add_parser(commands, formatter):
                           help="code a colour image's luma with a gray model (not lossless: said in the output)")
     compress.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
     compress.add_argument("--threads", type=positive_int, help=THREADS_HELP)
+    compress.add_argument("--adapt", action="store_true", help=ADAPT_HELP)
     compress.set_defaults(run=run, needs_tensorflow=False)
     return compress
 
@@ -44,25 +45,18 @@ def run(args):
         candidates = coded_candidates(args.input, args.model, args.mode, args.to_gray, colour=args.colour)
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
         try:
-            data, index = codec.compress_best([(c.model, c.colour_transform) for c in candidates], image,
-                                              metadata=file_mode.to_bytes(), threads=args.threads)
-            alternative = codec.palette_alternative(image, 8 * len(data), PALETTE_TRIES[args.palette],
-                                                    metadata=file_mode.to_bytes())
-            if alternative is not None and len(alternative) < len(data):
-                data, index = alternative, len(candidates)
+            files = codec.compress_tries([(c.model, c.colour_transform) for c in candidates], image,
+                                         metadata=file_mode.to_bytes(), threads=args.threads, adapt=args.adapt,
+                                         palette=PALETTE_TRIES[args.palette])
         except ValueError as error:
             raise CommandError(f"{args.input}: {error}") from None
+        data, index, coding = min(files, key=lambda f: len(f[0]))
         coded = candidates[index if index < len(candidates) else 0]     # the palette coder: candidates[0]'s pixels
-        name = PALETTE_NAME if index == len(candidates) else coded.model_name
-        header = codec.read_header(data)
-        coding = None if index == len(candidates) else codec.structure.match(
-            coded.model.fingerprint, coded.model.num_channels, header.fingerprint, header.channels)
+        name = PALETTE_NAME if coding is None else coded.model_name
         note = coded.note if coding is None else coding_note(coded.note, *coding)
         notes = [note] if note else []
-        tried = len(codec.codings_to_try([(c.model, c.colour_transform) for c in candidates], image)) + (
-            alternative is not None)
-        if tried > 1:
-            notes.append(f"the shortest of {tried} codings")
+        if len(files) > 1:
+            notes.append(f"the shortest of {len(files)} codings")
     atomic_write_bytes(args.output, data)
     note = "".join(f"; {n}" for n in notes)
     print(f"wrote {args.output}: {len(data)} bytes, {8 * len(data) / image.size:.4f} bit/px "

@@ -7,7 +7,7 @@ import sys
 
 from ride_tf.cli import batch
 from ride_tf.cli.common import CommandError, coded_image, load_model, non_negative_int
-from ride_tf.defaults import COLOUR_MODES, REGIONS
+from ride_tf.defaults import COLOUR_MODES, REGION, REGIONS
 
 __all__ = ["add_parser", "run", "split_model_argument", "prepare", "measure", "FIELDS"]
 
@@ -26,7 +26,7 @@ def add_parser(commands, formatter):
     evaluate.add_argument("--mode", choices=COLOUR_MODES, help="use the shipped model of this mode")
     evaluate.add_argument("--to-gray", action="store_true",
                           help="score colour images by their luma with a gray model (said in the output)")
-    evaluate.add_argument("--region", choices=REGIONS, default="full",
+    evaluate.add_argument("--region", choices=REGIONS, default=REGION,
                           help="every pixel (full) or the paper's valid region")
     evaluate.add_argument("--ensemble", action="store_true", help="average over the 8 rotations and flips")
     evaluate.add_argument("--seed", type=non_negative_int, default=0,

@@ -1,5 +1,6 @@
 """`ride-tf inpaint MODEL IMAGE MASK --output OUT`: fill the masked pixels by Metropolis-within-Gibbs sampling."""
 from ride_tf.cli.common import CommandError, check_output_file, load_model, non_negative_int, read_for_model
+from ride_tf.defaults import INPAINTING
 
 __all__ = ["add_parser", "run"]
 
@@ -12,7 +13,7 @@ def add_parser(commands, formatter):
     inpaint.add_argument("image", help="the image file")
     inpaint.add_argument("mask", help="mask image file of the same size: white (> 127) = missing")
     inpaint.add_argument("--output", required=True, help="PNG file to write")
-    inpaint.add_argument("--sweeps", type=non_negative_int, default=100, help="Gibbs sweeps")
+    inpaint.add_argument("--sweeps", type=non_negative_int, default=INPAINTING["num_sweeps"], help="Gibbs sweeps")
     inpaint.add_argument("--seed", type=non_negative_int, default=0, help="the same seed gives the same result")
     inpaint.set_defaults(run=run)
     return inpaint

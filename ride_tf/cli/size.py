@@ -6,9 +6,9 @@ process; `ride_tf.cli.batch` runs them over files, folders and lists, in worker 
 import sys
 
 from ride_tf.cli import batch
-from ride_tf.cli.common import (COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES, THREADS_HELP,
-                               CommandError, coded_candidates, coding_note, load_integer_model, palette_choice,
-                               positive_int, read_exact)
+from ride_tf.cli.common import (ADAPT_HELP, COLOUR_HELP, MODEL_HELP, PALETTE_HELP, PALETTE_NAME, PALETTE_TRIES,
+                               THREADS_HELP, CommandError, coded_candidates, coding_note, load_integer_model,
+                               palette_choice, positive_int, read_exact)
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
 __all__ = ["add_parser", "run", "prepare", "measure", "FIELDS"]
@@ -31,6 +31,7 @@ def add_parser(commands, formatter):
                       help="measure colour images by their luma with a gray model (said in the output)")
     size.add_argument("--palette", choices=PALETTE_CODINGS, help=PALETTE_HELP)
     size.add_argument("--threads", type=positive_int, help=THREADS_HELP + "; with --jobs N, cores / N each")
+    size.add_argument("--adapt", action="store_true", help=ADAPT_HELP)
     size.set_defaults(run=run, needs_tensorflow=False)
     return size
 
@@ -73,12 +74,19 @@ def measure(path, options, models):
         image, file_mode = candidates[0].pixels, candidates[0].file_mode
         names, notes, sizes = [], [], []
         try:
-            for integer, transform, packed, index in codec.codings_to_try(
-                    [(c.model, c.colour_transform) for c in candidates], image):
+            codings = codec.codings_to_try([(c.model, c.colour_transform) for c in candidates], image)
+            for integer, transform, packed, index in codings:
                 sizes.append(float(codec.compressed_size_bits(integer, image[np.newaxis], colour_transform=transform,
                                                               threads=options.threads, packed=packed)[0]))
                 names.append(candidates[index].model_name)
                 notes.append(coding_note(candidates[index].note, transform, packed))
+            integer, transform, packed, index = codings[min(range(len(sizes)), key=sizes.__getitem__)]
+            if options.adapt and integer.num_channels == 1:      # as `compress_best`: the shortest coding, adapted
+                sizes.append(float(codec.compressed_size_bits(integer, image[np.newaxis], colour_transform=transform,
+                                                              threads=options.threads, packed=packed,
+                                                              adapted=True)[0]))
+                names.append(candidates[index].model_name)
+                notes.append(coding_note(candidates[index].note, transform, packed, True))
         except ValueError as error:
             raise CommandError(f"{path}: {error}") from None
         alternative = codec.palette_alternative(image, min(sizes), PALETTE_TRIES[options.palette])

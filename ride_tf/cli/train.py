@@ -40,8 +40,8 @@ def add_parser(commands, formatter):
                        + " ".join(map(str, TRAINING["patch_sizes"])) + ")")
     train.add_argument("--textures", action="store_true",
                        help="the texture curriculum " + " ".join(map(str, TEXTURE_PATCH_SIZES)))
-    train.add_argument("--patches", type=int_at_least(50), default=TRAINING["num_patches"],
-                       help="patches per stage, at least one batch of 50")
+    train.add_argument("--patches", type=int_at_least(TRAINING["batch_size"]), default=TRAINING["num_patches"],
+                       help=f"patches per stage, at least one batch of {TRAINING['batch_size']}")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default=TRAINING["optimizer"],
                        help="adam, or the paper's sgd with momentum")
     train.add_argument("--learning-rates", type=positive_float, nargs="+",

@@ -12,6 +12,7 @@ The runtime (no TensorFlow; NumPy and the C kernels):
     coding      the coding order, encoding in one batched pass, decoding front by front (NumPy, the reference)
     planes      colour by planes: a reversible colour transform, each plane coded by a gray model
     structure   what the model cannot express, coded beside it: equal channels, histograms with gaps
+    adapt       a one-channel model's priors fitted to one image, the shifts stored in its file
     palette     the palette coder: images of few colours (screenshots, plots) by context mixing, no model
     rans        interleaved rANS on (start, frequency) integers
     format      the container: header, checks, metadata
@@ -30,7 +31,7 @@ _EXPORTS = {
     **{name: "ride_tf.codec.api" for name in (
         "compress", "compress_best", "compress_palette", "palette_alternative", "decompress", "is_palette_file",
         "model_fingerprint", "DECODERS", "as_integer_model", "integer_model_of_file", "find_model",
-        "compressed_size_bits", "pixel_code_lengths", "UnknownModelError", "codings_to_try")},
+        "compressed_size_bits", "pixel_code_lengths", "UnknownModelError", "codings_to_try", "compress_tries")},
     **{name: "ride_tf.codec.format" for name in (
         "CodecError", "Header", "read_header", "HEADER_SIZE", "MAGIC", "FORMAT_VERSION", "MAX_PIXELS",
         "MAX_METADATA")},
@@ -40,7 +41,7 @@ _EXPORTS = {
     "coder_for": "ride_tf.codec.coding",
     "NativeModel": "ride_tf.codec.native",
     **{name: f"ride_tf.codec.{name}" for name in ("api", "integer", "model_file", "registry", "lookup", "native",
-                                                  "coding", "planes", "structure", "palette", "rans", "format",
+                                                  "coding", "planes", "structure", "adapt", "palette", "rans", "format",
                                                   "derive", "graph", "compiled")},
 }
 __all__ = sorted(_EXPORTS)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ride_tf.checks import check_bool, check_choice, check_images, check_integer, check_verbose
 from ride_tf.defaults import DECODERS
-from ride_tf.codec import native, planes, registry, structure
+from ride_tf.codec import adapt, native, planes, registry, structure
 from ride_tf.codec import palette as palette_coding
 from ride_tf.codec.coding import coder_for, decode, decode_native, encode, pixel_code_length_bits
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
@@ -45,7 +45,7 @@ from ride_tf.codec.integer import IntegerModel
 from ride_tf.codec.model_file import load_integer_model, save_integer_model
 from ride_tf.codec.rans import RansError
 
-__all__ = ["DECODERS", "compress", "compress_best", "codings_to_try", "compress_palette", "palette_alternative",
+__all__ = ["DECODERS", "compress", "compress_best", "compress_tries", "codings_to_try", "compress_palette", "palette_alternative",
            "decompress",
            "is_palette_file", "model_fingerprint", "as_integer_model", "integer_model_of_file", "find_model",
            "compressed_size_bits", "pixel_code_lengths", "UnknownModelError"]
@@ -144,7 +144,7 @@ def _check_image(channels, image, colour_transform=None, owner="compress"):
     return np.ascontiguousarray(array)
 
 
-def compress(model, image, metadata=b"", colour_transform=None, threads=None, packed=False):
+def compress(model, image, metadata=b"", colour_transform=None, threads=None, packed=False, adapted=False):
     """Losslessly compress one uint8 image [H, W, C] (or [H, W]) with `model`; returns bytes.
 
     `metadata`: opaque bytes stored in the header (e.g. the image file's mode;
@@ -154,23 +154,35 @@ def compress(model, image, metadata=b"", colour_transform=None, threads=None, pa
     plane when its three channels are equal (`ride_tf.codec.structure`).
     `packed`: code each channel's values as their indices in the table of the
     values it uses (the table in the file; `ride_tf.codec.structure`).
+    `adapted`: a one-channel model's priors fitted to each plane, the shifts
+    in the file (`ride_tf.codec.adapt`; about twice the encoding time).
     """
     integer = as_integer_model(model, "compress")
     image = _check_image(integer.num_channels, image, colour_transform)
     if not isinstance(metadata, (bytes, bytearray)):
         raise TypeError(f"compress: metadata must be bytes, got {type(metadata).__name__}.")
     check_bool("compress", "packed", packed)
+    check_bool("compress", "adapted", adapted)
+    if adapted and integer.num_channels != 1:
+        raise ValueError(f"compress: adapted=True fits a one-channel model's priors; this model has "
+                         f"{integer.num_channels} channels.")
     threads = _check_threads("compress", threads)
     coder = coder_for(integer)
     values = structure.coded_channels(image, colour_transform)
-    tables = b""
+    head = b""
     if packed:
         used = structure.used_values(values)
-        tables, values = structure.table_bytes(used), structure.pack(values, used)
-    stream = (planes.encode_planes(coder, values, colour_transform, threads=threads) if colour_transform == "rct"
-              else encode(coder, values, threads=threads))
-    return write_container(image, structure.coding_fingerprint(integer.fingerprint, colour_transform, packed),
-                           tables + stream, bytes(metadata))
+        head, values = structure.table_bytes(used), structure.pack(values, used)
+    plane_images = planes.split(values, colour_transform) if colour_transform == "rct" else [values]
+    coders = [coder] * len(plane_images)
+    if adapted:
+        fits = [adapt.adapted_model(coder, plane, threads) for plane in plane_images]
+        head += adapt.shift_bytes([shift for shift, _ in fits])
+        coders = [coder_for(model) for _, model in fits]
+    streams = [encode(c, plane, threads=threads) for c, plane in zip(coders, plane_images)]
+    payload = planes.join_streams(streams) if colour_transform == "rct" else streams[0]
+    return write_container(image, structure.coding_fingerprint(integer.fingerprint, colour_transform, packed, adapted),
+                           head + payload, bytes(metadata))
 
 
 def compress_palette(image, metadata=b""):
@@ -205,7 +217,7 @@ def is_palette_file(header):
 
 
 def codings_to_try(candidates, image):
-    """The codings `compress_best` tries for one uint8 image [H, W, C]: a list of (integer model,
+    """The codings `compress_best` tries first for one uint8 image [H, W, C]: a list of (integer model,
     colour_transform, packed, index), `index` the position in `candidates` ((model, colour_transform) pairs) of
     the candidate each comes from.
 
@@ -225,7 +237,7 @@ def codings_to_try(candidates, image):
     return out
 
 
-def compress_best(candidates, image, metadata=b"", palette=False, threads=None):
+def compress_best(candidates, image, metadata=b"", palette=False, threads=None, adapt=False):
     """The shortest of the files `compress` writes for one image under several codings: (bytes, index).
 
     `candidates`: a non-empty sequence of (model, colour_transform) pairs,
@@ -233,14 +245,24 @@ def compress_best(candidates, image, metadata=b"", palette=False, threads=None):
     by planes; each is tried as `codings_to_try` says (equal channels coded
     once, histograms with gaps packed, where the image has them), and `index`
     is the position of the candidate whose coding was kept (the first of
-    equal lengths).  `palette`: also try the palette coder where
-    `palette_alternative` says so beside the shortest of these files (True,
-    "auto" or False); if its file is the shortest, `index` is
-    `len(candidates)`.  Every file is self-describing (its header names the
-    model's fingerprint and the coding, or the palette coder), so
-    `decompress` reads it back like any other.  Costs one encoding per coding
-    tried.
+    equal lengths).  `adapt`: also try the shortest of these files' coding
+    with the priors fitted to the image (one-channel models;
+    `ride_tf.codec.adapt`: about twice the time of one encoding).  `palette`:
+    also try the palette coder where `palette_alternative` says so beside the
+    shortest of these files (True, "auto" or False); if its file is the
+    shortest, `index` is `len(candidates)`.  Every file is self-describing
+    (its header names the model's fingerprint and the coding, or the palette
+    coder), so `decompress` reads it back like any other.  `compress_tries`
+    gives every file tried.
     """
+    files = compress_tries(candidates, image, metadata, palette, threads, adapt)
+    data, index, _ = min(files, key=lambda f: len(f[0]))
+    return data, index
+
+
+def compress_tries(candidates, image, metadata=b"", palette=False, threads=None, adapt=False):
+    """Every file `compress_best` tries, in the order tried: a list of (bytes, index, coding), coding the
+    (colour_transform, packed, adapted) of a model's file or None for the palette coder's."""
     candidates = list(candidates)
     if not candidates:
         raise ValueError("compress_best: candidates must hold at least one (model, colour_transform) pair.")
@@ -250,16 +272,18 @@ def compress_best(candidates, image, metadata=b"", palette=False, threads=None):
                             f"{type(candidate).__name__}.")
     if palette not in (True, False, "auto"):
         raise ValueError(f"compress_best: palette must be True, False or 'auto', got {palette!r}.")
-    codings = codings_to_try(candidates, image)
-    files = [compress(integer, image, metadata, transform, threads, packed)
-             for integer, transform, packed, _ in codings]
-    indices = [index for *_, index in codings]
-    alternative = palette_alternative(image, 8 * min(len(f) for f in files), palette, metadata)
+    check_bool("compress_best", "adapt", adapt)
+    files = [(compress(integer, image, metadata, transform, threads, packed), index, (transform, packed, False))
+             for integer, transform, packed, index in codings_to_try(candidates, image)]
+    data, index, (transform, packed, _) = min(files, key=lambda f: len(f[0]))
+    integer = as_integer_model(candidates[index][0], "compress_best")
+    if adapt and integer.num_channels == 1:
+        files.append((compress(integer, image, metadata, transform, threads, packed, adapted=True), index,
+                      (transform, packed, True)))
+    alternative = palette_alternative(image, 8 * min(len(f[0]) for f in files), palette, metadata)
     if alternative is not None:
-        files.append(alternative)
-        indices.append(len(candidates))
-    best = min(range(len(files)), key=lambda k: len(files[k]))
-    return files[best], indices[best]
+        files.append((alternative, len(candidates), None))
+    return files
 
 
 def find_model(header):
@@ -300,7 +324,7 @@ def decompress(model, data=None, decoder="auto", threads=None):
     if is_palette_file(header):
         return _decompress_palette(header, payload, decoder)
     if model is None:
-        integer, (transform, packed), _ = find_model(header)
+        integer, (transform, packed, adapted), _ = find_model(header)
     else:
         integer = as_integer_model(model, "decompress")
         coding = structure.match(integer.fingerprint, integer.num_channels, header.fingerprint, header.channels)
@@ -310,8 +334,7 @@ def decompress(model, data=None, decoder="auto", threads=None):
         if coding is None:
             raise CodecError("the file was compressed with another model (model fingerprints differ); decode it "
                              "with the model that compressed it, or without naming one (ride_tf.decompress(data)).")
-        transform, packed = coding
-    coder = coder_for(integer)
+        transform, packed, adapted = coding
     if decoder == "auto":
         decoder = "native" if native.usable(integer) else "numpy"
     if decoder == "compiled":
@@ -324,14 +347,19 @@ def decompress(model, data=None, decoder="auto", threads=None):
         decoding = decode
     try:
         shape = (header.height, header.width)
+        count = 3 if transform == "rct" else 1
         if packed:
             used, payload = structure.read_tables(payload, 1 if transform == "equal" else header.channels)
-        values = (planes.decode_planes(decoding, coder, payload, *shape, transform) if transform == "rct"
-                  else decoding(coder, payload, *shape))
+        coders = [coder_for(integer)] * count
+        if adapted:
+            shifts, payload = adapt.read_shifts(payload, count, integer.num_experts)
+            coders = [coder_for(integer.with_prior_shift(shift)) for shift in shifts]
+        values = (planes.decode_planes(decoding, None, payload, *shape, transform, coders=coders)
+                  if transform == "rct" else decoding(coders[0], payload, *shape))
         if packed:
             values = structure.unpack(values, used)
         image = np.ascontiguousarray(np.repeat(values, 3, axis=-1)) if transform == "equal" else values
-    except (RansError, structure.PackingError) as error:
+    except (RansError, structure.PackingError, adapt.AdaptationError) as error:
         raise CodecError(f"corrupted file: the range decoder failed ({error}).") from None
     if image_checksum(image) != header.image_crc:
         raise CodecError("decoding did not reproduce the image's checksum: the file is corrupted.")
@@ -351,15 +379,20 @@ def _decompress_palette(header, payload, decoder):
 
 
 # ------------------------------------------------------------------ exact sizes
-def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=None, packed=False):
+def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=None, packed=False, adapted=False):
     """The code length of every pixel of uint8 images in bits under the codec's tables, float64 [N, H, W] (the
-    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform` and
-    `packed`: the coding, as for `compress` ("rct": colour images [N, H, W, 3] coded plane by plane by a
-    grayscale model, "equal": as one plane; packed: each image's values coded as indices in its own tables).
-    verbose=1 shows a progress bar over the images (tqdm, on standard error)."""
+    sum over a pixel's channels); `compressed_size_bits` is its sum over each image.  `colour_transform`,
+    `packed` and `adapted`: the coding, as for `compress` ("rct": colour images [N, H, W, 3] coded plane by plane
+    by a grayscale model, "equal": as one plane; packed: each image's values coded as indices in its own tables;
+    adapted: each plane under the model with its priors fitted to it).  verbose=1 shows a progress bar over the
+    images (tqdm, on standard error)."""
     integer = as_integer_model(model, "pixel_code_lengths")
     check_verbose("pixel_code_lengths", verbose, (0, 1))
     check_bool("pixel_code_lengths", "packed", packed)
+    check_bool("pixel_code_lengths", "adapted", adapted)
+    if adapted and integer.num_channels != 1:
+        raise ValueError(f"pixel_code_lengths: adapted=True fits a one-channel model's priors; this model has "
+                         f"{integer.num_channels} channels.")
     threads = _check_threads("pixel_code_lengths", threads)
     channels = 3 if colour_transform else integer.num_channels
     if colour_transform is not None:
@@ -377,31 +410,36 @@ def pixel_code_lengths(model, images, verbose=0, colour_transform=None, threads=
         values = structure.coded_channels(np.ascontiguousarray(image), colour_transform)
         if packed:
             values = structure.pack(values, structure.used_values(values))
-        out[k] = (planes.pixel_code_length_bits_planes(coder, values, colour_transform, threads=threads)
-                  if colour_transform == "rct" else pixel_code_length_bits(coder, values, threads=threads))
+        plane_images = planes.split(values, colour_transform) if colour_transform == "rct" else [values]
+        coders = ([coder_for(adapt.adapted_model(coder, plane, threads)[1]) for plane in plane_images] if adapted
+                  else [coder] * len(plane_images))
+        out[k] = sum(pixel_code_length_bits(c, plane, threads=threads) for c, plane in zip(coders, plane_images))
         progress.update(1)
     progress.close()
     return out
 
 
-def compressed_size_bits(model, images, verbose=0, colour_transform=None, threads=None, packed=False):
+def compressed_size_bits(model, images, verbose=0, colour_transform=None, threads=None, packed=False, adapted=False):
     """The exact ideal code length of each whole uint8 image in bits, float64 [N]: the size of what `compress`
     writes.
 
     The sum over every pixel (borders included) of log2(TOTAL / f_ij), f_ij
     the frequency of the pixel's value in the integer model's table
     (`ride_tf.codec.integer`, the tables the codec codes with, the same on
-    every machine), and for a packed coding its tables (256 bits per coded
-    channel).  A file holds this many bits rounded up to 32-bit words, plus at
-    most 96 bits per rANS lane and the header.  Divide by H * W * C for bit
-    per pixel and channel.  verbose=1 shows a progress bar over the images.
-    `colour_transform` and `packed`: the coding, as for `compress`.  Runs
-    without TensorFlow for integer models, shipped names and model files.
+    every machine), and what a coding stores beside the streams: for a packed
+    coding its tables (256 bits per coded channel), for an adapted one its
+    prior shifts (8 bits per expert and plane).  A file holds this many bits
+    rounded up to 32-bit words, plus at most 96 bits per rANS lane and the
+    header.  Divide by H * W * C for bit per pixel and channel.  verbose=1
+    shows a progress bar over the images.  `colour_transform`, `packed` and
+    `adapted`: the coding, as for `compress`.  Runs without TensorFlow for
+    integer models, shipped names and model files.
     """
-    tables = 8 * structure.TABLE_BYTES * (1 if colour_transform == "equal" else 3 if colour_transform else
-                                          as_integer_model(model, "compressed_size_bits").num_channels)
-    return (pixel_code_lengths(model, images, verbose, colour_transform, threads, packed).sum(axis=(1, 2))
-            + (tables if packed else 0))
+    integer = as_integer_model(model, "compressed_size_bits")
+    channels = 1 if colour_transform == "equal" else 3 if colour_transform else integer.num_channels
+    extra = (8 * structure.TABLE_BYTES * channels if packed else 0) + (
+        8 * integer.num_experts * (3 if colour_transform == "rct" else 1) if adapted else 0)
+    return pixel_code_lengths(integer, images, verbose, colour_transform, threads, packed, adapted).sum(axis=(1, 2)) + extra
 
 
 def _progress(total, shown):

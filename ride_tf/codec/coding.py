@@ -140,24 +140,40 @@ class IntegerCoder:
             out[i, j] = x
         return out, last
 
+    def bands(self, image):
+        """The reference pass's bands of rows of a uint8 image [H, W, C], top to bottom: (first pixel, MCGSM inputs
+        v [n, dim], inputs u [n, P C + P]) of each band's n pixels, row-major (the LSTM run along the band's
+        anti-diagonals, the states of its last row carried into the next)."""
+        height, width, _ = image.shape
+        r = self.r
+        padded = np.pad(image.astype(np.float64), [(r, 0), (r, r), (0, 0)])
+        band_rows = max(1, PIXELS_PER_BAND // width)
+        top = [[np.zeros((width, self.units)), np.zeros((width, self.units))] for _ in range(self.num_layers)]
+        for row0 in range(0, height, band_rows):
+            rows = min(band_rows, height - row0)
+            i, j = np.meshgrid(np.arange(row0, row0 + rows), np.arange(width), indexing="ij")
+            u = self.centred_inputs(padded, i.reshape(-1), j.reshape(-1))
+            h = None
+            if self.num_layers:
+                h, top = self.scan_states(u.reshape(rows, width, -1), top)
+                h = h.reshape(rows * width, -1)
+            yield row0 * width, self.integer.mcgsm_inputs(h, u, NUMPY), u
+
     def intervals(self, image, engine="auto", threads=None):
         """(start, freq) int64 [H, W, C] of every value of a uint8 image [H, W, C]; the channels in coding order
         (the c-th is channel `integer.order[c]`).
 
         `engine`: "native" (the C kernels, `ride_tf.codec.native`, on `threads` threads, None: every core), "reference"
-        (NumPy, band by band, below) or "auto" (native where it is built): the same integers."""
+        (NumPy, band by band, `bands`) or "auto" (native where it is built): the same integers."""
         check_choice("IntegerCoder.intervals", "engine", engine, ENGINES)
         if engine == "native" or (engine == "auto" and native.usable(self.integer)):
             return native.native_model(self.integer).intervals(image, threads)
         model = self.integer
         height, width, channels = image.shape
-        r = self.r
-        padded = np.pad(image.astype(np.float64), [(r, 0), (r, r), (0, 0)])
         known = image[:, :, list(model.order)].astype(np.float64).reshape(-1, channels)
-        band_rows = max(1, PIXELS_PER_BAND // width)
-        top = [[np.zeros((width, self.units)), np.zeros((width, self.units))] for _ in range(self.num_layers)]
         start = np.empty((height * width, channels), np.int64)
         freq = np.empty_like(start)
+
         def mixtures(first, v, u):
             for a in range(0, len(u), self.CHUNK):
                 b = min(len(u), a + self.CHUNK)
@@ -170,19 +186,36 @@ class IntegerCoder:
         # band's LSTM scan runs here.
         with threadpoolctl.threadpool_limits(limits=1, user_api="blas"), \
                 concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = []
-            for row0 in range(0, height, band_rows):
-                rows = min(band_rows, height - row0)
-                i, j = np.meshgrid(np.arange(row0, row0 + rows), np.arange(width), indexing="ij")
-                u = self.centred_inputs(padded, i.reshape(-1), j.reshape(-1))
-                h = None
-                if self.num_layers:
-                    h, top = self.scan_states(u.reshape(rows, width, -1), top)
-                    h = h.reshape(rows * width, -1)
-                pending.append(pool.submit(mixtures, row0 * width, model.mcgsm_inputs(h, u, NUMPY), u))
+            pending = [pool.submit(mixtures, *band) for band in self.bands(image)]
             for future in pending:
                 future.result()
         return start.reshape(height, width, channels), freq.reshape(height, width, channels)
+
+    def experts(self, image, stride, engine="auto", threads=None):
+        """(logits, masses) int64 [S, K] of the pixels of every `stride`-th row of a uint8 image [H, W, 1]
+        (S = ceil(H / stride) W, row-major) under a one-channel model: each pixel's gate logits and each expert's
+        mass of its value, PHI_k(v + 1) - PHI_k(v) at 2^-24 (`ride_tf.codec.adapt` fits the priors to them).
+        `engine`, `threads` as for `intervals`: the same integers."""
+        check_choice("IntegerCoder.experts", "engine", engine, ENGINES)
+        model = self.integer
+        if model.num_channels != 1:
+            raise ValueError("IntegerCoder.experts: a one-channel model is needed.")
+        if engine == "native" or (engine == "auto" and native.usable(model)):
+            return native.native_model(model).experts(image, stride, threads)
+        height, width, _ = image.shape
+        values = image.reshape(-1).astype(np.float64)
+        logits, masses = [], []
+        with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+            for first, v, u in self.bands(image):
+                rows = np.arange(first, first + len(u)) // width
+                keep = np.nonzero(rows % stride == 0)[0]
+                if len(keep):
+                    logits.append(model.logits(v[keep], NUMPY))
+                    _, means = model.mixture(v[keep], u[keep], NUMPY)
+                    value = values[first + keep]
+                    phi = model.expert_cdf(means[..., 0], 0, np.stack([value, value + 1.0], 1), NUMPY)   # [n, 2, K]
+                    masses.append(phi[:, 1] - phi[:, 0])
+        return (np.concatenate(logits).astype(np.int64), np.concatenate(masses).astype(np.int64))
 
 
 def encode(coder, image, engine="auto", threads=None):

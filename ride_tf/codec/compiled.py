@@ -78,7 +78,6 @@ class CompiledDecoder:
         inner_bins = tf.constant(np.arange(1, STEP), tf.float64)
         block_bins = tf.constant(np.arange(0, NUM_BINS + 1, BLOCK), tf.float64)
         block_inner = tf.constant(np.arange(1, BLOCK), tf.float64)
-        lane_index = tf.range(lanes, dtype=tf.int64)
 
         def table(weights, mean, channel, bins):
             return model.cumulative(weights, mean, channel, bins, ops)

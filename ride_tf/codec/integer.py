@@ -60,7 +60,7 @@ from ride_tf import geometry
 from ride_tf.codec import lookup
 
 __all__ = ["IntegerModel", "IntegerLinear", "NUMPY", "TOTAL", "WEIGHT_BITS", "WINDOW", "FORMAT", "NUM_BINS",
-           "CONFIG_KEYS", "CELLS"]
+           "CONFIG_KEYS", "CELLS", "PRIOR_SHIFT_BITS"]
 
 FORMAT = "ride-tf integer model 1"
 INPUT_BITS = 12          # centred inputs c
@@ -73,6 +73,7 @@ TOTAL = (1 << WEIGHT_BITS) + 256
 # Bins of the decoder's first table around each pixel's mixture mean.
 WINDOW = 16
 PAPER_MEMORY = 64        # the paper cell's unbounded memory is clipped to [-64, 64]
+PRIOR_SHIFT_BITS = 4     # a per-image shift of the experts' priors is stored in 1/16 nats
 NUM_BINS = 256
 CELLS = ("stable", "paper")
 # The configuration of an integer model: the architecture it computes (its types are checked when loaded).
@@ -304,18 +305,37 @@ class IntegerModel:
         return ops.concat([h, u], -1) if self.reads_inputs else h
 
     # ----------------------------------------------------------- the MCGSM
-    def mixture(self, v, u, ops):
-        """(weights [M, K] summing to 2^20, means [M, K, C] at 2^-16) of pixels with MCGSM inputs v [M, dim]."""
+    def logits(self, v, ops):
+        """The gate logits [M, K] (at 2^-10, the priors eta_k included, clipped to +-2^20) of pixels with MCGSM
+        inputs v [M, dim]."""
         responses = self.responses(v, ops)
         squares = ops.floor(responses * responses * 2.0 ** -20)
         t = ops.repeat(self.gate(ops.concat([v, squares], -1), ops), self.num_scales, -1)       # [M, K]
         logits = ops.floor(t * ops.constant(self.logit_factor_scaled))
-        logits = ops.clip(logits + ops.constant(self.logit_offset), -float(1 << 20), float(1 << 20))
-        raw = self.lookup("exp_weight", logits - ops.max(logits, -1), ops)
-        weights = self.normalise(raw, ops)
+        return ops.clip(logits + ops.constant(self.logit_offset), -float(1 << 20), float(1 << 20))
+
+    def weights(self, logits, ops):
+        """The mixture weights [M, K], summing to 2^20, of gate logits [M, K]: EXP[logit - max], normalised."""
+        return self.normalise(self.lookup("exp_weight", logits - ops.max(logits, -1), ops), ops)
+
+    def mixture(self, v, u, ops):
+        """(weights [M, K] summing to 2^20, means [M, K, C] at 2^-16) of pixels with MCGSM inputs v [M, dim]."""
+        weights = self.weights(self.logits(v, ops), ops)
         means = self.means(ops.concat([v, u[:, :self.num_inputs]], -1), ops)                  # [M, C * ch]
         means = ops.reshape(means, [-1, self.num_components, self.num_channels])
         return weights, ops.repeat(means, self.num_scales, 1)
+
+    def with_prior_shift(self, shift):
+        """This model with the experts' priors eta_k shifted by shift_k / 2^PRIOR_SHIFT_BITS nats (shift: ints
+        [K]); `ride_tf.codec.adapt` fits such a shift to one image."""
+        shift = np.asarray(shift)
+        if shift.shape != (self.num_experts,):
+            raise ValueError(f"with_prior_shift: one shift per expert ({self.num_experts}) is needed, got shape "
+                             f"{shift.shape}.")
+        arrays = {key: getattr(self, key) for key in ("input_mean", "layers", "responses", "gate", "means")
+                  + ARRAY_KEYS}
+        arrays["logit_offset"] = self.logit_offset + np.ldexp(shift.astype(np.float64), ARG - PRIOR_SHIFT_BITS)
+        return IntegerModel(self.config(), arrays)
 
     @staticmethod
     def normalise(raw, ops):

@@ -661,10 +661,11 @@ BODY void normalise(int64_t *w, int experts) {
 
 /* One pixel's mixture from b, its products [F + components + components C]: weights [K] (sum 2^20) and the
    components' means [components, C] (at 2^-16, channels in coding order). */
-BODY void mixture_at_body(const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch) {
-    int features = m->features, components = m->components, scales = m->scales, experts = m->experts;
+/* One pixel's gate logits [K] (at 2^-10, clipped to +-2^20) and the components' means [components, C] (at 2^-16,
+   channels in coding order) from its products b [F + components + components C]. */
+BODY void mixture_logits_body(const Model *m, const double *b, int64_t *logits, int64_t *means, double *scratch) {
+    int features = m->features, components = m->components, scales = m->scales;
     double *squares = scratch, *acc = scratch + features;       /* [F], [components] */
-    int64_t *logits = weights;
     for (int f = 0; f < features; f++) {
         int64_t r = rescale(b[f] + m->responses.bias[f], m->responses.scale[f], m->responses.low,
                             m->responses.high);
@@ -686,14 +687,21 @@ BODY void mixture_at_body(const Model *m, const double *b, int64_t *weights, int
                                -((int64_t)1 << 20), (int64_t)1 << 20);
         }
     }
+    const double *mb = b + features + components;
+    for (int q = 0; q < components * m->channels; q++)
+        means[q] = rescale(mb[q] + m->means.bias[q], m->means.scale[q], m->means.low, m->means.high);
+}
+
+/* One pixel's mixture from its products b: weights [K] (sum 2^20) and the components' means [components, C]. */
+BODY void mixture_at_body(const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch) {
+    int experts = m->experts;
+    int64_t *logits = weights;
+    mixture_logits_body(m, b, logits, means, scratch);
     int64_t top = logits[0];
     for (int k = 1; k < experts; k++)
         if (logits[k] > top) top = logits[k];
     for (int k = 0; k < experts; k++) weights[k] = look(&m->exp_weight_t, logits[k] - top);
     normalise(weights, experts);
-    const double *mb = b + features + components;
-    for (int q = 0; q < components * m->channels; q++)
-        means[q] = rescale(mb[q] + m->means.bias[q], m->means.scale[q], m->means.low, m->means.high);
 }
 
 /* PHI of expert k of coded channel ch at the lower edge of bin b (0 and below: -inf, 256 and above: +inf). */
@@ -828,6 +836,20 @@ BODY void pixel_search_body(const Model *m, int ch, const int64_t *means, int64_
 VARIANTS(pixel_search, (const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights, int64_t *mean,
                         int64_t slot, int64_t *f_lo, int64_t *f_hi),
          (m, ch, means, values, weights, mean, slot, f_lo, f_hi))
+
+/* What the fit of a per-image prior shift needs of one pixel of a one-channel model: its gate logits [K] and each
+   expert's mass of its value, PHI_k(v + 1) - PHI_k(v) at 2^-24 ([K]). */
+BODY void pixel_experts_body(const Model *m, const double *b, int64_t value, int64_t *logits, int64_t *masses,
+                             int64_t *means, int64_t *mean, double *scratch) {
+    mixture_logits_body(m, b, logits, means, scratch);
+    channel_mean(m, 0, means, NULL, mean);
+    for (int k = 0; k < m->experts; k++)
+        masses[k] = expert_phi(m, 0, k, mean[k], value + 1) - expert_phi(m, 0, k, mean[k], value);
+}
+
+VARIANTS(pixel_experts, (const Model *m, const double *b, int64_t value, int64_t *logits, int64_t *masses,
+                         int64_t *means, int64_t *mean, double *scratch),
+         (m, b, value, logits, masses, means, mean, scratch))
 
 static Py_ssize_t mixture_columns(const Model *m) {
     return m->features + m->components + (Py_ssize_t)m->components * m->channels;
@@ -1327,6 +1349,9 @@ typedef struct {
     /* encoding */
     const int64_t *order;
     int64_t *start, *freq;
+    /* the experts of sampled pixels (rows i with i mod stride == 0), instead of the tables */
+    Py_ssize_t stride;
+    int64_t *logits, *masses;
     /* decoding */
     Py_ssize_t lanes, num_words, position;
     uint64_t *states;
@@ -1351,8 +1376,14 @@ static void encode_worker(Job *job, int tid) {
             block_products(m, w, job->rings, job->image, height, width, &line);
             for (Py_ssize_t p = 0; p < line.n; p++) {
                 Py_ssize_t i = line.i0 + p, j = line.j0 - p, at = (i * width + j) * channels;
-                pixel_intervals(m, w->b + p * bw, job->image + at, job->order, job->start + at, job->freq + at,
-                                w->weights, w->means, w->mean, w->values, w->mix);
+                if (job->logits == NULL)
+                    pixel_intervals(m, w->b + p * bw, job->image + at, job->order, job->start + at, job->freq + at,
+                                    w->weights, w->means, w->mean, w->values, w->mix);
+                else if (i % job->stride == 0) {
+                    Py_ssize_t row = ((i / job->stride) * width + j) * m->experts;
+                    pixel_experts(m, w->b + p * bw, job->image[at], job->logits + row, job->masses + row, w->means,
+                                  w->mean, w->mix);
+                }
             }
         }
         barrier_wait(&job->barrier);
@@ -1584,6 +1615,61 @@ r_i:
     return NULL;
 }
 
+/* experts_image(model, image uint8 [H, W, 1], height, width, stride, logits_out int64 [S, K], masses_out int64 [S, K],
+   threads), S = ceil(H / stride) W: the gate logits and each expert's mass of the value of the pixels of every
+   stride-th row (row-major), given the image (teacher forcing), for a one-channel model. */
+static PyObject *k_experts_image(PyObject *self, PyObject *args) {
+    PyObject *capsule, *image_obj, *l_obj, *m_obj;
+    Py_ssize_t height, width, stride;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOnnnOOi", &capsule, &image_obj, &height, &width, &stride, &l_obj, &m_obj, &threads))
+        return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (!m->has_weights || m->channels != 1 || height < 1 || width < 1 || stride < 1) {
+        PyErr_SetString(PyExc_ValueError, "kernels.experts_image: a one-channel model with weights, and sizes >= 1");
+        return NULL;
+    }
+    Py_ssize_t count = ((height + stride - 1) / stride) * width * m->experts;
+    int64_t zero = 0;
+    Py_buffer iv, lv, mv;
+    if (get_buffer(image_obj, &iv, 'B', height * width, 0, "image") < 0) return NULL;
+    if (get_buffer(l_obj, &lv, 'q', count, 1, "logits") < 0) {
+        PyBuffer_Release(&iv);
+        return NULL;
+    }
+    if (get_buffer(m_obj, &mv, 'q', count, 1, "masses") < 0) {
+        PyBuffer_Release(&lv);
+        PyBuffer_Release(&iv);
+        return NULL;
+    }
+    Job *job = calloc(1, sizeof(Job));
+    if (!job || job_alloc(job, m, height, 2, threads) < 0) {
+        free(job);
+        PyBuffer_Release(&mv);
+        PyBuffer_Release(&lv);
+        PyBuffer_Release(&iv);
+        return PyErr_NoMemory();
+    }
+    int allocated = job->threads;
+    job->image = iv.buf;
+    job->height = height;
+    job->width = width;
+    job->order = &zero;
+    job->stride = stride;
+    job->logits = lv.buf;
+    job->masses = mv.buf;
+    Py_BEGIN_ALLOW_THREADS
+    run_job(job, 0);
+    Py_END_ALLOW_THREADS
+    job_free(job, allocated);
+    free(job);
+    PyBuffer_Release(&mv);
+    PyBuffer_Release(&lv);
+    PyBuffer_Release(&iv);
+    Py_RETURN_NONE;
+}
+
 /* decode_image(model, image_out uint8 [H, W, C], height, width, lanes, states uint64 [lanes], words uint64 [...],
    position, natural int64 [C], threads) -> the position after the last word read, or -1 if the stream ran out
    of words (truncated, or decoded with other tables).  `states` holds the lanes' final states afterwards; the
@@ -1675,6 +1761,7 @@ static PyMethodDef methods[] = {
     {"set_weights", k_set_weights, METH_VARARGS, "The products' weights, for encode_image and decode_image."},
     {"encode_image", k_encode_image, METH_VARARGS, "Every value's (start, freq) of a whole image, on threads."},
     {"decode_image", k_decode_image, METH_VARARGS, "Decode a whole image's rANS stream, on threads."},
+    {"experts_image", k_experts_image, METH_VARARGS, "Gate logits and expert masses of sampled pixels, on threads."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "kernels",

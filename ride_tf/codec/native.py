@@ -43,17 +43,16 @@ import os
 import numpy as np
 
 from ride_tf import geometry
+from ride_tf.runtime import native_setting
 from ride_tf.codec import lookup
 from ride_tf.codec.integer import TOTAL
 from ride_tf.codec.rans import RansDecoder, RansError
 
-# RIDE_TF_NATIVE in the environment (read here only): "0" makes a process use the reference path (to compare, or to
-# rule out the C kernels); "generic" or "avx2" caps the instruction set of the kernels' matrix products (what a
-# machine without AVX-512 or AVX2 runs); unset or "1": the best this CPU has.  The files are the same.
+# RIDE_TF_NATIVE (`ride_tf.runtime.native_setting`): "0" makes a process use the reference path (to compare, or to
+# rule out the C kernels); "generic" or "avx2" caps the instruction set of the kernels (what a machine without
+# AVX-512 or AVX2 runs); unset or "1": the best this CPU has.  The files are the same.
 ISA_NAMES = ("generic", "avx2", "avx512")
-_SETTING = os.environ.get("RIDE_TF_NATIVE", "1")
-if _SETTING not in ("0", "1") + ISA_NAMES:
-    raise ImportError(f"RIDE_TF_NATIVE={_SETTING!r}: expected 0, 1, generic, avx2 or avx512.")
+_SETTING = native_setting()
 ISA = "avx512" if _SETTING == "1" else _SETTING
 if _SETTING == "0":
     kernels, IMPORT_ERROR = None, "RIDE_TF_NATIVE=0"
@@ -186,6 +185,20 @@ class NativeModel:
         kernels.encode_image(self.capsule, image, height, width, self.natural, start, freq,
                              _threads(threads, height * width))
         return start, freq
+
+    def experts(self, image, stride, threads=None):
+        """`ride_tf.codec.coding.IntegerCoder.experts` in C: (logits, masses) int64 [S, K] of the pixels of every
+        `stride`-th row of a uint8 image [H, W, 1], integer for integer."""
+        image = _as(image, np.uint8)
+        height, width, channels = image.shape
+        if channels != 1 or self.channels != 1:
+            raise ValueError("NativeModel.experts: a one-channel model and image are needed.")
+        count = -(-height // stride) * width
+        logits = np.empty((count, self.integer.num_experts), np.int64)
+        masses = np.empty_like(logits)
+        kernels.experts_image(self.capsule, image, height, width, int(stride), logits, masses,
+                              _threads(threads, height * width))
+        return logits, masses
 
     # ------------------------------------------------------------------ decoding
     def decode(self, data, height, width, lanes, threads=None):

@@ -49,7 +49,6 @@ LEB128 integers, a colour being sum_c value_c 256^c), then the arithmetic
 coder's bytes (none when P = 1).
 """
 import hashlib
-import os
 import struct
 import zlib
 from array import array
@@ -57,6 +56,7 @@ from array import array
 import numpy as np
 
 from ride_tf.checks import check_choice
+from ride_tf.runtime import native_setting
 
 __all__ = ["MAX_COLOURS", "SYNTHETIC_FLAT_SHARE", "FEW_COLOURS", "flat_share", "looks_synthetic", "trial_rate",
            "worth_trying", "TRIAL_ROWS", "TRIAL_MIN_ROWS", "TRIAL_MARGIN", "MODELS", "NEIGHBOURS", "CANDIDATES",
@@ -152,7 +152,7 @@ def _hash(h, value):
 
 def available():
     """Whether the C version (`ride_tf.codec.palette_kernels`) is built and not disabled (RIDE_TF_NATIVE=0)."""
-    if os.environ.get("RIDE_TF_NATIVE", "1") == "0":
+    if native_setting() == "0":
         return False
     try:
         from ride_tf.codec import palette_kernels  # noqa: F401

@@ -29,8 +29,8 @@ from ride_tf.checks import check_choice
 from ride_tf.codec.coding import encode, pixel_code_length_bits
 from ride_tf.codec.rans import RansError
 
-__all__ = ["TRANSFORMS", "check_transform", "forward", "inverse", "fingerprint", "encode_planes", "decode_planes",
-           "pixel_code_length_bits_planes"]
+__all__ = ["TRANSFORMS", "check_transform", "forward", "inverse", "fingerprint", "split", "join_streams",
+           "encode_planes", "decode_planes", "pixel_code_length_bits_planes"]
 
 TRANSFORMS = ("rct",)
 _LENGTHS = struct.Struct(">II")
@@ -68,17 +68,29 @@ def fingerprint(model_fingerprint, transform):
     return hashlib.sha256(b"ride-tf colour planes " + transform.encode() + b" " + bytes(model_fingerprint)).digest()[:16]
 
 
-def encode_planes(coder, image, transform="rct", threads=None):
-    """The payload (bytes) of a uint8 colour image [H, W, 3]: each plane's rANS stream under the gray `coder`
-    (`threads` as for `ride_tf.codec.coding.encode`)."""
+def split(image, transform="rct"):
+    """The three planes uint8 [H, W, 1] of a uint8 colour image [H, W, 3] (C-contiguous, each coded alone)."""
     planes = forward(image, transform)
-    streams = [encode(coder, np.ascontiguousarray(planes[..., c:c + 1]), threads=threads) for c in range(3)]
+    return [np.ascontiguousarray(planes[..., c:c + 1]) for c in range(3)]
+
+
+def join_streams(streams):
+    """The payload of three planes' rANS streams: the first two's lengths (u32, big endian), then the streams."""
     return _LENGTHS.pack(len(streams[0]), len(streams[1])) + b"".join(streams)
 
 
-def decode_planes(decode, coder, payload, height, width, transform="rct"):
+def encode_planes(coder, image, transform="rct", threads=None, coders=None):
+    """The payload (bytes) of a uint8 colour image [H, W, 3]: each plane's rANS stream under the gray `coder`
+    (or coders[c] for plane c; `threads` as for `ride_tf.codec.coding.encode`)."""
+    coders = coders or [coder] * 3
+    return join_streams([encode(c, plane, threads=threads) for c, plane in zip(coders, split(image, transform))])
+
+
+def decode_planes(decode, coder, payload, height, width, transform="rct", coders=None):
     """The uint8 colour image [H, W, 3] of `encode_planes`'s payload; `decode(coder, stream, H, W)` decodes one
-    plane (`coding.decode` or `compiled.decode`).  RansError if the payload does not split into three streams."""
+    plane (`coding.decode` or `compiled.decode`) with `coder` (or coders[c] for plane c).  RansError if the
+    payload does not split into three streams."""
+    coders = coders or [coder] * 3
     payload = bytes(payload)
     if len(payload) < _LENGTHS.size:
         raise RansError(f"the colour planes' payload has {len(payload)} bytes, less than its {_LENGTHS.size}-byte "
@@ -88,7 +100,7 @@ def decode_planes(decode, coder, payload, height, width, transform="rct"):
     if ends[-1] > len(payload):
         raise RansError("the colour planes' lengths exceed the payload.")
     streams = [payload[ends[0]:ends[1]], payload[ends[1]:ends[2]], payload[ends[2]:]]
-    planes = np.concatenate([decode(coder, stream, height, width) for stream in streams], axis=-1)
+    planes = np.concatenate([decode(c, stream, height, width) for c, stream in zip(coders, streams)], axis=-1)
     return inverse(planes, transform)
 
 

@@ -32,8 +32,9 @@ SHIPPED_FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
 
 
 class Found(tuple):
-    """What `find` returns: (model, coding, name): the IntegerModel, the (colour_transform, packed) coding of the
-    file (`ride_tf.codec.structure`), and where the model came from (a shipped model's name, or "cached ...")."""
+    """What `find` returns: (model, coding, name): the IntegerModel, the (colour_transform, packed, adapted) coding
+    of the file (`ride_tf.codec.structure`), and where the model came from (a shipped model's name, or
+    "cached ...")."""
     __slots__ = ()
 
     def __new__(cls, model, coding, name):

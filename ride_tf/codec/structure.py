@@ -16,13 +16,16 @@ structure of real files costs it bits that it need not:
   model then codes a dense image, which costs what the same picture costs
   with its values remapped to a dense range, plus the table.
 
-A coding is a pair (colour_transform, packed), colour_transform one of None
-(the model's own channels), "rct" (`ride_tf.codec.planes`) or "equal"; a
-file carries `coding_fingerprint(model_fingerprint, colour_transform,
-packed)` in its header, so that only the same model and coding decode it
-(the plain and "rct" codings keep the fingerprints files had before).  The
-payload of a packed coding starts with the tables (32 bytes per channel of
-the image as it is coded, after "equal"), then the coding's streams.
+A coding is (colour_transform, packed, adapted), colour_transform one of
+None (the model's own channels), "rct" (`ride_tf.codec.planes`) or "equal",
+adapted: a one-channel model's priors fitted to each plane
+(`ride_tf.codec.adapt`); a file carries `coding_fingerprint(model_fingerprint,
+colour_transform, packed, adapted)` in its header, so that only the same
+model and coding decode it (the plain and "rct" codings keep the
+fingerprints files had before).  The payload of a packed coding starts with
+the tables (32 bytes per channel of the image as it is coded, after
+"equal"), then, if adapted, the shifts (one byte per expert and plane), then
+the coding's streams.
 `compress_best` tries "equal" where the channels are equal and packing
 where `worth_packing` finds gaps, and keeps the shortest file.
 """
@@ -120,28 +123,30 @@ def read_tables(payload, channels):
     return used, payload[size:]
 
 
-def coding_fingerprint(model_fingerprint, colour_transform=None, packed=False):
+def coding_fingerprint(model_fingerprint, colour_transform=None, packed=False, adapted=False):
     """16 bytes identifying (model, coding): the model's own fingerprint for the plain coding,
-    `planes.fingerprint` for "rct", and a SHA-256 of the coding's name and the model's fingerprint otherwise."""
-    if not packed and colour_transform is None:
+    `planes.fingerprint` for "rct", and a SHA-256 of the coding's name and the model's fingerprint otherwise
+    (`adapted`: the priors shifted per plane, `ride_tf.codec.adapt`)."""
+    if not packed and not adapted and colour_transform is None:
         return bytes(model_fingerprint)
-    if not packed and colour_transform in planes.TRANSFORMS:
+    if not packed and not adapted and colour_transform in planes.TRANSFORMS:
         return planes.fingerprint(model_fingerprint, colour_transform)
-    name = f"{colour_transform or 'none'}{' packed' if packed else ''}"
+    name = f"{colour_transform or 'none'}{' packed' if packed else ''}{' adapted' if adapted else ''}"
     return hashlib.sha256(b"ride-tf coding " + name.encode() + b" " + bytes(model_fingerprint)).digest()[:16]
 
 
 def codings_for(model_channels, image_channels):
-    """The (colour_transform, packed) codings a model of `model_channels` channels has for images of
-    `image_channels` channels."""
+    """The (colour_transform, packed, adapted) codings a model of `model_channels` channels has for images of
+    `image_channels` channels (adapted: one-channel models only)."""
     transforms = [None] if model_channels == image_channels else []
     if model_channels == 1 and image_channels == 3:
         transforms += list(COLOUR_TRANSFORMS)
-    return [(transform, packed) for transform in transforms for packed in (False, True)]
+    return [(transform, packed, adapted) for transform in transforms for packed in (False, True)
+            for adapted in ((False, True) if model_channels == 1 else (False,))]
 
 
 def match(model_fingerprint, model_channels, fingerprint, image_channels):
-    """The (colour_transform, packed) coding of a model whose file header holds `fingerprint` for an image of
-    `image_channels` channels, or None when the model did not write it."""
+    """The (colour_transform, packed, adapted) coding of a model whose file header holds `fingerprint` for an
+    image of `image_channels` channels, or None when the model did not write it."""
     return next((coding for coding in codings_for(model_channels, image_channels)
                  if coding_fingerprint(model_fingerprint, *coding) == bytes(fingerprint)), None)

@@ -166,10 +166,11 @@ def streaming_patches(source, patch_size, batch_size=50, num_channels=1, patches
         shard_index = check_integer("streaming_patches", "shard_index", shard_index, 0)
         if shard_index >= num_shards:
             raise ValueError(f"streaming_patches: shard_index {shard_index} must be < num_shards {num_shards}.")
-        files = files[shard_index::num_shards]
-        if not files:
+        shard = files[shard_index::num_shards]
+        if not shard:
             raise ValueError(f"streaming_patches: shard {shard_index} of {num_shards} has no file "
-                             f"({len(files)} files in all).")
+                             f"({len(files)} file{'' if len(files) == 1 else 's'} in all).")
+        files = shard
 
     def decode(data):
         image = tf.io.decode_image(data, channels=num_channels, dtype=tf.uint8, expand_animations=False)

@@ -41,6 +41,13 @@ class MCGSMDistribution(tfd.Distribution):
       precision_cholesky: float Tensor [..., K, d, d]; P_k with precision
         Lambda_k = P_k P_k^T.  Only the lower triangle is read; the signs of its
         diagonal do not matter (|det P_k| enters the density).
+      validate_args: as TFP's `MixtureSameFamily`: the shapes must agree (the
+        number of experts K of the gate, the means and the factors; the event
+        size d of the means and the factors; batch shapes that broadcast).
+        Where the shapes are known when the distribution is built, a mismatch
+        is a ValueError there, with or without validate_args; where they are
+        not (inside a `tf.function` with unknown dimensions), validate_args
+        adds assert ops, which raise InvalidArgumentError when the graph runs.
     """
 
     def __init__(self, gate_logits, loc, precision_cholesky, validate_args=False,
@@ -55,6 +62,49 @@ class MCGSMDistribution(tfd.Distribution):
             super().__init__(dtype=dtype, reparameterization_type=tfd.NOT_REPARAMETERIZED,
                              validate_args=validate_args, allow_nan_stats=allow_nan_stats,
                              parameters=parameters, name=name)
+
+    def _parameter_control_dependencies(self, is_init):
+        """The shape checks of `validate_args` (see the class docstring); the parameters are tensors fixed at
+        construction, so they are checked there once (`is_init`) and TFP attaches those checks to every method."""
+        if not is_init:
+            return []
+        logits, loc, factors = self._gate_logits, self._loc, self._precision_cholesky
+        assertions = []
+        for name, tensor, rank in (("gate_logits", logits, 1), ("loc", loc, 2), ("precision_cholesky", factors, 3)):
+            if tensor.shape.rank is not None and tensor.shape.rank < rank:
+                raise ValueError(f"MCGSMDistribution: {name} must have rank >= {rank}, got shape {tensor.shape}.")
+            if tensor.shape.rank is None and self.validate_args:
+                assertions.append(tf.debugging.assert_rank_at_least(
+                    tensor, rank, message=f"MCGSMDistribution: {name} must have rank >= {rank}"))
+        agreeing = [("the number of experts", (("gate_logits", logits, -1), ("loc", loc, -2),
+                                                ("precision_cholesky", factors, -3))),
+                    ("the event size", (("loc", loc, -1), ("precision_cholesky", factors, -1),
+                                        ("precision_cholesky", factors, -2)))]
+        for what, dims in agreeing:
+            first_name, first, first_axis = dims[0]
+            for name, tensor, axis in dims[1:]:
+                a, b = _static_dim(first, first_axis), _static_dim(tensor, axis)
+                message = (f"MCGSMDistribution: {what} differs between {first_name} (axis {first_axis}) and "
+                           f"{name} (axis {axis})")
+                if a is not None and b is not None:
+                    if a != b:
+                        raise ValueError(f"{message}: {a} != {b}.")
+                elif self.validate_args:
+                    assertions.append(tf.debugging.assert_equal(tf.shape(first)[first_axis], tf.shape(tensor)[axis],
+                                                                message=message))
+        batches = (("gate_logits", logits, 1), ("loc", loc, 2), ("precision_cholesky", factors, 3))
+        for k, (name_a, a, event_a) in enumerate(batches):
+            for name_b, b, event_b in batches[k + 1:]:
+                message = f"MCGSMDistribution: the batch shapes of {name_a} and {name_b} do not broadcast"
+                shape_a, shape_b = _batch_shape(a, event_a), _batch_shape(b, event_b)
+                try:
+                    tf.broadcast_static_shape(shape_a, shape_b)
+                except ValueError:
+                    raise ValueError(f"{message}: {shape_a} and {shape_b}.") from None
+                if self.validate_args and not (shape_a.is_fully_defined() and shape_b.is_fully_defined()):
+                    assertions.append(tf.debugging.assert_equal(
+                        _broadcastable(tf.shape(a)[:-event_a], tf.shape(b)[:-event_b]), True, message=message))
+        return assertions
 
     @classmethod
     def _parameter_properties(cls, dtype, num_classes=None):
@@ -114,7 +164,7 @@ class MCGSMDistribution(tfd.Distribution):
         z = tf.reduce_sum(diff[..., :, tf.newaxis] * self._precision_cholesky, axis=-2)
         log_det = tf.reduce_sum(tf.math.log(tf.abs(
             tf.linalg.diag_part(self._precision_cholesky))), axis=-1)     # [.., K]
-        d = tf.cast(self._event_size(), self.dtype)
+        d = tf.cast(tf.shape(self._loc)[-1] if self._event_size() is None else self._event_size(), self.dtype)
         return log_det - 0.5 * tf.reduce_sum(tf.square(z), axis=-1) - 0.5 * d * math.log(2 * math.pi)
 
     def posterior_logits(self, y):
@@ -192,6 +242,29 @@ class MCGSMDistribution(tfd.Distribution):
 
     def _default_event_space_bijector(self):
         return tfp.bijectors.Identity()
+
+
+def _static_dim(tensor, axis):
+    """The static size of tensor's axis (negative: from the end), or None where it is unknown."""
+    rank = tensor.shape.rank
+    if rank is None or rank < -axis:
+        return None
+    return tf.compat.dimension_value(tensor.shape[axis])
+
+
+def _batch_shape(tensor, event_ndims):
+    """The static batch shape of a parameter with event_ndims trailing event dimensions (unknown rank: unknown)."""
+    if tensor.shape.rank is None:
+        return tf.TensorShape(None)
+    return tensor.shape[:max(0, tensor.shape.rank - event_ndims)]
+
+
+def _broadcastable(shape_a, shape_b):
+    """Whether two shapes (int32 vectors) broadcast: at every aligned axis equal, or one of them 1 (a bool tensor)."""
+    rank = tf.maximum(tf.size(shape_a), tf.size(shape_b))
+    a = tf.concat([tf.ones([rank - tf.size(shape_a)], shape_a.dtype), shape_a], 0)
+    b = tf.concat([tf.ones([rank - tf.size(shape_b)], shape_b.dtype), shape_b], 0)
+    return tf.reduce_all((a == b) | (a == 1) | (b == 1))
 
 
 def _gather_expert(params, k):

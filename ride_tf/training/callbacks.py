@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from ride_tf.checks import check_integer, check_number
 from ride_tf.data.streaming import random_flips
-from ride_tf.defaults import NATURAL_IMAGE_PATCH_SIZES
+from ride_tf.defaults import NATURAL_IMAGE_PATCH_SIZES, TRAINING
 from ride_tf.training.patches import as_image_list, sample_patches
 from ride_tf.training.schedule import default_learning_rates
 
@@ -75,7 +75,8 @@ class FinetuneMCGSM(keras.callbacks.Callback):
     construction, so every epoch fine-tunes on the same data.
     """
 
-    def __init__(self, patches, max_iter=500, num_samples=20_000, seed=0, verbose=0):
+    def __init__(self, patches, max_iter=TRAINING["finetune_max_iter"], num_samples=TRAINING["finetune_samples"],
+                 seed=0, verbose=0):
         super().__init__()
         check_integer("FinetuneMCGSM", "max_iter", max_iter, 0)
         check_integer("FinetuneMCGSM", "num_samples", num_samples, 1)

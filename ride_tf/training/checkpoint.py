@@ -28,6 +28,7 @@ import shutil
 import keras
 import numpy as np
 
+from ride_tf.checks import check_verbose
 from ride_tf.io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["TrainingCheckpoint", "FitCheckpoint", "CHECKPOINT_VERSION"]
@@ -135,9 +136,7 @@ class FitCheckpoint(keras.callbacks.Callback):
         self.checkpoint = TrainingCheckpoint(directory)
         if not isinstance(delete_on_end, (bool, np.bool_)):
             raise TypeError(f"FitCheckpoint: delete_on_end must be a bool, got {delete_on_end!r}.")
-        if verbose not in (0, 1) or isinstance(verbose, (float, np.floating)):
-            raise ValueError(f"FitCheckpoint: verbose must be 0 or 1, got {verbose!r}.")
-        self.delete_on_end, self.verbose = bool(delete_on_end), int(verbose)
+        self.delete_on_end, self.verbose = bool(delete_on_end), check_verbose("FitCheckpoint", verbose, (0, 1))
         self.history = {}
         self._first_epoch = self._epochs_done = 0
         self._logs = None             # the last finished epoch's logs, not yet in `history`

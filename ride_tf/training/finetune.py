@@ -24,8 +24,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from ride_tf import discrete
-from ride_tf.checks import check_choice, check_fraction, check_integer, check_number
-from ride_tf.defaults import OBJECTIVES
+from ride_tf.quantization import LN2
+from ride_tf.checks import NonFiniteError, check_choice, check_fraction, check_integer, check_number
+from ride_tf.defaults import OBJECTIVES, TRAINING
+from ride_tf.evaluation import per_model_function
 
 __all__ = ["finetune_model", "finetune_mcgsm", "finetune_mcgsm_discrete", "discrete_mean_log_mass",
            "FinetuneResult"]
@@ -47,10 +49,14 @@ def discrete_mean_log_mass(model, h, x_hat, values):
 
 
 def _lbfgs_functions(mcgsm, num_correction_pairs, mean_log_prob=None, data_spec=None, kind="density"):
-    """Traced (run_chunk, start, evaluate, assign) for L-BFGS on `mcgsm`'s variables.
+    """Traced (first_chunk, run_chunk, evaluate, assign) for L-BFGS on `mcgsm`'s variables.
 
     mean_log_prob(*data) is the objective to maximise over data tuples of
     `data_spec` (default: the MCGSM's mean log-density of (x, y^) pairs).
+    first_chunk(theta, max_iterations, data) runs L-BFGS from the parameters
+    theta; run_chunk(state, max_iterations, data) continues from its state
+    (traced on its first call: a fit of at most one chunk traces the
+    optimizer once).  Each is traced once per MCGSM for any number of pixels.
     """
     key = (kind, num_correction_pairs)
     cache = _FUNCTIONS.setdefault(mcgsm, {})
@@ -71,10 +77,11 @@ def _lbfgs_functions(mcgsm, num_correction_pairs, mean_log_prob=None, data_spec=
         for v, part, shape in zip(variables, tf.split(theta, sizes), shapes):
             v.assign(tf.reshape(part, shape))
 
+    theta_spec = tf.TensorSpec([sum(sizes)], tf.float32)
+
     # Traced once and called from every place of the L-BFGS graph that evaluates the objective
     # (tracing it at each place costs minutes for the discrete objective).
-    @tf.function(input_signature=[tf.TensorSpec([sum(sizes)], tf.float32), data_spec],
-                 experimental_attributes={"_noinline": True})
+    @tf.function(input_signature=[theta_spec, data_spec], experimental_attributes={"_noinline": True})
     def loss_and_gradients(theta, data):
         assign(theta)
         with tf.GradientTape() as tape:
@@ -87,19 +94,31 @@ def _lbfgs_functions(mcgsm, num_correction_pairs, mean_log_prob=None, data_spec=
 
     options = dict(num_correction_pairs=num_correction_pairs, tolerance=0.0, f_relative_tolerance=1e-9)
 
-    @tf.function(reduce_retracing=True)
-    def run_chunk(previous, max_iterations, data):
+    def first_chunk(theta, max_iterations, data):
+        return tfp.optimizer.lbfgs_minimize(objective(data), initial_position=theta, max_iterations=max_iterations,
+                                            **options)
+
+    def continue_chunk(previous, max_iterations, data):
         return tfp.optimizer.lbfgs_minimize(objective(data), initial_position=None,
                                             previous_optimizer_results=previous,
                                             max_iterations=max_iterations, **options)
 
-    @tf.function(input_signature=[tf.TensorSpec([sum(sizes)], tf.float32), data_spec])
-    def start(theta, data):
-        return tfp.optimizer.lbfgs_minimize(objective(data), initial_position=theta, max_iterations=0,
-                                            **options)
+    # One trace each for any number of pixels (every fine-tuning draws its own sample), counted per MCGSM
+    # (`per_model_function`); the optimizer's state has the shapes of what the first chunk returns.
+    iterations_spec = tf.TensorSpec([], tf.int32)
+    first_chunk = per_model_function(first_chunk, input_signature=[theta_spec, iterations_spec, data_spec])
+    continued = []
 
-    evaluate = tf.function(lambda data: mean_log_prob(*data), input_signature=[data_spec])
-    cache[key] = (run_chunk, start, evaluate, assign)
+    def run_chunk(previous, max_iterations, data):
+        if not continued:
+            state_spec = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype),
+                                               first_chunk.get_concrete_function().structured_outputs)
+            continued.append(per_model_function(continue_chunk,
+                                                input_signature=[state_spec, iterations_spec, data_spec]))
+        return continued[0](previous, max_iterations, data)
+
+    evaluate = per_model_function(lambda data: mean_log_prob(*data), input_signature=[data_spec])
+    cache[key] = (first_chunk, run_chunk, evaluate, assign)
     return cache[key]
 
 
@@ -144,8 +163,8 @@ def _check_fit_arguments(owner, max_iter, validation_fraction, check_every, pati
         check_number(owner, "max_seconds", max_seconds, low=0.0)
 
 
-def finetune_model(model, images, max_iter=500, num_samples=100_000, validation_fraction=0.1, seed=0, verbose=1,
-                   objective=None, **kwargs):
+def finetune_model(model, images, max_iter=TRAINING["finetune_max_iter"], num_samples=TRAINING["finetune_samples"],
+                   validation_fraction=0.1, seed=0, verbose=1, objective=None, **kwargs):
     """Fit a RIDE's MCGSM alone by L-BFGS on a fixed random sample of pixels of `images` (`RIDE.finetune`).
 
     The whitening is adapted first if it never was.  objective "density"
@@ -184,7 +203,7 @@ def _split(arrays, validation_fraction, seed):
 def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, patience, verbose, to_rate,
                objective, max_seconds):
     """The chunked L-BFGS loop with early stopping on the held-out data; returns the FinetuneResult."""
-    run_chunk, start, evaluate, assign = functions
+    first_chunk, run_chunk, evaluate, assign = functions
     variables = mcgsm.trainable_variables
     num_val = int(val_data[0].shape[0])
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
@@ -192,8 +211,7 @@ def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, pa
     theta = tf.concat([tf.reshape(v, [-1]) for v in variables], 0)
     best_theta = theta
     initial_val = to_rate(evaluate(val_data)) if num_val else float("nan")
-    best_val, since_best, history = initial_val, 0, []
-    state = start(theta, train_data)
+    best_val, since_best, history, state = initial_val, 0, [], None
     bar = keras.utils.Progbar(max_iter, verbose=verbose, unit_name="iteration",
                                stateful_metrics=["train_bpp", "val_bpp"])
     iterations, chunk_seconds = 0, 0.0
@@ -204,7 +222,8 @@ def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, pa
             break
         chunk_start = time.monotonic()
         target = min(max_iter, iterations + check_every)
-        state = run_chunk(state, tf.constant(target), train_data)
+        state = (first_chunk(theta, tf.constant(target), train_data) if state is None
+                 else run_chunk(state, tf.constant(target), train_data))
         assign(state.position)  # the line search leaves its last trial point in the variables
         done = int(state.num_iterations)
         train_rate = to_rate(-state.objective_value)
@@ -227,11 +246,11 @@ def _run_lbfgs(mcgsm, functions, train_data, val_data, max_iter, check_every, pa
     final_val = to_rate(evaluate(val_data)) if num_val else float("nan")
     return FinetuneResult(iterations=iterations, train_rate=train_rate, validation_rate=final_val,
                           initial_validation_rate=initial_val, history=history,
-                          converged=bool(state.converged), objective=objective)
+                          converged=state is not None and bool(state.converged), objective=objective)
 
 
-def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1, check_every=25,
-                   patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=np.log(2.0),
+def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=TRAINING["finetune_max_iter"], validation_fraction=0.1,
+                   check_every=25, patience=2, seed=0, verbose=1, rate_offset=0.0, rate_divisor=LN2,
                    num_correction_pairs=10, max_seconds=None):
     """Fit `mcgsm`'s variables to (inputs [M, dim_in], outputs [M, dim_out]) by L-BFGS.
 
@@ -253,7 +272,7 @@ def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1
     if len(inputs) < 2:
         raise ValueError(f"finetune_mcgsm: need at least 2 samples, got {len(inputs)}.")
     if not (np.isfinite(inputs).all() and np.isfinite(outputs).all()):
-        raise ValueError("finetune_mcgsm: inputs or outputs contain NaN or infinite values.")
+        raise NonFiniteError("finetune_mcgsm: inputs or outputs contain NaN or infinite values.")
     train_data, val_data = _split((inputs, outputs), validation_fraction, seed)
     functions = _lbfgs_functions(mcgsm, num_correction_pairs)
     to_rate = lambda log_prob: (float(log_prob) + rate_offset) / rate_divisor
@@ -261,8 +280,9 @@ def finetune_mcgsm(mcgsm, inputs, outputs, max_iter=500, validation_fraction=0.1
                       to_rate, "density", max_seconds)
 
 
-def finetune_mcgsm_discrete(model, h, x_hat, values, max_iter=500, validation_fraction=0.1, check_every=25,
-                            patience=2, seed=0, verbose=1, num_correction_pairs=10, max_seconds=None):
+def finetune_mcgsm_discrete(model, h, x_hat, values, max_iter=TRAINING["finetune_max_iter"],
+                            validation_fraction=0.1, check_every=25, patience=2, seed=0, verbose=1,
+                            num_correction_pairs=10, max_seconds=None):
     """Fit `model.mcgsm` by L-BFGS on the discrete likelihood of 8-bit values.
 
     Args:
@@ -283,7 +303,7 @@ def finetune_mcgsm_discrete(model, h, x_hat, values, max_iter=500, validation_fr
     if len(h) < 2:
         raise ValueError(f"finetune_mcgsm_discrete: need at least 2 samples, got {len(h)}.")
     if not (np.isfinite(h).all() and np.isfinite(x_hat).all()):
-        raise ValueError("finetune_mcgsm_discrete: h or x_hat contain NaN or infinite values.")
+        raise NonFiniteError("finetune_mcgsm_discrete: h or x_hat contain NaN or infinite values.")
     if values.min() < 0 or values.max() > 255:
         raise ValueError("finetune_mcgsm_discrete: values must be 8-bit values 0..255.")
     values = values.astype(np.int32)

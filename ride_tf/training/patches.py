@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from ride_tf.checks import check_bool, check_images, check_integer
 from ride_tf.data.streaming import random_flips
+from ride_tf.defaults import TRAINING
 
 __all__ = ["as_image_list", "sample_patches", "patch_dataset"]
 
@@ -51,8 +52,8 @@ def sample_patches(images, patch_size, num_patches, num_channels=1, seed=0):
     return patches
 
 
-def patch_dataset(images, patch_size, num_patches, batch_size=50, num_channels=1, flips=True, seed=0,
-                  drop_remainder=True):
+def patch_dataset(images, patch_size, num_patches, batch_size=TRAINING["batch_size"], num_channels=1, flips=True,
+                  seed=0, drop_remainder=True):
     """A tf.data pipeline of random patches [batch, P, P, C] with optional random flips.
 
     One pass over it is one epoch of `num_patches` patches (drawn once, with

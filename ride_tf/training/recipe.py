@@ -29,7 +29,8 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import discrete
-from ride_tf.checks import check_bool, check_choice, check_images, check_integer, check_number
+from ride_tf.checks import (NonFiniteError, check_bool, check_choice, check_images, check_integer, check_number,
+                            check_verbose)
 from ride_tf.defaults import OBJECTIVES, OPTIMIZERS, TRAINING
 from ride_tf.model import RIDE
 from ride_tf.training.callbacks import StopAt
@@ -74,8 +75,8 @@ class TrainingStage:
     selected_on: str = ""                # ... and what it was measured on (one of `SELECTION`)
 
 
-def fit_mcgsm(model, images, max_iter=500, num_samples=50_000, objective=None, seed=0, verbose=0,
-              max_seconds=None):
+def fit_mcgsm(model, images, max_iter=TRAINING["finetune_max_iter"], num_samples=TRAINING["finetune_samples"],
+              objective=None, seed=0, verbose=0, max_seconds=None):
     """Fit a model's MCGSM by L-BFGS (`RIDE.finetune`); the MCGSM image model's training (num_layers=0).
 
     objective="discrete" first fits the density (with up to half of
@@ -96,8 +97,8 @@ def fit_mcgsm(model, images, max_iter=500, num_samples=50_000, objective=None, s
     return result
 
 
-def fit_baseline(model, images, max_iter=500, num_samples=50_000, objective=None, seed=0, verbose=0,
-                 max_seconds=None):
+def fit_baseline(model, images, max_iter=TRAINING["finetune_max_iter"], num_samples=TRAINING["finetune_samples"],
+                 objective=None, seed=0, verbose=0, max_seconds=None):
     """The MCGSM baseline of `model`: a RIDE(num_layers=0) with the same neighbourhood and MCGSM size,
     whitening copied from `model` (adapted first if needed), fitted by L-BFGS (`fit_mcgsm`) on
     `images` (e.g. patches).  Returns (baseline, FinetuneResult)."""
@@ -135,11 +136,12 @@ def validation_scores(model, images, objective="density", seed=0):
     return rate, code_length
 
 
-def check_train_arguments(model, images, patch_sizes, learning_rates, epochs_per_stage, num_patches, batch_size,
+def check_train_arguments(model, images, *, patch_sizes, learning_rates, epochs_per_stage, num_patches, batch_size,
                           optimizer, momentum, clipnorm, finetune_max_iter, finetune_samples, patience, seed,
                           objective, baseline, baseline_max_iter, time_budget, checkpoint_dir, resume, verbose):
-    """Validate `train`'s arguments (ValueError naming the argument); returns (images as a list, learning
-    rates, objective, settings dict of the run: what a resumed run must match)."""
+    """Validate `train`'s arguments (ValueError naming the argument), all but the model and images by keyword;
+    returns (images as a list, learning rates, objective, settings dict of the run: what a resumed run must
+    match)."""
     owner = "train"
     if not isinstance(model, RIDE):
         raise ValueError(f"train: model must be a ride_tf.RIDE, got {type(model).__name__}.")
@@ -167,8 +169,7 @@ def check_train_arguments(model, images, patch_sizes, learning_rates, epochs_per
     check_number(owner, "momentum", momentum, low=0.0, high=1.0, high_open=True)
     if clipnorm is not None:
         check_number(owner, "clipnorm", clipnorm, low=0.0, low_open=True)
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"train: verbose must be 0, 1 or 2, got {verbose!r}.")
+    check_verbose(owner, verbose)
     if num_patches < batch_size:
         raise ValueError(f"train: num_patches ({num_patches}) must be at least batch_size ({batch_size}); "
                          "a stage would have no complete batch.")
@@ -199,7 +200,7 @@ def check_train_arguments(model, images, patch_sizes, learning_rates, epochs_per
 class _Run:
     """The state of one `train` call; its methods are the recipe's steps, in the order `train` calls them."""
 
-    def __init__(self, model, images, validation_images, settings, optimizer, momentum, clipnorm, verbose,
+    def __init__(self, model, images, validation_images, settings, *, optimizer, momentum, clipnorm, verbose,
                  callbacks, on_stage_end, baseline, baseline_max_iter, time_budget, checkpoint_dir):
         self.model, self.images, self.validation_images = model, images, validation_images
         self.settings, self.verbose = settings, verbose
@@ -307,13 +308,16 @@ class _Run:
         self.checkpoint.write(state, self.model.get_weights(), self.best_weights,
                               [v.numpy() for v in self.optimizer.variables] if epochs_done else None)
 
+    def budget_spent(self, stage_start):
+        """Whether the run's time budget is used up at `stage_start` (time.monotonic()); never without a budget."""
+        return self.time_budget is not None and self.started + self.time_budget - stage_start <= 0
+
     def stage_deadline(self, stage, stage_start):
-        """When the stage must end (time.monotonic()), None without a budget; False if the budget is spent."""
+        """When the stage must end (time.monotonic()): an equal share of what remains of the budget for each stage
+        left; None without a budget.  Call it only while the budget is not spent (`budget_spent`)."""
         if self.time_budget is None:
             return None
         remaining = self.started + self.time_budget - stage_start
-        if remaining <= 0:
-            return False
         return stage_start + remaining / (len(self.patch_sizes) - stage)
 
     def reset_optimizer(self, learning_rate, resumed_epochs):
@@ -343,18 +347,14 @@ class _Run:
         finetune_rate = float("nan")
         if finetune_max_iter:
             max_seconds = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                result = model.finetune(self.finetune_patches, max_iter=finetune_max_iter,
-                                        num_samples=settings["finetune_samples"], seed=self.seed,
-                                        verbose=self.verbose, objective=self.objective, max_seconds=max_seconds)
-            except ValueError as failure:      # NaN hidden states after a diverged fit
-                if "NaN" in str(failure) or "finite" in str(failure):
-                    raise FloatingPointError(f"fine-tuning: {failure}") from None
-                raise
+            # NaN hidden states after a diverged fit raise NonFiniteError here.
+            result = model.finetune(self.finetune_patches, max_iter=finetune_max_iter,
+                                    num_samples=settings["finetune_samples"], seed=self.seed,
+                                    verbose=self.verbose, objective=self.objective, max_seconds=max_seconds)
             finetune_rate = result.validation_rate
         bad = model.non_finite_weights()
         if bad:
-            raise FloatingPointError(f"the weights became non-finite ({', '.join(bad[:3])})")
+            raise NonFiniteError(f"the weights became non-finite ({', '.join(bad[:3])})")
         validation, code_length = validation_scores(model, self.validation_images, self.objective, self.seed)
         return train_rate, finetune_rate, validation, code_length
 
@@ -376,9 +376,7 @@ class _Run:
         try:
             train_rate, finetune_rate, validation, code_length = self.fit_stage(stage, patch_size, resumed_epochs,
                                                                                 stage_start, deadline)
-        except (FloatingPointError, tf.errors.InvalidArgumentError) as failure:
-            if isinstance(failure, tf.errors.InvalidArgumentError) and "not finite" not in str(failure):
-                raise
+        except NonFiniteError as failure:        # a non-finite loss (NonFiniteLossError), weights, states or rates
             error = str(failure).strip().splitlines()[0][:300]
             model.set_weights(good_weights)
             train_rate = finetune_rate = code_length = float("nan")
@@ -497,12 +495,16 @@ def train(model, images, validation_images=None, patch_sizes=TRAINING["patch_siz
       `epochs_per_stage` large enough that a stage fills its share.
     """
     images, learning_rates, objective, settings = check_train_arguments(
-        model, images, patch_sizes, learning_rates, epochs_per_stage, num_patches, batch_size, optimizer, momentum,
-        clipnorm, finetune_max_iter, finetune_samples, patience, seed, objective, baseline, baseline_max_iter,
-        time_budget, checkpoint_dir, resume, verbose)
+        model, images, patch_sizes=patch_sizes, learning_rates=learning_rates, epochs_per_stage=epochs_per_stage,
+        num_patches=num_patches, batch_size=batch_size, optimizer=optimizer, momentum=momentum, clipnorm=clipnorm,
+        finetune_max_iter=finetune_max_iter, finetune_samples=finetune_samples, patience=patience, seed=seed,
+        objective=objective, baseline=baseline, baseline_max_iter=baseline_max_iter, time_budget=time_budget,
+        checkpoint_dir=checkpoint_dir, resume=resume, verbose=verbose)
     model.objective = objective
-    run = _Run(model, images, validation_images, settings, optimizer, momentum, clipnorm, verbose, callbacks,
-               on_stage_end, baseline, baseline_max_iter, time_budget, checkpoint_dir)
+    run = _Run(model, images, validation_images, settings, optimizer=optimizer, momentum=momentum,
+               clipnorm=clipnorm, verbose=verbose, callbacks=callbacks, on_stage_end=on_stage_end,
+               baseline=baseline, baseline_max_iter=baseline_max_iter, time_budget=time_budget,
+               checkpoint_dir=checkpoint_dir)
     resumed = resume and run.restore()
     run.prepare()
     if not resumed:
@@ -512,10 +514,9 @@ def train(model, images, validation_images=None, patch_sizes=TRAINING["patch_siz
     for stage, (patch_size, learning_rate) in enumerate(zip(run.patch_sizes, learning_rates)):
         if run.finished or stage < run.first_stage:
             continue
-        deadline = run.stage_deadline(stage, stage_start)
-        if deadline is False:
+        if run.budget_spent(stage_start):
             break
-        run.run_stage(stage, patch_size, learning_rate, stage_start, deadline)
+        run.run_stage(stage, patch_size, learning_rate, stage_start, run.stage_deadline(stage, stage_start))
         stage_start = time.monotonic()
         if run.since_best >= settings["patience"]:
             run.log(f"early stopping after stage {stage + 1}")

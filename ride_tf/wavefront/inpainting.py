@@ -79,8 +79,8 @@ import numpy as np
 import tensorflow as tf
 
 from ride_tf import geometry
-from ride_tf.checks import check_images, check_integer, check_seed
-from ride_tf.defaults import PIXELS_PER_BATCH
+from ride_tf.checks import check_images, check_integer, check_seed, check_verbose
+from ride_tf.defaults import INPAINTING, PIXELS_PER_BATCH
 from ride_tf.evaluation import traced
 from ride_tf.quantization import bin_centres, quantize
 from ride_tf.wavefront.sampling import sampler_graph
@@ -239,8 +239,7 @@ def _check_arguments(model, image, mask, num_sweeps, seed, verbose, num_candidat
         raise ValueError(f"inpaint: stride must be at most block_size={block_size} (or blocks leave gaps), "
                          f"got {stride}.")
     check_seed("inpaint", seed)
-    if verbose not in (0, 1, 2):
-        raise ValueError(f"inpaint: verbose must be 0, 1 or 2, got {verbose!r}.")
+    check_verbose("inpaint", verbose)
     if callback is not None and not callable(callback):
         raise ValueError(f"inpaint: callback must be callable or None, got {callback!r}.")
     return batch, mask, image.shape
@@ -347,8 +346,8 @@ class _Chain:
         return self.accepted / self.proposed if self.proposed else float("nan")
 
 
-def inpaint(model, image, mask, num_sweeps=100, seed=None, verbose=1, num_candidates=5, block_size=5, stride=3,
-            window_size=19, callback=None):
+def inpaint(model, image, mask, num_sweeps=INPAINTING["num_sweeps"], seed=None, verbose=1, num_candidates=5,
+            block_size=5, stride=3, window_size=19, callback=None):
     """Fill the missing pixels of one image with a sample of `model`'s posterior (see the module docstring).
 
     Args:
