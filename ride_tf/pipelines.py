@@ -62,11 +62,11 @@ RATE_FIELDS = {"rate_bits_per_pixel": "float64", "rate_model": "string"}
 _MODELS = {}        # per worker process: (command, options) -> the models `prepare` loaded
 
 
-def size_options(model=None, mode=None, colour=COLOUR_CODING, palette=None, to_gray=False, threads=1):
+def size_options(model=None, mode=None, colour=COLOUR_CODING, palette=None, to_gray=False, threads=1, adapt=False):
     """The options of `ride-tf size` that `ride_tf.cli.size.measure` reads (the command line's defaults, but one
     coding thread per image: the runners run a worker per core)."""
     options = argparse.Namespace(model=model, mode=mode, colour=colour, palette=palette, to_gray=to_gray,
-                                 threads=threads, verbose=0)
+                                 threads=threads, adapt=adapt, verbose=0)
     options.palette = palette_choice(options)
     return options
 
@@ -219,6 +219,7 @@ def main(argv=None):
     parser.add_argument("--to-gray", action="store_true", help="as ride-tf size's")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads coding one image (the runner runs a worker per core)")
+    parser.add_argument("--adapt", action="store_true", help="as ride-tf size's (twice the coding time)")
     parser.add_argument("--rate", action="store_true", help="add the density rate (ride-tf evaluate, --seed)")
     parser.add_argument("--seed", type=int, default=0, help="the rate's dequantization noise seed")
     parser.add_argument("--parquet", action="store_true", help="write the rows as Parquet too")
@@ -229,7 +230,8 @@ def main(argv=None):
     from ride_tf.cli.common import CommandError
 
     try:
-        options = size_options(args.model, args.mode, args.colour, args.palette, args.to_gray, args.threads)
+        options = size_options(args.model, args.mode, args.colour, args.palette, args.to_gray, args.threads,
+                               args.adapt)
     except CommandError as error:
         parser.error(str(error))
     rate = rate_options(args.model, args.mode, args.to_gray, args.seed) if args.rate else None
