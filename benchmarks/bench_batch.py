@@ -1,10 +1,11 @@
-"""`ride-tf size` over a folder of small photos: --jobs 1 against --jobs 2, and a folder with bad files.
+"""`ride-tf size` over a folder of small photos: --jobs 1 (and --jobs 1 --threads 1) against --jobs 2, and a folder
+with bad files.
 
 The folder: `--images` (200) gray crops of `--crop` (128) pixels square at
 seeded random places in scikit-image's camera, coffee and chelsea (held out
 from the shipped models' training; coffee and chelsea by their luma).  Each
 command runs as a user runs it, a fresh `ride-tf size FOLDER --jsonl` process
-(process start, TensorFlow's import and the model's loading included), the
+(process start and the integer model's loading included; no TensorFlow), the
 jobs alternating over `--rounds` rounds; the table has each one's best wall
 time, the ratio jobs 1 / jobs N, and "other load": the most CPU (in cores)
 that processes other than the command used during one of its runs (from
@@ -92,10 +93,11 @@ def wait_quiet(limit, threshold=0.25):
             print(f"  waiting: other processes use {load:.2f} cores", flush=True)
 
 
-def run_size(folder, jobs):
+def run_size(folder, jobs, threads=None):
     """(wall seconds, rows, exit status, other load in cores, CPU seconds of the command and its workers) of one
-    `ride-tf size FOLDER --jsonl --jobs N`."""
+    `ride-tf size FOLDER --jsonl --jobs N [--threads T]`."""
     command = [sys.executable, "-m", "ride_tf", "size", folder, "--jsonl", "--jobs", str(jobs)]
+    command += [] if threads is None else ["--threads", str(threads)]
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     busy, start = busy_seconds(), time.perf_counter()
@@ -126,33 +128,40 @@ def main():
         write_crops(photos, args.images, args.crop)
         print(f"{args.images} gray crops of {args.crop} x {args.crop} (camera, coffee, chelsea) in {photos}; "
               f"{os.cpu_count()} cores")
-        times, loads, cpus, results = {1: [], args.jobs: []}, {1: [], args.jobs: []}, {1: [], args.jobs: []}, {}
+        # --jobs 1 codes each image with every core's thread (the default --threads); "--jobs 1 --threads 1" is
+        # one core, the speed-up that the worker processes alone give.
+        runs = {"1": (1, None), "1t1": (1, 1), "N": (args.jobs, None)}
+        label = {"1": "--jobs 1", "1t1": "--jobs 1 --threads 1", "N": f"--jobs {args.jobs}"}
+        results = {}
+        times, loads, cpus = ({key: [] for key in runs} for _ in range(3))
         for round_ in range(args.rounds):
-            for jobs in (1, args.jobs) if round_ % 2 == 0 else (args.jobs, 1):
+            for key in list(runs) if round_ % 2 == 0 else list(runs)[::-1]:
                 if args.wait_quiet:
                     wait_quiet(args.wait_quiet)
-                wall, rows, status, load, cpu = run_size(photos, jobs)
+                wall, rows, status, load, cpu = run_size(photos, *runs[key])
                 if status != 0 or len(rows) != args.images:
-                    raise SystemExit(f"--jobs {jobs}: status {status}, {len(rows)} rows")
+                    raise SystemExit(f"{label[key]}: status {status}, {len(rows)} rows")
                 if results.setdefault("rows", rows) != rows:
-                    raise SystemExit(f"--jobs {jobs} gave other rows than the first run")
-                times[jobs].append(wall)
-                loads[jobs].append(load)
-                cpus[jobs].append(cpu)
-                print(f"  round {round_ + 1}: --jobs {jobs}: {wall:6.1f} s, CPU {cpu:6.1f} s (other load {load:.2f} "
+                    raise SystemExit(f"{label[key]} gave other rows than the first run")
+                times[key].append(wall)
+                loads[key].append(load)
+                cpus[key].append(cpu)
+                print(f"  round {round_ + 1}: {label[key]}: {wall:6.1f} s, CPU {cpu:6.1f} s (other load {load:.2f} "
                       "cores)", flush=True)
-        print(f"\n{'command':44s} {'wall s':>7s} {'images/s':>9s} {'CPU s':>7s} {'other load':>10s}")
-        for jobs in (1, args.jobs):
-            best = min(times[jobs])
-            print(f"{f'ride-tf size photos/ --jsonl --jobs {jobs}':44s} {best:7.1f} {args.images / best:9.2f} "
-                  f"{min(cpus[jobs]):7.1f} {max(loads[jobs]):10.2f}")
-        ratio = min(times[1]) / min(times[args.jobs])
-        # On free cores a run takes at least its CPU time spread over its processes: --jobs 1 about its CPU time
-        # (one busy thread), --jobs N about 1/N of its CPU time (the start of every worker, then 1/N of the images).
-        bound = args.jobs * min(cpus[1]) / min(cpus[args.jobs])
+        print(f"\n{'command':52s} {'wall s':>7s} {'images/s':>9s} {'CPU s':>7s} {'other load':>10s}")
+        for key in runs:
+            best = min(times[key])
+            print(f"{'ride-tf size photos/ --jsonl ' + label[key]:52s} {best:7.1f} {args.images / best:9.2f} "
+                  f"{min(cpus[key]):7.1f} {max(loads[key]):10.2f}")
+        ratio = min(times["1"]) / min(times["N"])
+        ratio_one_core = min(times["1t1"]) / min(times["N"])
+        # On free cores a one-core run takes about its CPU time, --jobs N about 1/N of its own CPU time (the
+        # start of every worker, then 1/N of the images).
+        bound = args.jobs * min(cpus["1t1"]) / min(cpus["N"])
         total = sum(r["bytes"] for r in results["rows"])
-        print(f"speed-up --jobs {args.jobs} / --jobs 1: {ratio:.2f} measured (target 1.7), {bound:.2f} from the CPU times "
-              f"on {args.jobs} free cores ({args.jobs} x CPU of --jobs 1 / CPU of --jobs {args.jobs}); rows equal: yes; "
+        print(f"speed-up --jobs {args.jobs} / --jobs 1: {ratio:.2f} measured (target 1.7; --jobs 1 already codes "
+              f"with {os.cpu_count()} threads); over --jobs 1 --threads 1: {ratio_one_core:.2f} measured, "
+              f"{bound:.2f} from the CPU times; rows equal: yes; "
               f"{total:,.1f} bytes in all, {8 * total / (args.images * args.crop ** 2):.4f} bit/px")
 
         png = open(os.path.join(photos, "crop_0000.png"), "rb").read()

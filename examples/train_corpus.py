@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import datetime
 import glob
+import math
 import os
 import platform
 import sys
@@ -205,7 +206,9 @@ def main(argv=None):
     if initial is not None and not any(s.kept and s.score > initial[0] for s in stages):
         model.set_weights(initial[1])
         print("no stage improved on the model it started from; kept that model", flush=True)
-    train_minutes = (time.time() - start) / 60
+    # A resumed run: the stages' clock includes the time before the interruption, this process's does not.
+    stage_clock = max((s.seconds for s in stages if math.isfinite(s.seconds)), default=0.0)
+    train_minutes = max(time.time() - start, stage_clock) / 60
     discrete = None
     if args.discrete_iter:
         before = mean_code_length(model, validation)

@@ -28,7 +28,8 @@ RGB_COFFEE_CROP_RATE = 4.703
 
 def test_available_lists_gray_and_rgb_with_a_description():
     models = pretrained.available()
-    assert set(models) == {"gray", "rgb", "gray-102min", "rgb-67min", "gray-small", "rgb-small", "gray-2x64"}
+    assert set(models) == {"gray", "rgb", "gray-102min", "rgb-67min", "gray-small", "rgb-small", "gray-2x64",
+                           "gray-wide"}
     for description in models.values():
         assert isinstance(description, str) and "held-out" in description
     assert ride_tf.pretrained.available() == models
@@ -92,6 +93,17 @@ def test_the_larger_gray_model_ships_beside_the_default_and_codes_camera_in_fewe
     crop = pretrained.load_photo("camera", 1, crop=False)[CAMERA_CROP][np.newaxis]
     bits = [float(ride_tf.compressed_size_bits(m, crop)[0]) for m in (large, default)]
     assert bits[0] < bits[1], bits
+
+
+def test_the_model_of_the_widened_corpus_ships_beside_the_default():
+    """"gray-wide" (the default's configuration, trained on from it on the corpus of issue 30, docs/corpus.md)
+    loads with that configuration and its own fingerprint, and its record names the earlier runs it continued."""
+    wide, default = pretrained.load("gray-wide"), pretrained.load("gray")
+    config = wide.get_config()
+    assert {k: config[k] for k in GRAY_CONFIG} == GRAY_CONFIG
+    assert ride_tf.codec.model_fingerprint(wide) != ride_tf.codec.model_fingerprint(default)
+    record = pretrained.info("gray-wide")
+    assert len(record["earlier_training"]) == 2 and record["train_minutes"] > 300
 
 
 def test_held_out_data_is_disjoint_from_the_training_data():
