@@ -2,8 +2,12 @@
 import numpy as np
 import skimage.data
 
-import ride_tf
-from ride_tf import RIDE
+from ride_tf.runtime import quiet_tensorflow
+
+quiet_tensorflow()                                                # optional: TensorFlow's start-up lines filtered
+
+import ride_tf  # noqa: E402
+from ride_tf import RIDE  # noqa: E402
 
 camera = skimage.data.camera()                                    # uint8 [512, 512], held out from "gray"
 gray = ride_tf.pretrained("gray")                                 # the shipped gray model, a fresh RIDE
