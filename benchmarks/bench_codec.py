@@ -57,6 +57,7 @@ import ride_tf  # noqa: E402
 from ride_tf import codec, data as image_data, pretrained  # noqa: E402
 from ride_tf.codec import coding  # noqa: E402
 from ride_tf.io import atomic_savefig, atomic_write_json  # noqa: E402
+from bench_codec_runtime import timed  # noqa: E402  (the same timing in both benchmarks)
 
 CODECS = ("PNG", "JPEG-LS", "WebP lossless", "JPEG-XL lossless", "lzma")
 
@@ -110,21 +111,6 @@ def ride_figures(model, images):
         rows.append(dict(pixels=height * width, bytes=len(data), exact_bits=exact, encode_s=encode,
                          decode_s=decode, sample_s=sample))
     return rows
-
-
-def timed(call, repeats, first=None):
-    """(median seconds of `repeats` calls, the last result), after one untimed call (traces, kernels per shape);
-    the first call's seconds go to first["seconds"] when `first` is a dict."""
-    start = time.perf_counter()
-    result = call()
-    if first is not None:
-        first["seconds"] = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), result
 
 
 def speed_row(model, image, repeats):

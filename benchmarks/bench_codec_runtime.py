@@ -82,9 +82,13 @@ def start_up_table(repeats):
     return out
 
 
-def timed(call, repeats):
-    """(median seconds of `repeats` calls after an untimed one, the last result)."""
+def timed(call, repeats, first=None):
+    """(median seconds of `repeats` calls, the last result), after one untimed call (traces, kernels per shape);
+    the first call's seconds go to first["seconds"] when `first` is a dict.  Also bench_codec.py's."""
+    start = time.perf_counter()
     result = call()
+    if first is not None:
+        first["seconds"] = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
