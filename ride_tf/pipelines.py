@@ -49,7 +49,7 @@ from ride_tf.cli import batch, evaluate, size
 from ride_tf.cli.common import palette_choice
 from ride_tf.defaults import COLOUR_CODING, COLOUR_CODINGS, COLOUR_MODES, PALETTE_CODINGS
 
-__all__ = ["MeasureImage", "SummarizeRows", "build", "size_options", "rate_options", "main", "ERRORS",
+__all__ = ["MeasureImage", "SummarizeRows", "build", "command_options", "size_options", "rate_options", "main", "ERRORS",
            "PARQUET_FIELDS"]
 
 ERRORS = "errors"
@@ -62,19 +62,34 @@ RATE_FIELDS = {"rate_bits_per_pixel": "float64", "rate_model": "string"}
 _MODELS = {}        # per worker process: (command, options) -> the models `prepare` loaded
 
 
+def command_options(command, **values):
+    """The options of `ride-tf COMMAND` ("size" or "evaluate") with the command line's defaults, `values` set: the
+    namespace its `measure` reads.  Parsed by the command's own parser, so that an option added to the command
+    has its default here too; TypeError for a name that is not one of its options."""
+    from ride_tf.cli import build_parser
+
+    options = build_parser().parse_args([command, "image.png"])
+    options.verbose = 0           # set by `ride_tf.cli.batch.run` on the command line: no progress bars here
+    for name, value in values.items():
+        if not hasattr(options, name):
+            raise TypeError(f"ride-tf {command} has no option {name!r}")
+        setattr(options, name, value)
+    return options
+
+
 def size_options(model=None, mode=None, colour=COLOUR_CODING, palette=None, to_gray=False, threads=1, adapt=False):
     """The options of `ride-tf size` that `ride_tf.cli.size.measure` reads (the command line's defaults, but one
     coding thread per image: the runners run a worker per core)."""
-    options = argparse.Namespace(model=model, mode=mode, colour=colour, palette=palette, to_gray=to_gray,
-                                 threads=threads, adapt=adapt, verbose=0)
+    options = command_options("size", model=model, mode=mode, colour=colour, palette=palette, to_gray=to_gray,
+                              threads=threads, adapt=adapt)
     options.palette = palette_choice(options)
     return options
 
 
 def rate_options(model=None, mode=None, to_gray=False, seed=0, region="full"):
     """The options of `ride-tf evaluate` that `ride_tf.cli.evaluate.measure` reads."""
-    return argparse.Namespace(model=model, mode=mode, to_gray=to_gray, seed=seed, region=region, ensemble=False,
-                              verbose=0)
+    return command_options("evaluate", model=model, mode=mode, to_gray=to_gray, seed=seed, region=region,
+                           ensemble=False)
 
 
 def _remote(path):

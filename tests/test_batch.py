@@ -179,6 +179,28 @@ def test_jobs_give_the_rows_of_one_job_and_survive_a_dying_worker(tree, capsys):
         run_fake([tree, "--jsonl", "--jobs", 2], capsys, fail_prepare=True)
 
 
+def test_work_submitted_to_a_pool_a_worker_just_left_is_measured_again(tmp_path):
+    """A worker that dies while the parent is still submitting chunks: the pool refuses new work
+    (BrokenProcessPool at submit), and that chunk fails like the ones in flight, to be measured again in fresh
+    workers, instead of ending the run (a race that load made visible)."""
+    import concurrent.futures
+
+    (tmp_path / "crash.png").write_text("crash")
+    (tmp_path / "ok.png").write_text("2 2 1")
+    pool = batch._Pool(fake, argparse.Namespace(threads=1), 1)
+    try:
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            pool.submit([str(tmp_path / "crash.png")]).result(timeout=120)
+        late = pool.submit([str(tmp_path / "ok.png")])          # the pool is broken now: no exception here
+        with pytest.raises(concurrent.futures.process.BrokenProcessPool):
+            late.result(timeout=120)
+        pool.restart()
+        [(path, row, message)] = pool.submit([str(tmp_path / "ok.png")]).result(timeout=120)
+        assert (row["bits"], message) == (2 * 2 * 1 * 1.5, None)
+    finally:
+        pool.close()
+
+
 def test_without_jobs_a_small_run_stays_in_one_process(tmp_path, monkeypatch):
     """The default --jobs: the cores available, but 1 below POOL_MIN_SAMPLES pixel values (from the headers)."""
     for k, side in enumerate((16, 24)):
@@ -290,3 +312,19 @@ def test_the_beam_pipeline_gives_the_sizes_of_the_size_command(photos, tmp_path,
 
     table = pyarrow.parquet.read_table(glob.glob(f"{prefix}-*.parquet")).to_pylist()
     assert sorted(table, key=lambda r: r["path"]) == sorted(rows.values(), key=lambda r: r["path"])
+
+
+def test_the_pipeline_options_are_the_commands_own():
+    """The pipeline's options for `measure` come from the command's parser (every option of `ride-tf size` and
+    `ride-tf evaluate` with its default), so an option added to a command cannot be missing in the pipeline."""
+    pipelines = pytest.importorskip("ride_tf.pipelines")
+    from ride_tf.cli import build_parser
+
+    defaults = vars(build_parser().parse_args(["size", "x.png"]))
+    options = vars(pipelines.size_options(model="gray"))
+    assert set(defaults) <= set(options) and options["model"] == "gray" and options["threads"] == 1
+    assert options["adapt"] is False and options["colour"] == defaults["colour"] and options["verbose"] == 0
+    rate = vars(pipelines.rate_options(seed=5))
+    assert rate["seed"] == 5 and rate["region"] == "full" and rate["verbose"] == 0
+    with pytest.raises(TypeError, match="ride-tf size has no option 'nope'"):
+        pipelines.command_options("size", nope=1)

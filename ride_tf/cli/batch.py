@@ -300,7 +300,15 @@ class _Pool:
             initargs=(self.command.__name__, self.options, self.threads))
 
     def submit(self, paths):
-        return self.executor.submit(_work, paths)
+        """A future of `_work(paths)`.  A pool that broke since the last result was read (a worker died) refuses
+        new work: the chunk then gets a future that fails as the chunks in flight do, and `_drain` measures them
+        all again in fresh workers."""
+        try:
+            return self.executor.submit(_work, paths)
+        except concurrent.futures.process.BrokenProcessPool as error:
+            future = concurrent.futures.Future()
+            future.set_exception(error)
+            return future
 
     def close(self, interrupted=False):
         if interrupted:            # the workers ignore SIGINT: end them (this process's children only)
