@@ -92,6 +92,34 @@ def test_native_decoder_gives_back_every_image_as_the_numpy_decoder_does(kind):
         np.testing.assert_array_equal(coding.decode(coder, data, height, width), decoded)
 
 
+@pytest.mark.parametrize("kind", ["gray, 2 layers", "colour, order B R G"])
+def test_both_table_arithmetics_give_the_reference_tables_and_pixels(kind):
+    """The kernels compute the cumulative tables in float64 (vectorised) when the model's bounds keep every term
+    below 2^52, else in int64.  Every test model and every shipped one takes float64; a model whose means may
+    reach 2^44 (the same model, its means' clip widened, so the same integers) takes int64.  Both give the
+    reference encoder's (start, freq) and the NumPy decoder's pixels, integer for integer."""
+    integer = codec.integer_model(variant(kind))
+    wide = copy.copy(integer)
+    wide.means = copy.copy(integer.means)
+    wide.means.low, wide.means.high = -2.0 ** 44, 2.0 ** 44
+    assert native.NativeModel(integer).table_arithmetic == "float64"
+    assert native.NativeModel(wide).table_arithmetic == "int64"
+    for name in ("gray", "rgb"):
+        assert native.native_model(codec.as_integer_model(name)).table_arithmetic == "float64", name
+    for model in (integer, wide):
+        coder = coding.coder_for(model)
+        for image in images_for(model.num_channels):
+            start, freq = coder.intervals(image, engine="native")
+            ref_start, ref_freq = coder.intervals(image, engine="reference")
+            np.testing.assert_array_equal(start, ref_start)
+            np.testing.assert_array_equal(freq, ref_freq)
+            data = coding.encode(coder, image)
+            height, width = image.shape[:2]
+            decoded = coding.decode_native(coder, data, height, width)
+            np.testing.assert_array_equal(decoded, image)
+            np.testing.assert_array_equal(coding.decode(coder, data, height, width), decoded)
+
+
 def test_the_cell_and_mixture_kernels_compute_the_integer_models_numpy_integers():
     """One line of 40 pixels with random integer inputs in their full ranges: h, c of every layer (both cells)
     and the mixture's weights and means equal `IntegerModel.cell_step_numpy` and `IntegerModel.mixture`."""

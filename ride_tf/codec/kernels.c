@@ -64,6 +64,7 @@
 #define WORD_BITS 32
 #define MAX_LAYERS 16
 #define MAX_UNITS 4096
+#define MAX_EXPERTS 1024        /* K 2^42 < 2^53: `normalise`'s sums are exact in float64 */
 #define PAPER_MEMORY 64
 #define MAX_BLOCKS 96
 
@@ -72,16 +73,6 @@
 BODY int64_t floor_shift(int64_t x, int64_t s) { return x >= 0 ? (x >> s) : ~((~x) >> s); }
 
 BODY int64_t clip64(int64_t x, int64_t lo, int64_t hi) { return x < lo ? lo : (x > hi ? hi : x); }
-
-/* floor(n / d) for 0 <= n < 2^62, d > 0 and a quotient below 2^40 (the gates' 2^15, the weights' 2^20): the
-   float64 quotient is then within 2^-10 of n / d, so its truncation is the exact quotient or one off, and one
-   integer comparison corrects it; several times faster than an int64 division. */
-BODY int64_t floor_div(int64_t n, int64_t d) {
-    int64_t q = (int64_t)((double)n / (double)d);
-    if (q * d > n) q--;
-    else if ((q + 1) * d <= n) q++;
-    return q;
-}
 
 /* floor(x s) clipped to [lo, hi] (integers), x a float64 integer (< 2^52) and s a power of two: exact.  Clipped
    first (floor is monotone and the bounds are integers), then floored by truncation (no libm call). */
@@ -154,6 +145,10 @@ typedef struct {
     double *logit_factor_scaled, *logit_offset;     /* [K] */
     int64_t *inverse_widths, *width_shifts;         /* [channels, K] */
     int64_t *regressions;                           /* [components, channels, channels] at 2^-16 */
+    /* the cumulative tables in float64 (`table_terms`): s_k = inverse_width_k 2^-shift_k [channels, K], used when
+       `exact_terms` (the bounds of `terms_are_exact` hold) */
+    double *phi_slopes;
+    int exact_terms;
     void *blocks[MAX_BLOCKS];
     int num_blocks;
     /* the products of whole images (`encode_image`, `decode_image`): weights padded to `padded` columns */
@@ -163,6 +158,8 @@ typedef struct {
     Py_ssize_t layer_rows[MAX_LAYERS];
     const double *mixture_w;                        /* [Z, padded(B)] */
 } Model;
+
+static int terms_are_exact(const Model *m);
 
 static const char *CAPSULE = "ride_tf.codec.kernels.Model";
 
@@ -312,7 +309,8 @@ static PyObject *k_model(PyObject *self, PyObject *args) {
 #undef INT_FIELD
     m->isa = usable_isa(m->isa);
     m->experts = m->components * m->scales;
-    if (m->channels < 1 || m->channels > 4 || m->components < 1 || m->scales < 1 || m->features < 0 ||
+    if (m->channels < 1 || m->channels > 4 || m->components < 1 || m->scales < 1 || m->experts > MAX_EXPERTS ||
+        m->features < 0 ||
         m->units < 0 || m->units > MAX_UNITS || m->layers < 0 || m->layers > MAX_LAYERS || m->radius < 0 || (m->layers > 0 && m->units < 1)) {
         PyErr_SetString(PyExc_ValueError, "kernels.model: sizes out of range");
         goto fail;
@@ -351,12 +349,29 @@ static PyObject *k_model(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "kernels.model: a width shift lies outside [0, 62]");
             goto fail;
         }
+    if (m->num_blocks >= MAX_BLOCKS || !(m->phi_slopes = malloc(sizeof(double) * m->channels * m->experts + 8))) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    m->blocks[m->num_blocks++] = m->phi_slopes;
+    for (Py_ssize_t k = 0; k < (Py_ssize_t)m->channels * m->experts; k++)
+        m->phi_slopes[k] = ldexp((double)m->inverse_widths[k], -(int)m->width_shifts[k]);
+    m->exact_terms = terms_are_exact(m);
     PyObject *capsule = PyCapsule_New(m, CAPSULE, model_free);
     if (capsule) return capsule;
 fail:
     for (int k = 0; k < m->num_blocks; k++) free(m->blocks[k]);
     free(m);
     return NULL;
+}
+
+/* table_arithmetic(model) -> "float64" or "int64": how the kernels compute the cumulative tables (`table_terms`). */
+static PyObject *k_table_arithmetic(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "O", &capsule)) return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    return PyUnicode_FromString(m->exact_terms ? "float64" : "int64");
 }
 
 /* ------------------------------------------------------------------ lines of pixels */
@@ -526,6 +541,9 @@ BODY int32_t floor32(double y) {
    phases over the units, the lookups as gathers, the rest vectorised by the compiler in each instruction set's
    variant.  Every value fits int32 (pre-activations +-2^14, table values < 2^25, the tanh argument +-2^16),
    every double below is an integer or an exact quotient. */
+/* int32 slots of cell_at's scratch: 14U int32, then 3U float64 (14U int32 is a multiple of 8 bytes) */
+#define CELL_WORK(units) (20 * (Py_ssize_t)(units) + 2)
+
 BODY void cell_at_body(const Model *m, int layer, const double *restrict a, const double *restrict c_left,
                        const double *restrict c_up, double *restrict h, double *restrict c, int32_t *work) {
     const Affine *lin = &m->layer[layer];
@@ -548,7 +566,7 @@ BODY void cell_at_body(const Model *m, int layer, const double *restrict a, cons
     } else {
         /* e^(a - top) for a = a_i, a_l, a_u and 0, top = max(a_i, a_l, a_u, 0): arguments <= 0 */
         const int32_t *pi = pre + 2 * units, *pl = pre + 3 * units, *pu = pre + 4 * units;
-        int32_t *e = pre;                     /* over the pre-activations, once they are read */
+        int32_t *restrict e = pre;            /* over the pre-activations, once they are read */
         for (int u = 0; u < units; u++) {
             int32_t top = pi[u] > pl[u] ? pi[u] : pl[u];
             top = pu[u] > top ? pu[u] : top;
@@ -559,14 +577,17 @@ BODY void cell_at_body(const Model *m, int layer, const double *restrict a, cons
             arg[3 * units + u] = -top;
         }
         lookups(m, &m->exp_gate_t, arg, e, 4 * units);          /* e = [e_i, e_l, e_u, e_0] over pre's first 4U */
+        /* floor(e 2^15 / total): e 2^15 <= 2^30 and total in [2^15, 2^17), so the float64 quotient is within 2^-38
+           of the exact one, which lies at least 2^-17 from the next integer: truncation is exact.  The quotients
+           go through a float64 array so that the compiler vectorises the divisions. */
+        double *restrict quotient = (double *)(work + 14 * units);            /* [3U] */
         for (int u = 0; u < units; u++) {
-            /* floor(e 2^15 / total): e 2^15 <= 2^30 and total in [2^15, 2^17), so the float64 quotient is within
-               2^-38 of the exact one, which lies at least 2^-17 from the next integer: truncation is exact */
-            double total = (double)e[u] + e[units + u] + e[2 * units + u] + e[3 * units + u];
-            gi[u] = (int32_t)(e[u] * one / total);
-            gl[u] = (int32_t)(e[units + u] * one / total);
-            gu[u] = (int32_t)(e[2 * units + u] * one / total);
+            double ei = e[u], el = e[units + u], eu = e[2 * units + u], total = ei + el + eu + e[3 * units + u];
+            quotient[u] = ei * one / total;
+            quotient[units + u] = el * one / total;
+            quotient[2 * units + u] = eu * one / total;
         }
+        for (int col = 0; col < 3 * units; col++) gi[col] = (int32_t)quotient[col];      /* gi, gl, gu */
     }
     const double down = 1.0 / (double)(1 << (2 * STATE_BITS - ARG_BITS));
     for (int u = 0; u < units; u++) {
@@ -616,7 +637,7 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
         PyBuffer_Release(&cv);
         return NULL;
     }
-    int32_t *work = malloc(sizeof(int32_t) * (14 * units + 1));
+    int32_t *work = malloc(sizeof(int32_t) * CELL_WORK(units));
     if (!work) {
         PyBuffer_Release(&av);
         PyBuffer_Release(&hv);
@@ -642,14 +663,23 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
 }
 
 /* ------------------------------------------------------------------ the MCGSM */
-/* normalise raw [K] (>= 0, not all zero, < 2^42) to weights summing to 2^20, in place. */
-BODY void normalise(int64_t *w, int experts) {
+/* normalise raw [K] (>= 0, not all zero, < 2^42) to weights summing to 2^20, in place: w_k = floor(raw_k 2^20 /
+   sum), the largest one taking what the floors left.  In float64 so that the compiler vectorises it: raw_k 2^20 and
+   the sum (< 2^48) are exact, the floor of the rounded quotient is the exact floor or one above it, and the residual
+   q sum - raw_k 2^20 (an integer below 2^49 in magnitude) is exact in one fused multiply-add, so its sign corrects
+   the quotient. */
+BODY void normalise(int64_t *restrict w, int experts) {
     int64_t sum = 0;
     for (int k = 0; k < experts; k++) sum += w[k];
+    const double d = (double)sum;
+    for (int k = 0; k < experts; k++) {
+        double n = (double)w[k] * (double)((int64_t)1 << WEIGHT_BITS);
+        int64_t q = (int64_t)(n / d);                 /* truncation: the floor of a quotient >= 0 */
+        w[k] = q - (fma((double)q, d, -n) > 0.0);
+    }
     int64_t total = 0, best = -1;
     int argmax = 0;
     for (int k = 0; k < experts; k++) {
-        w[k] = floor_div(w[k] << WEIGHT_BITS, sum);
         total += w[k];
         if (w[k] > best) {
             best = w[k];
@@ -659,8 +689,6 @@ BODY void normalise(int64_t *w, int experts) {
     w[argmax] += ((int64_t)1 << WEIGHT_BITS) - total;
 }
 
-/* One pixel's mixture from b, its products [F + components + components C]: weights [K] (sum 2^20) and the
-   components' means [components, C] (at 2^-16, channels in coding order). */
 /* One pixel's gate logits [K] (at 2^-10, clipped to +-2^20) and the components' means [components, C] (at 2^-16,
    channels in coding order) from its products b [F + components + components C]. */
 BODY void mixture_logits_body(const Model *m, const double *b, int64_t *logits, int64_t *means, double *scratch) {
@@ -704,6 +732,165 @@ BODY void mixture_at_body(const Model *m, const double *b, int64_t *weights, int
     normalise(weights, experts);
 }
 
+/* The cumulative tables in float64.  With s_k = inverse_width_k 2^-shift_k (exact: a power-of-two scaling) and
+   offset_k = -mean_k s_k, PHI's argument floor((edge - mean_k) inverse_width_k / 2^shift_k) is floor(edge s_k +
+   offset_k): both terms are multiples of 2^-shift_k, and when |edge - mean_k| inverse_width_k < 2^52 every
+   product and sum here is exact, so the floor is the integer one.  F's sum of w_k PHI_k (w_k >= 0, summing to
+   2^20, |PHI| < 2^31) is a sum of integers below 2^51: exact in any order.  So the vectorised tables give the
+   int64 tables' integers (`cumulative`), in every instruction set. */
+
+/* Whether the bounds above hold for every mean the model can give: the means' clip bound M, plus what each
+   earlier channel's regression can add (|r| (2^16 + M) / 2^16 + 1), times the largest inverse width. */
+static int terms_are_exact(const Model *m) {
+    double bound_means = fmax(fabs(m->means.low), fabs(m->means.high)), edge = (double)((NUM_BINS - 1) << 8);
+    for (int ch = 0; ch < m->channels; ch++)
+        for (int comp = 0; comp < m->components; comp++) {
+            double bound = bound_means;
+            for (int e = 0; e < ch; e++) {
+                double r = fabs((double)m->regressions[(comp * m->channels + ch) * m->channels + e]);
+                bound += r * (65536.0 + bound_means) / 65536.0 + 1.0;
+            }
+            for (int s = 0; s < m->scales; s++) {
+                double width = (double)m->inverse_widths[ch * m->experts + comp * m->scales + s];
+                if ((edge + bound) * width >= 0x1p52) return 0;
+            }
+        }
+    return 1;
+}
+
+/* The index into PHI's table of argument floor(edge slope + offset) (see above), clipped to the table: float64. */
+BODY double phi_index(double edge, double slope, double offset, double low, double last) {
+    double a = floor(edge * slope + offset) - low;
+    return a < 0.0 ? 0.0 : (a > last ? last : a);
+}
+
+/* sum_k w_k PHI_k(edge) over the K experts, PHI_k's argument floor(edge slope_k + offset_k) (see above). */
+static double phi_sum_generic(const double *w, const double *offset, const double *slope, double edge,
+                              const int32_t *phi, double low, double last, int experts) {
+    double acc = 0.0;
+    for (int k = 0; k < experts; k++)
+        acc += w[k] * (double)phi[(int32_t)phi_index(edge, slope[k], offset[k], low, last)];
+    return acc;
+}
+
+#ifdef HAVE_X86_KERNELS
+TARGET_AVX2 static double phi_sum_avx2(const double *w, const double *offset, const double *slope, double edge,
+                                       const int32_t *phi, double low, double last, int experts) {
+    __m256d e = _mm256_set1_pd(edge), lo = _mm256_set1_pd(low), top = _mm256_set1_pd(last);
+    __m256d zero = _mm256_setzero_pd(), acc0 = zero, acc1 = zero;
+    int k = 0;
+    for (; k + 8 <= experts; k += 8) {
+        __m256d a0 = _mm256_fmadd_pd(e, _mm256_loadu_pd(slope + k), _mm256_loadu_pd(offset + k));
+        __m256d a1 = _mm256_fmadd_pd(e, _mm256_loadu_pd(slope + k + 4), _mm256_loadu_pd(offset + k + 4));
+        a0 = _mm256_min_pd(_mm256_max_pd(_mm256_sub_pd(_mm256_floor_pd(a0), lo), zero), top);
+        a1 = _mm256_min_pd(_mm256_max_pd(_mm256_sub_pd(_mm256_floor_pd(a1), lo), zero), top);
+        __m128i v0 = _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a0), 4);
+        __m128i v1 = _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a1), 4);
+        acc0 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k), _mm256_cvtepi32_pd(v0), acc0);
+        acc1 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k + 4), _mm256_cvtepi32_pd(v1), acc1);
+    }
+    __m256d acc = _mm256_add_pd(acc0, acc1);
+    __m128d half = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+    double sum = _mm_cvtsd_f64(_mm_add_sd(half, _mm_unpackhi_pd(half, half)));
+    return sum + phi_sum_generic(w + k, offset + k, slope + k, edge, phi, low, last, experts - k);
+}
+
+TARGET_AVX512 static double phi_sum_avx512(const double *w, const double *offset, const double *slope, double edge,
+                                           const int32_t *phi, double low, double last, int experts) {
+    __m512d e = _mm512_set1_pd(edge), lo = _mm512_set1_pd(low), top = _mm512_set1_pd(last);
+    __m512d zero = _mm512_setzero_pd(), acc0 = zero, acc1 = zero;
+    int k = 0;
+    for (; k + 16 <= experts; k += 16) {
+        __m512d a0 = _mm512_fmadd_pd(e, _mm512_loadu_pd(slope + k), _mm512_loadu_pd(offset + k));
+        __m512d a1 = _mm512_fmadd_pd(e, _mm512_loadu_pd(slope + k + 8), _mm512_loadu_pd(offset + k + 8));
+        a0 = _mm512_roundscale_pd(a0, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        a1 = _mm512_roundscale_pd(a1, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        a0 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a0, lo), zero), top);
+        a1 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a1, lo), zero), top);
+        __m256i v0 = _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a0), 4);
+        __m256i v1 = _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a1), 4);
+        acc0 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k), _mm512_cvtepi32_pd(v0), acc0);
+        acc1 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k + 8), _mm512_cvtepi32_pd(v1), acc1);
+    }
+    double sum = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
+    return sum + phi_sum_avx2(w + k, offset + k, slope + k, edge, phi, low, last, experts - k);
+}
+#endif
+
+/* factor_k = floor((PHI_k(edge + 2^8) - PHI_k(edge)) / 16) + 1 over the K experts: `update_weights`'s factors of
+   a bin with lower edge `edge`, both edges inside (0, 2^16). */
+static void phi_factors_generic(const double *offset, const double *slope, double edge, const int32_t *phi, double low,
+                                double last, int experts, int32_t *factor) {
+    for (int k = 0; k < experts; k++) {
+        int32_t mass = phi[(int32_t)phi_index(edge + 256.0, slope[k], offset[k], low, last)] -
+                       phi[(int32_t)phi_index(edge, slope[k], offset[k], low, last)];
+        factor[k] = (mass >= 0 ? mass >> 4 : ~((~mass) >> 4)) + 1;
+    }
+}
+
+#ifdef HAVE_X86_KERNELS
+TARGET_AVX2 static void phi_factors_avx2(const double *offset, const double *slope, double edge, const int32_t *phi,
+                                         double low, double last, int experts, int32_t *factor) {
+    __m256d e0 = _mm256_set1_pd(edge), e1 = _mm256_set1_pd(edge + 256.0), lo = _mm256_set1_pd(low);
+    __m256d top = _mm256_set1_pd(last), zero = _mm256_setzero_pd();
+    int k = 0;
+    for (; k + 4 <= experts; k += 4) {
+        __m256d s = _mm256_loadu_pd(slope + k), o = _mm256_loadu_pd(offset + k);
+        __m256d a0 = _mm256_sub_pd(_mm256_floor_pd(_mm256_fmadd_pd(e0, s, o)), lo);
+        __m256d a1 = _mm256_sub_pd(_mm256_floor_pd(_mm256_fmadd_pd(e1, s, o)), lo);
+        a0 = _mm256_min_pd(_mm256_max_pd(a0, zero), top);
+        a1 = _mm256_min_pd(_mm256_max_pd(a1, zero), top);
+        __m128i mass = _mm_sub_epi32(_mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a1), 4),
+                                     _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a0), 4));
+        _mm_storeu_si128((__m128i *)(factor + k), _mm_add_epi32(_mm_srai_epi32(mass, 4), _mm_set1_epi32(1)));
+    }
+    phi_factors_generic(offset + k, slope + k, edge, phi, low, last, experts - k, factor + k);
+}
+
+TARGET_AVX512 static void phi_factors_avx512(const double *offset, const double *slope, double edge, const int32_t *phi,
+                                             double low, double last, int experts, int32_t *factor) {
+    __m512d e0 = _mm512_set1_pd(edge), e1 = _mm512_set1_pd(edge + 256.0), lo = _mm512_set1_pd(low);
+    __m512d top = _mm512_set1_pd(last), zero = _mm512_setzero_pd();
+    int k = 0;
+    for (; k + 8 <= experts; k += 8) {
+        __m512d s = _mm512_loadu_pd(slope + k), o = _mm512_loadu_pd(offset + k);
+        __m512d a0 = _mm512_roundscale_pd(_mm512_fmadd_pd(e0, s, o), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        __m512d a1 = _mm512_roundscale_pd(_mm512_fmadd_pd(e1, s, o), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+        a0 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a0, lo), zero), top);
+        a1 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a1, lo), zero), top);
+        __m256i mass = _mm256_sub_epi32(_mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a1), 4),
+                                        _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a0), 4));
+        _mm256_storeu_si256((__m256i *)(factor + k), _mm256_add_epi32(_mm256_srai_epi32(mass, 4), _mm256_set1_epi32(1)));
+    }
+    phi_factors_avx2(offset + k, slope + k, edge, phi, low, last, experts - k, factor + k);
+}
+#endif
+
+/* One channel's terms of its cumulative table: the weights as float64 and offset_k = -mean_k s_k ([K] each). */
+BODY void table_terms(const Model *m, int ch, const int64_t *w, const int64_t *mean, double *wd, double *offset) {
+    const double *slope = m->phi_slopes + ch * m->experts;
+    for (int k = 0; k < m->experts; k++) {
+        wd[k] = (double)w[k];
+        offset[k] = -(double)mean[k] * slope[k];
+    }
+}
+
+/* F(b) of `cumulative` from the channel's terms (`table_terms`). */
+BODY int64_t cumulative_terms(const Model *m, int ch, const double *wd, const double *offset, int64_t b) {
+    if (b <= 0) return 0;
+    if (b >= NUM_BINS) return TOTAL;
+    const double *slope = m->phi_slopes + ch * m->experts;
+    double edge = (double)(b << (MEAN_BITS - 8)), low = (double)m->phi_t.low, last = (double)(m->phi_t.size - 1);
+    double sum;
+#ifdef HAVE_X86_KERNELS
+    if (m->isa == 2) sum = phi_sum_avx512(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
+    else if (m->isa == 1) sum = phi_sum_avx2(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
+    else
+#endif
+        sum = phi_sum_generic(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
+    return ((int64_t)sum >> CDF_BITS) + b;
+}
+
 /* PHI of expert k of coded channel ch at the lower edge of bin b (0 and below: -inf, 256 and above: +inf). */
 BODY int64_t expert_phi(const Model *m, int ch, int k, int64_t mean, int64_t b) {
     int64_t edge = b <= 0 ? -((int64_t)1 << 30) : (b >= NUM_BINS ? ((int64_t)1 << 30) : (b << (MEAN_BITS - 8)));
@@ -736,28 +923,49 @@ BODY void channel_mean(const Model *m, int ch, const int64_t *means, const int64
     }
 }
 
-/* The weights after coded channel ch took `value`: w_k (floor((PHI_k(v + 1) - PHI_k(v)) / 16) + 1), normalised. */
-BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, int64_t value) {
-    for (int k = 0; k < m->experts; k++) {
-        int64_t mass = expert_phi(m, ch, k, mean[k], value + 1) - expert_phi(m, ch, k, mean[k], value);
-        w[k] *= (mass >> 4) + 1;
+/* The weights after coded channel ch took `value`: w_k (floor((PHI_k(v + 1) - PHI_k(v)) / 16) + 1), normalised;
+   the masses from the channel's float64 terms [2K] (`table_terms`) where the model has them and both edges are
+   finite, else in int64; `factor`: scratch [K]. */
+BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, const double *terms, int64_t value,
+                         int32_t *factor) {
+    if (m->exact_terms && value >= 1 && value + 1 < NUM_BINS) {
+        const double *slope = m->phi_slopes + ch * m->experts, *offset = terms + m->experts;
+        double edge = (double)(value << (MEAN_BITS - 8)), low = (double)m->phi_t.low;
+        double last = (double)(m->phi_t.size - 1);
+#ifdef HAVE_X86_KERNELS
+        if (m->isa == 2) phi_factors_avx512(offset, slope, edge, m->phi_t.values, low, last, m->experts, factor);
+        else if (m->isa == 1) phi_factors_avx2(offset, slope, edge, m->phi_t.values, low, last, m->experts, factor);
+        else
+#endif
+            phi_factors_generic(offset, slope, edge, m->phi_t.values, low, last, m->experts, factor);
+        for (int k = 0; k < m->experts; k++) w[k] *= factor[k];
+    } else {
+        for (int k = 0; k < m->experts; k++) {
+            int64_t mass = expert_phi(m, ch, k, mean[k], value + 1) - expert_phi(m, ch, k, mean[k], value);
+            w[k] *= (mass >> 4) + 1;
+        }
     }
     normalise(w, m->experts);
 }
 
+/* F(b) from the channel's float64 terms [2K] (`table_terms`) when the model has them, else in int64. */
+BODY int64_t table_at(const Model *m, int ch, const int64_t *w, const int64_t *mean, const double *terms, int64_t b) {
+    return m->exact_terms ? cumulative_terms(m, ch, terms, terms + m->experts, b) : cumulative(m, ch, w, mean, b);
+}
+
 /* The bin b with F(b) <= slot < F(b + 1), searched outwards from `guess` (the result is unique: F rises). */
-BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t slot, int64_t guess,
-                        int64_t *low, int64_t *high) {
+BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *mean, const double *terms,
+                      int64_t slot, int64_t guess, int64_t *low, int64_t *high) {
     int64_t lo, hi, f_lo, f_hi;                     /* F(lo) <= slot < F(hi) */
     guess = clip64(guess, 0, NUM_BINS - 1);
-    int64_t f = cumulative(m, ch, w, mean, guess);
+    int64_t f = table_at(m, ch, w, mean, terms, guess);
     if (f <= slot) {
         lo = guess;
         f_lo = f;
         int64_t step = 1;
         for (;;) {
             hi = lo + step > NUM_BINS ? NUM_BINS : lo + step;
-            f_hi = cumulative(m, ch, w, mean, hi);
+            f_hi = table_at(m, ch, w, mean, terms, hi);
             if (f_hi > slot) break;
             lo = hi;
             f_lo = f_hi;
@@ -769,7 +977,7 @@ BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *m
         int64_t step = 1;
         for (;;) {
             lo = hi - step < 0 ? 0 : hi - step;
-            f_lo = cumulative(m, ch, w, mean, lo);
+            f_lo = table_at(m, ch, w, mean, terms, lo);
             if (f_lo <= slot) break;
             hi = lo;
             f_hi = f_lo;
@@ -777,7 +985,7 @@ BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *m
         }
     }
     while (hi - lo > 1) {
-        int64_t mid = (lo + hi) / 2, f_mid = cumulative(m, ch, w, mean, mid);
+        int64_t mid = (lo + hi) / 2, f_mid = table_at(m, ch, w, mean, terms, mid);
         if (f_mid <= slot) {
             lo = mid;
             f_lo = f_mid;
@@ -802,40 +1010,45 @@ VARIANTS(mixture_at, (const Model *m, const double *b, int64_t *weights, int64_t
          (m, b, weights, means, scratch))
 
 /* One pixel's (start, freq) of every channel from its products b, given its values (coding order: coded channel
-   ch is pixel[order[ch]]); `weights`, `means`, `mean`, `values`, `scratch`: the scratch of `mixture_at`. */
+   ch is pixel[order[ch]]); `weights`, `means`, `mean`, `values`, `scratch`: the scratch of `mixture_at`, `terms`
+   [3K] that of `table_terms` and `update_weights`. */
 BODY void pixel_intervals_body(const Model *m, const double *b, const uint8_t *pixel, const int64_t *order,
                                int64_t *start, int64_t *freq, int64_t *weights, int64_t *means, int64_t *mean,
-                               int64_t *values, double *scratch) {
+                               int64_t *values, double *scratch, double *terms) {
     mixture_at_body(m, b, weights, means, scratch);
     for (int ch = 0; ch < m->channels; ch++) {
         int64_t value = pixel[order[ch]];
         values[ch] = value;
         channel_mean(m, ch, means, values, mean);
-        int64_t low = cumulative(m, ch, weights, mean, value);
+        if (m->exact_terms) table_terms(m, ch, weights, mean, terms, terms + m->experts);
+        int64_t low = table_at(m, ch, weights, mean, terms, value);
         start[ch] = low;
-        freq[ch] = cumulative(m, ch, weights, mean, value + 1) - low;
-        if (ch + 1 < m->channels) update_weights(m, ch, weights, mean, value);
+        freq[ch] = table_at(m, ch, weights, mean, terms, value + 1) - low;
+        if (ch + 1 < m->channels)
+            update_weights(m, ch, weights, mean, terms, value, (int32_t *)(terms + 2 * m->experts));
     }
 }
 
 VARIANTS(pixel_intervals, (const Model *m, const double *b, const uint8_t *pixel, const int64_t *order, int64_t *start,
                            int64_t *freq, int64_t *weights, int64_t *means, int64_t *mean, int64_t *values,
-                           double *scratch),
-         (m, b, pixel, order, start, freq, weights, means, mean, values, scratch))
+                           double *scratch, double *terms),
+         (m, b, pixel, order, start, freq, weights, means, mean, values, scratch, terms))
 
 /* The decoder's step for coded channel ch of one pixel: its value from the slot of its lane, *f_lo and *f_hi
    its table's F(value) and F(value + 1); the pixel's weights updated for the next channel. */
 BODY void pixel_search_body(const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights,
-                            int64_t *mean, int64_t slot, int64_t *f_lo, int64_t *f_hi) {
+                            int64_t *mean, double *terms, int64_t slot, int64_t *f_lo, int64_t *f_hi) {
     channel_mean(m, ch, means, values, mean);
-    int64_t value = find_bin(m, ch, weights, mean, slot, mean_bin(m, weights, mean), f_lo, f_hi);
+    if (m->exact_terms) table_terms(m, ch, weights, mean, terms, terms + m->experts);
+    int64_t value = find_bin(m, ch, weights, mean, terms, slot, mean_bin(m, weights, mean), f_lo, f_hi);
     values[ch] = value;
-    if (ch + 1 < m->channels) update_weights(m, ch, weights, mean, value);
+    if (ch + 1 < m->channels)
+        update_weights(m, ch, weights, mean, terms, value, (int32_t *)(terms + 2 * m->experts));
 }
 
 VARIANTS(pixel_search, (const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights, int64_t *mean,
-                        int64_t slot, int64_t *f_lo, int64_t *f_hi),
-         (m, ch, means, values, weights, mean, slot, f_lo, f_hi))
+                        double *terms, int64_t slot, int64_t *f_lo, int64_t *f_hi),
+         (m, ch, means, values, weights, mean, terms, slot, f_lo, f_hi))
 
 /* What the fit of a per-image prior shift needs of one pixel of a one-channel model: its gate logits [K] and each
    expert's mass of its value, PHI_k(v + 1) - PHI_k(v) at 2^-24 ([K]). */
@@ -1022,7 +1235,7 @@ r_l:
  * exact: the AVX-512, AVX2 and generic kernels give the same integers (`ride_tf.codec.native` can choose one,
  * for the tests). */
 #define PAD 16
-#define BLOCK_ROWS 128          /* pixels per block of a thread's part of a line (bounds the scratch) */
+#define BLOCK_ROWS 128          /* pixels per block of a thread's part of a line (bounds the scratch), a multiple of 8 */
 
 static inline Py_ssize_t padded(Py_ssize_t n) { return (n + PAD - 1) / PAD * PAD; }
 
@@ -1256,6 +1469,7 @@ typedef struct {
     double *mix;                /* mixture_at's scratch */
     int32_t *work;              /* cell_at's */
     int64_t *weights, *means, *mean, *values;       /* one pixel's (encoder) */
+    double *terms;              /* a channel's float64 table terms [2K] (`table_terms`), then int32 factors [K] */
 } Work;
 
 static void work_free(Work *w, int layers) {
@@ -1269,6 +1483,7 @@ static void work_free(Work *w, int layers) {
     free(w->means);
     free(w->mean);
     free(w->values);
+    free(w->terms);
 }
 
 static int work_alloc(const Model *m, Work *w) {
@@ -1282,11 +1497,12 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->z = calloc(BLOCK_ROWS * (Py_ssize_t)m->z_width + 1, sizeof(double))) != NULL;
     ok &= (w->b = malloc(sizeof(double) * BLOCK_ROWS * padded(m->b_width) + 8)) != NULL;
     ok &= (w->mix = malloc(sizeof(double) * (m->features + m->components + 1))) != NULL;
-    ok &= (w->work = malloc(sizeof(int32_t) * (14 * units + 1))) != NULL;
+    ok &= (w->work = malloc(sizeof(int32_t) * CELL_WORK(units))) != NULL;
     ok &= (w->weights = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->means = malloc(sizeof(int64_t) * (m->components * m->channels + 1))) != NULL;
     ok &= (w->mean = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->values = malloc(sizeof(int64_t) * (m->channels + 1))) != NULL;
+    ok &= (w->terms = malloc(sizeof(double) * (3 * m->experts + 1))) != NULL;
     if (!ok) work_free(w, m->layers);
     return ok ? 0 : -1;
 }
@@ -1297,6 +1513,9 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
                            Py_ssize_t width, const Line *line) {
     Py_ssize_t units = m->units, parts = m->extended ? 4 : 2, n = line->n, five = padded(5 * units);
     Py_ssize_t zw = m->z_width;
+    /* the products of whole blocks of 8 rows (the scratch holds BLOCK_ROWS rows, a multiple of 8): the kernels'
+       loops for single rows are several times slower, and the extra rows' results are not read */
+    Py_ssize_t rows = (n + 7) / 8 * 8;
     for (int l = 0; l < m->layers; l++) {
         Ring *ring = &rings[l];
         Py_ssize_t inputs = l == 0 ? m->width_u : units, ldx = inputs + parts * units;
@@ -1313,7 +1532,7 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
                 memcpy(states + 3 * units, ring_at(ring->c, ring, i, j), units * sizeof(double));
             }
         }
-        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, n);
+        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, rows);
         int top = l == m->layers - 1;
         for (Py_ssize_t p = 0; p < n; p++) {
             Py_ssize_t i = line->i0 + p, j = line->j0 - line->slope * p;
@@ -1328,7 +1547,7 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
     for (Py_ssize_t p = 0; p < n; p++)
         centred_inputs_at(m, image, width, line->i0 + p, line->j0 - line->slope * p, !m->reads_inputs,
                           w->z + p * zw + column);
-    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), n);
+    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), rows);
 }
 
 /* The part [first, last) of n items that thread `tid` of `count` takes (contiguous, balanced). */
@@ -1378,7 +1597,7 @@ static void encode_worker(Job *job, int tid) {
                 Py_ssize_t i = line.i0 + p, j = line.j0 - p, at = (i * width + j) * channels;
                 if (job->logits == NULL)
                     pixel_intervals(m, w->b + p * bw, job->image + at, job->order, job->start + at, job->freq + at,
-                                    w->weights, w->means, w->mean, w->values, w->mix);
+                                    w->weights, w->means, w->mean, w->values, w->mix, w->terms);
                 else if (i % job->stride == 0) {
                     Py_ssize_t row = ((i / job->stride) * width + j) * m->experts;
                     pixel_experts(m, w->b + p * bw, job->image[at], job->logits + row, job->masses + row, w->means,
@@ -1431,7 +1650,7 @@ static void decode_worker(Job *job, int tid) {
                         uint64_t x = job->states[lane];
                         int64_t slot = (int64_t)(x % TOTAL);
                         pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts,
-                                     w->mean, slot, &f_lo, &f_hi);
+                                     w->mean, w->terms, slot, &f_lo, &f_hi);
                         job->states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
                     }
                 }
@@ -1754,6 +1973,7 @@ r_i:
 
 static PyMethodDef methods[] = {
     {"model", k_model, METH_VARARGS, "model(dict) -> the integer model's constants (a capsule)."},
+    {"table_arithmetic", k_table_arithmetic, METH_VARARGS, "How the cumulative tables are computed: float64 or int64."},
     {"inputs", k_inputs, METH_VARARGS, "Centred inputs u = [c, e] of a line of pixels."},
     {"cell", k_cell, METH_VARARGS, "The spatial LSTM cell of a line of pixels from their products."},
     {"mixture", k_mixture, METH_VARARGS, "The MCGSM's weights and means of pixels from their products."},

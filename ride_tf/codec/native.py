@@ -95,11 +95,16 @@ def require(owner="the compiled coding path"):
                            "reference path (decoder='numpy').")
 
 
+MAX_EXPERTS = 1024
+
+
 def usable(integer):
     """Whether the kernels are built and cover this integer model: its experts' width shifts s (z = (d G) >> s)
-    lie in [0, 62], as in every model trained here (22-30); other models code on the reference path."""
+    lie in [0, 62], as in every model trained here (22-30), and it has at most `MAX_EXPERTS` experts (the kernels'
+    float64 sums of weights stay exact); other models code on the reference path."""
     shifts = np.asarray(integer.width_shifts)
-    return AVAILABLE and shifts.size > 0 and 0 <= int(shifts.min()) and int(shifts.max()) <= 62
+    return (AVAILABLE and shifts.size > 0 and 0 <= int(shifts.min()) and int(shifts.max()) <= 62
+            and integer.num_experts <= MAX_EXPERTS)
 
 
 def _as(array, dtype):
@@ -146,8 +151,8 @@ class NativeModel:
     def __init__(self, integer):
         require("NativeModel")
         if not usable(integer):
-            raise ValueError("NativeModel: the integer model's width shifts lie outside [0, 62]; code it on the "
-                             "reference path (decoder='numpy').")
+            raise ValueError("NativeModel: the integer model's width shifts lie outside [0, 62] or it has more than "
+                             f"{MAX_EXPERTS} experts; code it on the reference path (decoder='numpy').")
         self.integer = m = integer
         self.channels, self.units, self.layers, self.radius = m.num_channels, m.units, m.num_layers, m.radius
         self.width_u = m.num_inputs + m.num_offsets
@@ -168,6 +173,9 @@ class NativeModel:
         self.capsule = kernels.model(model_constants(m, gate_squares))
         # the instruction set the kernels run: the best this CPU has, at most RIDE_TF_NATIVE's
         self.isa = ISA_NAMES[kernels.set_weights(self.capsule, self.layer_weights, self.mixture_weights)]
+        # "float64" (vectorised) where the model's bounds keep every term of the cumulative tables below 2^52, else
+        # "int64": the same integers either way (kernels.c, `terms_are_exact`)
+        self.table_arithmetic = kernels.table_arithmetic(self.capsule)
         self.natural = _as(m.order, np.int64)
 
     # ------------------------------------------------------------------ encoding
