@@ -11,6 +11,7 @@ import pytest
 
 from ride_tf import codec, pretrained
 from ride_tf.codec import model_file, native, registry
+from ride_tf.codec.rans import RansError
 from test_layering import RUNTIME
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,6 +110,24 @@ def test_files_and_pixels_do_not_depend_on_the_thread_count(kind):
     sizes = [codec.compressed_size_bits(model, image[None], colour_transform=transform, threads=t)[0]
              for t in (1, 3)]
     assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("model", ["gray", "rgb"])
+def test_every_thread_count_decodes_the_pixels_and_refuses_a_stream_cut_short(model):
+    """The decoder's threads share the rounds of each front and read their own lanes' words: 1 to 5 threads give
+    the image back (fronts whose rounds are shared and rounds of fewer than 2 T pixels that thread 0 decodes
+    alone, lanes that wrap around), and a stream cut short raises RansError on every thread count."""
+    image = photo(3 if model == "rgb" else 1, 160, 136)
+    integer = codec.as_integer_model(model)
+    coder = codec.coding.coder_for(integer)
+    data = codec.coding.encode(coder, image)
+    height, width = image.shape[:2]
+    assert height * width >= 5 * native.PIXELS_PER_THREAD
+    for threads in range(1, 6):
+        decoded = codec.coding.decode_native(coder, data, height, width, threads=threads)
+        np.testing.assert_array_equal(decoded, image, err_msg=f"{threads} threads")
+        with pytest.raises(RansError):
+            codec.coding.decode_native(coder, data[:-8], height, width, threads=threads)
 
 
 def test_threads_must_be_a_positive_integer():

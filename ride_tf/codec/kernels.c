@@ -1577,6 +1577,7 @@ typedef struct {
     const uint64_t *words;
     const int64_t *natural;
     int64_t *front_weights, *front_means, *front_values;   /* [front, K], [front, components C], [front, C] */
+    uint8_t *marked;            /* [2, lanes]: the lanes of a round whose state needs a word */
     int error;
 } Job;
 
@@ -1610,9 +1611,9 @@ static void encode_worker(Job *job, int tid) {
 }
 
 /* Decoding: per wavefront, thread `tid`'s share of its pixels' LSTM and mixtures, then its share of the values of
-   each round of pixels on distinct lanes (found from the lanes' slots), thread 0 reading each round's words in
-   increasing lane order.  An error (too few words) is set by thread 0 only and read by all after a barrier, so
-   every thread leaves at the same point. */
+   each round of pixels on distinct lanes (found from the lanes' slots) and the words of its lanes, each thread
+   keeping the stream's position.  Every thread sees an error (too few words) at the same round and leaves there;
+   thread 0 records it. */
 static void decode_worker(Job *job, int tid) {
     const Model *m = job->m;
     Work *w = &job->work[tid];
@@ -1620,7 +1621,8 @@ static void decode_worker(Job *job, int tid) {
     Py_ssize_t height = job->height, width = job->width, r = m->radius, lanes = job->lanes;
     Py_ssize_t bw = padded(m->b_width), experts = m->experts, cm = (Py_ssize_t)m->components * channels;
     const uint64_t low_state = (uint64_t)TOTAL << 8;
-    Py_ssize_t fronts = (r + 1) * (height - 1) + width;
+    Py_ssize_t fronts = (r + 1) * (height - 1) + width, position = job->position;
+    int sharing = -1, parity = 0;       /* the last round's sharing, the next round's set of marks */
     for (Py_ssize_t t = 0; t < fronts; t++) {
         Py_ssize_t i_lo = t > width - 1 ? (t - width + 1 + r) / (r + 1) : 0;     /* `geometry.front_rows` */
         Py_ssize_t i_hi = t / (r + 1) < height - 1 ? t / (r + 1) : height - 1, n = i_hi - i_lo + 1;
@@ -1635,54 +1637,59 @@ static void decode_worker(Job *job, int tid) {
                            w->mix);
         }
         barrier_wait(&job->barrier);
-        /* the front's values, channel by channel and round by round of pixels on distinct lanes: the threads find
-           the values of the round's pixels p = tid, tid + T, ... from their lanes' slots (rounds of fewer than
-           2 T pixels: thread 0 alone), then thread 0 reads the round's words in increasing lane order, and all
-           meet before the next round */
+        /* the front's values, channel by channel and round by round of pixels on distinct lanes.  Pixel p of a
+           round is thread (p - a) mod T's (a round of fewer than 2 T pixels: thread 0's), in every channel: it finds
+           the pixel's value from its lane's slot and marks the lane if its state fell below the bound; after one
+           barrier every thread counts the marked lanes in increasing lane order (the order in which the encoder
+           wrote their words) and reads the words of its own lanes.  A lane's next pixel is the same thread's unless
+           the next round is shared otherwise: a barrier then.  The owner of a pixel writes its values to the
+           image, which the round's barrier shows to every thread before the next front. */
         for (int ch = 0; ch < channels; ch++) {
             for (Py_ssize_t a = 0; a < n; a += lanes) {
-                Py_ssize_t end = a + lanes < n ? a + lanes : n;
-                int shared = threads > 1 && end - a >= 2 * threads;
-                if (shared || tid == 0) {
-                    for (Py_ssize_t p = a + (shared ? tid : 0); p < end; p += shared ? threads : 1) {
+                Py_ssize_t end = a + lanes < n ? a + lanes : n, count = end - a, used = 0;
+                int shared = threads > 1 && count >= 2 * threads, step = shared ? threads : 1;
+                if (sharing >= 0 && shared != sharing) barrier_wait(&job->barrier);
+                sharing = shared;
+                uint8_t *marked = job->marked + parity * lanes;     /* two sets of marks, one per round parity */
+                parity ^= 1;
+                if (shared || tid == 0)
+                    for (Py_ssize_t p = a + (shared ? tid : 0); p < end; p += step) {
                         Py_ssize_t lane = (i_lo + p) % lanes;
                         int64_t *values = job->front_values + p * channels, f_lo, f_hi;
                         uint64_t x = job->states[lane];
                         int64_t slot = (int64_t)(x % TOTAL);
                         pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts,
                                      w->mean, w->terms, slot, &f_lo, &f_hi);
-                        job->states[lane] = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
-                    }
-                }
-                if (shared) barrier_wait(&job->barrier);
-                if (tid == 0) {        /* the round's lanes are (i_lo + a .. i_lo + end - 1) mod lanes: distinct */
-                    Py_ssize_t count = end - a, start = a;
-                    for (Py_ssize_t q = a; q < end; q++)
-                        if ((i_lo + q) % lanes < (i_lo + start) % lanes) start = q;
-                    for (Py_ssize_t k = 0; k < count && !job->error; k++) {
-                        Py_ssize_t lane = (i_lo + a + ((start - a) + k) % count) % lanes;
-                        if (job->states[lane] < low_state) {
-                            if (job->position >= job->num_words) job->error = 1;
-                            else job->states[lane] = (job->states[lane] << WORD_BITS) |
-                                                     (job->words[job->position++] & 0xFFFFFFFFu);
+                        x = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
+                        job->states[lane] = x;
+                        marked[p - a] = x < low_state;
+                        if (ch == channels - 1) {
+                            Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
+                            for (int c = 0; c < channels; c++)
+                                job->out_image[(i * width + j) * channels + job->natural[c]] = (uint8_t)values[c];
                         }
                     }
-                }
-                /* the next round (of this channel or the next) reads the states this one left */
                 barrier_wait(&job->barrier);
-                if (job->error) return;
+                /* the round's lanes are (i_lo + a .. i_lo + end - 1) mod lanes, distinct: from the smallest */
+                Py_ssize_t first_lane = (i_lo + a) % lanes, start = first_lane + count > lanes ? lanes - first_lane : 0;
+                for (Py_ssize_t k = 0; k < count; k++) {
+                    Py_ssize_t q = (start + k) % count;
+                    if (!marked[q]) continue;
+                    if ((shared ? q % threads == tid : tid == 0) && position + used < job->num_words) {
+                        Py_ssize_t lane = (i_lo + a + q) % lanes;
+                        job->states[lane] = (job->states[lane] << WORD_BITS) | (job->words[position + used] & 0xFFFFFFFFu);
+                    }
+                    used++;
+                }
+                position += used;
+                if (position > job->num_words) {     /* every thread sees it at the same round */
+                    if (tid == 0) job->error = 1;
+                    return;
+                }
             }
         }
-        if (tid == 0)
-            for (Py_ssize_t p = 0; p < n; p++) {
-                Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
-                for (int c = 0; c < channels; c++)
-                    job->out_image[(i * width + j) * channels + job->natural[c]] =
-                        (uint8_t)job->front_values[p * channels + c];
-            }
-        barrier_wait(&job->barrier);
-        if (job->error) return;
     }
+    if (tid == 0) job->position = position;
 }
 
 typedef struct {
@@ -1928,10 +1935,12 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     job->front_weights = malloc(sizeof(int64_t) * (longest * m->experts + 1));
     job->front_means = malloc(sizeof(int64_t) * (longest * m->components * channels + 1));
     job->front_values = calloc(longest * channels + 1, sizeof(int64_t));
-    if (!job->front_weights || !job->front_means || !job->front_values) {
+    job->marked = calloc(2 * lanes, 1);
+    if (!job->front_weights || !job->front_means || !job->front_values || !job->marked) {
         free(job->front_weights);
         free(job->front_means);
         free(job->front_values);
+        free(job->marked);
         job_free(job, allocated);
         free(job);
         PyErr_NoMemory();
@@ -1950,6 +1959,7 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     run_job(job, 1);
     Py_END_ALLOW_THREADS
     Py_ssize_t result = job->error ? -1 : job->position;
+    free(job->marked);
     free(job->front_weights);
     free(job->front_means);
     free(job->front_values);
