@@ -923,16 +923,15 @@ BODY int64_t cumulative(const Model *m, int ch, const int64_t *w, const int64_t 
 
 /* The experts' means of coded channel ch [K], given the earlier channels' values. */
 BODY void channel_mean(const Model *m, int ch, const int64_t *means, const int64_t *values, int64_t *mean) {
-    int channels = m->channels;
-    for (int k = 0; k < m->experts; k++) {
-        int comp = k / m->scales;
+    int channels = m->channels, scales = m->scales;
+    for (int comp = 0; comp < m->components; comp++) {       /* the scales of a component share its mean */
         const int64_t *mu = means + comp * channels;
         int64_t value = mu[ch];
         for (int e = 0; e < ch; e++) {
             int64_t centre = (2 * values[e] + 1) * 128;
             value += floor_shift(m->regressions[(comp * channels + ch) * channels + e] * (centre - mu[e]), MEAN_BITS);
         }
-        mean[k] = value;
+        for (int s = 0; s < scales; s++) mean[comp * scales + s] = value;
     }
 }
 
