@@ -702,11 +702,14 @@ BODY void normalise(int64_t *restrict w, int experts) {
     w[argmax] += ((int64_t)1 << WEIGHT_BITS) - total;
 }
 
+/* float64 slots of mixture_at's scratch: [F] squares, [components] products, [K] gates */
+#define MIXTURE_WORK(m) ((m)->features + (m)->components + (m)->experts + 1)
+
 /* One pixel's gate logits [K] (at 2^-10, clipped to +-2^20) and the components' means [components, C] (at 2^-16,
    channels in coding order) from its products b [F + components + components C]. */
 BODY void mixture_logits_body(const Model *m, const double *b, int64_t *logits, int64_t *means, double *scratch) {
     int features = m->features, components = m->components, scales = m->scales;
-    double *squares = scratch, *acc = scratch + features;       /* [F], [components] */
+    double *squares = scratch, *acc = scratch + features;       /* [F], [components] (`MIXTURE_WORK`) */
     for (int f = 0; f < features; f++) {
         int64_t r = rescale(b[f] + m->responses.bias[f], m->responses.scale[f], m->responses.low,
                             m->responses.high);
@@ -719,15 +722,15 @@ BODY void mixture_logits_body(const Model *m, const double *b, int64_t *logits, 
         const double *row = m->gate_squares + (Py_ssize_t)f * components;
         for (int comp = 0; comp < components; comp++) acc[comp] += squares[f] * row[comp];
     }
+    double *gate = acc + components;            /* [K]: each expert's component's gate */
     for (int comp = 0; comp < components; comp++) {
         int64_t t = rescale(acc[comp] + m->gate.bias[comp], m->gate.scale[comp], m->gate.low, m->gate.high);
-        for (int s = 0; s < scales; s++) {
-            int k = comp * scales + s;
-            /* |t| <= 2^30 and the factor < 2^21 times a power of two: the product is exact, below 2^52 */
-            logits[k] = clip64(floor64((double)t * m->logit_factor_scaled[k]) + (int64_t)m->logit_offset[k],
-                               -((int64_t)1 << 20), (int64_t)1 << 20);
-        }
+        for (int s = 0; s < scales; s++) gate[comp * scales + s] = (double)t;
     }
+    for (int k = 0; k < m->experts; k++)
+        /* |t| <= 2^30 and the factor < 2^21 times a power of two: the product is exact, below 2^52 */
+        logits[k] = clip64(floor64(gate[k] * m->logit_factor_scaled[k]) + (int64_t)m->logit_offset[k],
+                           -((int64_t)1 << 20), (int64_t)1 << 20);
     const double *mb = b + features + components;
     for (int q = 0; q < components * m->channels; q++)
         means[q] = rescale(mb[q] + m->means.bias[q], m->means.scale[q], m->means.low, m->means.high);
@@ -1103,7 +1106,7 @@ static PyObject *k_mixture(PyObject *self, PyObject *args) {
         PyBuffer_Release(&wv);
         return NULL;
     }
-    double *scratch = malloc(sizeof(double) * (m->features + m->components + 1));
+    double *scratch = malloc(sizeof(double) * MIXTURE_WORK(m));
     if (!scratch) {
         PyBuffer_Release(&bv);
         PyBuffer_Release(&wv);
@@ -1510,7 +1513,7 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->a = malloc(sizeof(double) * BLOCK_ROWS * padded(5 * units) + 8)) != NULL;
     ok &= (w->z = calloc(BLOCK_ROWS * (Py_ssize_t)m->z_width + 1, sizeof(double))) != NULL;
     ok &= (w->b = malloc(sizeof(double) * BLOCK_ROWS * padded(m->b_width) + 8)) != NULL;
-    ok &= (w->mix = malloc(sizeof(double) * (m->features + m->components + 1))) != NULL;
+    ok &= (w->mix = malloc(sizeof(double) * MIXTURE_WORK(m))) != NULL;
     ok &= (w->work = malloc(sizeof(int32_t) * CELL_WORK(units))) != NULL;
     ok &= (w->weights = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->means = malloc(sizeof(int64_t) * (m->components * m->channels + 1))) != NULL;
