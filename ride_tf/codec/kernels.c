@@ -7,12 +7,14 @@
  * in NumPy (BLAS): their float64 sums of integers are exact in any order (`quantize_linear`'s bound), and
  * their results come in here as float64 integers below 2^52, which convert to int64 exactly.
  *
- * Everything after the products is int64 arithmetic (two's complement, no overflow: the bounds of
+ * Everything after the products is integer arithmetic: int64 (two's complement, no overflow: the bounds of
  * `ride_tf.codec.integer` keep every product below 2^62), floor divisions by powers of two written with
- * complements (so they do not rely on the sign behaviour of >>), and lookups clipped to their tables; the
- * only floating point is a product of an integer below 2^31 with a 21-bit factor times a power of two
- * (exact in float64) and floor((x + b) s) with s a power of two (exact).  So the results do not depend on the
- * compiler, its flags or the CPU.
+ * complements (so they do not rely on the sign behaviour of >>), and lookups clipped to their tables; or float64
+ * where every value is an integer (or an integer times a power of two) below 2^53 and every operation is exact:
+ * products of an integer below 2^31 with a 21-bit factor times a power of two, floor((x + b) s) with s a power
+ * of two, the cumulative tables of `table_terms` (where `terms_are_exact` proves the bound for the model) and
+ * the quotients of `normalise` and the cell's gates (corrected or proven exact where they are).  So the results
+ * do not depend on the compiler, its flags or the CPU.
  *
  * A "line" of pixels is (i0 + p, j0 - slope p) for p = 0 .. n - 1: a wavefront of the decoder
  * (slope r + 1) or an anti-diagonal of the encoder's scan (slope 1).  The LSTM states live in ring buffers

@@ -18,7 +18,10 @@ same integers with the C kernels of `kernels.c` (built with the package as
   (r + 2 slots per row for the decoder's wavefronts, 2 for the encoder's
   anti-diagonals), the cell's gates and lookups, the mixture's weights and
   means, every channel's cumulative table, and for the decoder the search of
-  each lane's slot and the rANS steps.
+  each lane's slot and the rANS steps.  The cumulative tables are
+  computed in float64, vectorised, where a model's bounds keep every term an
+  exact integer below 2^52 (`NativeModel.table_arithmetic`, "float64" for
+  every shipped model), else in int64: the same integers.
 
 **Threads** (`threads=`, default: every core this process may use, at most
 one per `PIXELS_PER_THREAD` pixels): encoding runs the spatial LSTM along the
@@ -27,8 +30,9 @@ contiguous part of every diagonal with its mixtures and tables, the threads
 meeting at a barrier after each diagonal.  Decoding keeps the wavefront
 order: each thread computes the LSTM and mixtures of a part of the front,
 then, channel by channel and round by round of pixels on distinct rANS
-lanes, every thread finds the bins of its pixels of the round and thread 0
-reads the round's words in lane order, as one thread would.  The bytes and
+lanes, every thread finds the bins of its pixels of the round and, after one
+barrier, reads the words of its own lanes, counting the round's words in
+lane order as one thread would read them.  The bytes and
 the pixels do not depend on the number of threads.  `tests/test_native.py`
 checks the kernels against the integer model's NumPy arithmetic, the
 encoder's tables against the reference encoder's and the decoded pixels
