@@ -792,18 +792,30 @@ static double phi_sum_generic(const double *w, const double *offset, const doubl
 }
 
 #ifdef HAVE_X86_KERNELS
+/* PHI's table indices of 4 (AVX2) or 8 (AVX-512) experts at `edge` (`phi_index`). */
+TARGET_AVX2 static inline __m128i phi_indices_avx2(__m256d edge, const double *slope, const double *offset, __m256d low,
+                                                   __m256d last) {
+    __m256d a = _mm256_floor_pd(_mm256_fmadd_pd(edge, _mm256_loadu_pd(slope), _mm256_loadu_pd(offset)));
+    a = _mm256_min_pd(_mm256_max_pd(_mm256_sub_pd(a, low), _mm256_setzero_pd()), last);
+    return _mm256_cvttpd_epi32(a);
+}
+
+TARGET_AVX512 static inline __m256i phi_indices_avx512(__m512d edge, const double *slope, const double *offset,
+                                                       __m512d low, __m512d last) {
+    __m512d a = _mm512_fmadd_pd(edge, _mm512_loadu_pd(slope), _mm512_loadu_pd(offset));
+    a = _mm512_roundscale_pd(a, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    a = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a, low), _mm512_setzero_pd()), last);
+    return _mm512_cvttpd_epi32(a);
+}
+
 TARGET_AVX2 static double phi_sum_avx2(const double *w, const double *offset, const double *slope, double edge,
                                        const int32_t *phi, double low, double last, int experts) {
     __m256d e = _mm256_set1_pd(edge), lo = _mm256_set1_pd(low), top = _mm256_set1_pd(last);
-    __m256d zero = _mm256_setzero_pd(), acc0 = zero, acc1 = zero;
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
     int k = 0;
-    for (; k + 8 <= experts; k += 8) {
-        __m256d a0 = _mm256_fmadd_pd(e, _mm256_loadu_pd(slope + k), _mm256_loadu_pd(offset + k));
-        __m256d a1 = _mm256_fmadd_pd(e, _mm256_loadu_pd(slope + k + 4), _mm256_loadu_pd(offset + k + 4));
-        a0 = _mm256_min_pd(_mm256_max_pd(_mm256_sub_pd(_mm256_floor_pd(a0), lo), zero), top);
-        a1 = _mm256_min_pd(_mm256_max_pd(_mm256_sub_pd(_mm256_floor_pd(a1), lo), zero), top);
-        __m128i v0 = _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a0), 4);
-        __m128i v1 = _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a1), 4);
+    for (; k + 8 <= experts; k += 8) {          /* two accumulators: the gathers' latencies overlap */
+        __m128i v0 = _mm_i32gather_epi32(phi, phi_indices_avx2(e, slope + k, offset + k, lo, top), 4);
+        __m128i v1 = _mm_i32gather_epi32(phi, phi_indices_avx2(e, slope + k + 4, offset + k + 4, lo, top), 4);
         acc0 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k), _mm256_cvtepi32_pd(v0), acc0);
         acc1 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k + 4), _mm256_cvtepi32_pd(v1), acc1);
     }
@@ -816,17 +828,11 @@ TARGET_AVX2 static double phi_sum_avx2(const double *w, const double *offset, co
 TARGET_AVX512 static double phi_sum_avx512(const double *w, const double *offset, const double *slope, double edge,
                                            const int32_t *phi, double low, double last, int experts) {
     __m512d e = _mm512_set1_pd(edge), lo = _mm512_set1_pd(low), top = _mm512_set1_pd(last);
-    __m512d zero = _mm512_setzero_pd(), acc0 = zero, acc1 = zero;
+    __m512d acc0 = _mm512_setzero_pd(), acc1 = acc0;
     int k = 0;
     for (; k + 16 <= experts; k += 16) {
-        __m512d a0 = _mm512_fmadd_pd(e, _mm512_loadu_pd(slope + k), _mm512_loadu_pd(offset + k));
-        __m512d a1 = _mm512_fmadd_pd(e, _mm512_loadu_pd(slope + k + 8), _mm512_loadu_pd(offset + k + 8));
-        a0 = _mm512_roundscale_pd(a0, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        a1 = _mm512_roundscale_pd(a1, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        a0 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a0, lo), zero), top);
-        a1 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a1, lo), zero), top);
-        __m256i v0 = _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a0), 4);
-        __m256i v1 = _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a1), 4);
+        __m256i v0 = _mm256_i32gather_epi32(phi, phi_indices_avx512(e, slope + k, offset + k, lo, top), 4);
+        __m256i v1 = _mm256_i32gather_epi32(phi, phi_indices_avx512(e, slope + k + 8, offset + k + 8, lo, top), 4);
         acc0 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k), _mm512_cvtepi32_pd(v0), acc0);
         acc1 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k + 8), _mm512_cvtepi32_pd(v1), acc1);
     }
@@ -850,16 +856,11 @@ static void phi_factors_generic(const double *offset, const double *slope, doubl
 TARGET_AVX2 static void phi_factors_avx2(const double *offset, const double *slope, double edge, const int32_t *phi,
                                          double low, double last, int experts, int32_t *factor) {
     __m256d e0 = _mm256_set1_pd(edge), e1 = _mm256_set1_pd(edge + 256.0), lo = _mm256_set1_pd(low);
-    __m256d top = _mm256_set1_pd(last), zero = _mm256_setzero_pd();
+    __m256d top = _mm256_set1_pd(last);
     int k = 0;
     for (; k + 4 <= experts; k += 4) {
-        __m256d s = _mm256_loadu_pd(slope + k), o = _mm256_loadu_pd(offset + k);
-        __m256d a0 = _mm256_sub_pd(_mm256_floor_pd(_mm256_fmadd_pd(e0, s, o)), lo);
-        __m256d a1 = _mm256_sub_pd(_mm256_floor_pd(_mm256_fmadd_pd(e1, s, o)), lo);
-        a0 = _mm256_min_pd(_mm256_max_pd(a0, zero), top);
-        a1 = _mm256_min_pd(_mm256_max_pd(a1, zero), top);
-        __m128i mass = _mm_sub_epi32(_mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a1), 4),
-                                     _mm_i32gather_epi32(phi, _mm256_cvttpd_epi32(a0), 4));
+        __m128i mass = _mm_sub_epi32(_mm_i32gather_epi32(phi, phi_indices_avx2(e1, slope + k, offset + k, lo, top), 4),
+                                     _mm_i32gather_epi32(phi, phi_indices_avx2(e0, slope + k, offset + k, lo, top), 4));
         _mm_storeu_si128((__m128i *)(factor + k), _mm_add_epi32(_mm_srai_epi32(mass, 4), _mm_set1_epi32(1)));
     }
     phi_factors_generic(offset + k, slope + k, edge, phi, low, last, experts - k, factor + k);
@@ -868,16 +869,12 @@ TARGET_AVX2 static void phi_factors_avx2(const double *offset, const double *slo
 TARGET_AVX512 static void phi_factors_avx512(const double *offset, const double *slope, double edge, const int32_t *phi,
                                              double low, double last, int experts, int32_t *factor) {
     __m512d e0 = _mm512_set1_pd(edge), e1 = _mm512_set1_pd(edge + 256.0), lo = _mm512_set1_pd(low);
-    __m512d top = _mm512_set1_pd(last), zero = _mm512_setzero_pd();
+    __m512d top = _mm512_set1_pd(last);
     int k = 0;
     for (; k + 8 <= experts; k += 8) {
-        __m512d s = _mm512_loadu_pd(slope + k), o = _mm512_loadu_pd(offset + k);
-        __m512d a0 = _mm512_roundscale_pd(_mm512_fmadd_pd(e0, s, o), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        __m512d a1 = _mm512_roundscale_pd(_mm512_fmadd_pd(e1, s, o), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-        a0 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a0, lo), zero), top);
-        a1 = _mm512_min_pd(_mm512_max_pd(_mm512_sub_pd(a1, lo), zero), top);
-        __m256i mass = _mm256_sub_epi32(_mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a1), 4),
-                                        _mm256_i32gather_epi32(phi, _mm512_cvttpd_epi32(a0), 4));
+        __m256i high = _mm256_i32gather_epi32(phi, phi_indices_avx512(e1, slope + k, offset + k, lo, top), 4);
+        __m256i mass = _mm256_sub_epi32(high, _mm256_i32gather_epi32(phi, phi_indices_avx512(e0, slope + k, offset + k,
+                                                                                              lo, top), 4));
         _mm256_storeu_si256((__m256i *)(factor + k), _mm256_add_epi32(_mm256_srai_epi32(mass, 4), _mm256_set1_epi32(1)));
     }
     phi_factors_avx2(offset + k, slope + k, edge, phi, low, last, experts - k, factor + k);
