@@ -1438,13 +1438,16 @@ typedef struct {
 #endif
 } Barrier;
 
-/* a waiting thread spins this many pauses (a fraction of a millisecond), then sleeps: with 256 (a few
-   microseconds) a 2-thread decode of a 512 x 512 image slept and woke 60,000 times, a tenth of its time */
+/* A waiting thread spins this many times (a fraction of a millisecond), yielding its core every YIELD_EVERY-th time,
+   then sleeps.  Spinning only a few microseconds, a 2-thread decode of a 512 x 512 image slept and woke 60,000 times
+   (a tenth of its time); spinning long without yielding, two such decodes at once on 2 cores ran 6 times slower
+   than one after the other (a spinning thread kept the core of the thread it waited for):
+   benchmarks/bench_decode_threads.py. */
 #define SPINS 16384
+#define YIELD_EVERY 64
 
-/* Wait until all `count` threads have arrived: spin a while (the others are usually microseconds behind), then
-   sleep on a futex (Linux) or yield (elsewhere), so that a machine busy with other work loses few time slices to
-   spinning. */
+/* Wait until all `count` threads have arrived: spin a while (the others are usually microseconds behind), yielding
+   now and then so that other runnable threads get the core, then sleep on a futex (Linux) or yield (elsewhere). */
 static void barrier_wait(Barrier *b) {
 #ifdef HAVE_THREADS
     if (b->count <= 1) return;
@@ -1458,10 +1461,11 @@ static void barrier_wait(Barrier *b) {
 #endif
         return;
     }
-    for (int spin = 0; spin < SPINS; spin++) {
+    for (int spin = 1; spin <= SPINS; spin++) {
         if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase) return;
+        if (spin % YIELD_EVERY == 0) sched_yield();
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
+        else __builtin_ia32_pause();
 #endif
     }
 #ifdef HAVE_FUTEX
