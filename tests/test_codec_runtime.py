@@ -113,16 +113,21 @@ def test_files_and_pixels_do_not_depend_on_the_thread_count(kind):
 
 
 @pytest.mark.parametrize("model", ["gray", "rgb"])
-def test_every_thread_count_decodes_the_pixels_and_refuses_a_stream_cut_short(model):
-    """The decoder's threads share the rounds of each front and read their own lanes' words: 1 to 5 threads give
-    the image back (fronts whose rounds are shared and rounds of fewer than 2 T pixels that thread 0 decodes
-    alone, lanes that wrap around), and a stream cut short raises RansError on every thread count."""
-    image = photo(3 if model == "rgb" else 1, 160, 136)
+@pytest.mark.parametrize("size", [(160, 136), (256, 336)])
+def test_every_thread_count_decodes_the_pixels_and_refuses_a_stream_cut_short(model, size):
+    """The decoder's threads own lanes where there are at least 2 T (gray 256 x 336 has 10, shared by 2-5 threads,
+    evenly or not; colour 160 x 136 has 7, 256 x 336 31), else share each front's LSTM and leave the values to
+    thread 0 (gray 160 x 136 has 2 lanes); both give the image back on 1 to 5 threads (lanes that wrap around
+    within a round, rounds shorter than the lanes), and a stream cut short raises RansError on every thread
+    count."""
+    image = photo(3 if model == "rgb" else 1, *size)
     integer = codec.as_integer_model(model)
     coder = codec.coding.coder_for(integer)
     data = codec.coding.encode(coder, image)
     height, width = image.shape[:2]
     assert height * width >= 5 * native.PIXELS_PER_THREAD
+    lanes = {("gray", (160, 136)): 2, ("gray", (256, 336)): 10, ("rgb", (160, 136)): 7, ("rgb", (256, 336)): 31}
+    assert codec.coding.num_lanes(height, width, image.shape[2]) == lanes[model, size]
     for threads in range(1, 6):
         decoded = codec.coding.decode_native(coder, data, height, width, threads=threads)
         np.testing.assert_array_equal(decoded, image, err_msg=f"{threads} threads")

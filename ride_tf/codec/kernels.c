@@ -1490,6 +1490,7 @@ typedef struct {
     int32_t *work;              /* cell_at's */
     int64_t *weights, *means, *mean, *values;       /* one pixel's (encoder) */
     double *terms;              /* a channel's float64 table terms [2K] (`table_terms`), then int32 factors [K] */
+    Py_ssize_t *rows;           /* [BLOCK_ROWS]: the rows of a block of a front's pixels (decoder) */
 } Work;
 
 static void work_free(Work *w, int layers) {
@@ -1504,6 +1505,7 @@ static void work_free(Work *w, int layers) {
     free(w->mean);
     free(w->values);
     free(w->terms);
+    free(w->rows);
 }
 
 static int work_alloc(const Model *m, Work *w) {
@@ -1523,25 +1525,33 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->mean = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->values = malloc(sizeof(int64_t) * (m->channels + 1))) != NULL;
     ok &= (w->terms = malloc(sizeof(double) * (3 * m->experts + 1))) != NULL;
+    ok &= (w->rows = malloc(sizeof(Py_ssize_t) * BLOCK_ROWS)) != NULL;
     if (!ok) work_free(w, m->layers);
     return ok ? 0 : -1;
 }
 
-/* The products b [n, padded(B)] of a block of a line's pixels (n <= BLOCK_ROWS): the LSTM layers (states from
-   and to the rings), then z = [h, u] (or [h, c], [u]) and z @ mixture_weights. */
+/* The row of pixel p of a line: i0 + p, or rows[p] for a line's pixels picked by row (each at column
+   j0 - slope (row - i0), on the line). */
+static inline Py_ssize_t line_row(const Line *line, const Py_ssize_t *rows, Py_ssize_t p) {
+    return rows ? rows[p] : line->i0 + p;
+}
+
+/* The products b [n, padded(B)] of a block of a line's pixels (n <= BLOCK_ROWS; `rows` NULL: the line's first n,
+   else those of these rows): the LSTM layers (states from and to the rings), then z = [h, u] (or [h, c], [u]) and
+   z @ mixture_weights. */
 static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *image, Py_ssize_t height,
-                           Py_ssize_t width, const Line *line) {
+                           Py_ssize_t width, const Line *line, const Py_ssize_t *rows) {
     Py_ssize_t units = m->units, parts = m->extended ? 4 : 2, n = line->n, five = padded(5 * units);
     Py_ssize_t zw = m->z_width;
     /* the products of whole blocks of 8 rows (the scratch holds BLOCK_ROWS rows, a multiple of 8): the kernels'
        loops for single rows are several times slower, and the extra rows' results are not read */
-    Py_ssize_t rows = (n + 7) / 8 * 8;
+    Py_ssize_t whole = (n + 7) / 8 * 8;
     for (int l = 0; l < m->layers; l++) {
         Ring *ring = &rings[l];
         Py_ssize_t inputs = l == 0 ? m->width_u : units, ldx = inputs + parts * units;
         double *x = w->x[l];
         for (Py_ssize_t p = 0; p < n; p++) {
-            Py_ssize_t i = line->i0 + p, j = line->j0 - line->slope * p;
+            Py_ssize_t i = line_row(line, rows, p), j = line->j0 - line->slope * (i - line->i0);
             double *row = x + p * ldx;
             if (l == 0) centred_inputs_at(m, image, width, i, j, 0, row);
             double *states = row + inputs;
@@ -1552,10 +1562,10 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
                 memcpy(states + 3 * units, ring_at(ring->c, ring, i, j), units * sizeof(double));
             }
         }
-        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, rows);
+        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, whole);
         int top = l == m->layers - 1;
         for (Py_ssize_t p = 0; p < n; p++) {
-            Py_ssize_t i = line->i0 + p, j = line->j0 - line->slope * p;
+            Py_ssize_t i = line_row(line, rows, p), j = line->j0 - line->slope * (i - line->i0);
             double *h = ring_at(ring->h, ring, i + 1, j), *c = ring_at(ring->c, ring, i + 1, j);
             cell_at(m, l, w->a + p * five, ring_at(ring->c, ring, i + 1, j - 1), ring_at(ring->c, ring, i, j), h, c,
                     w->work);
@@ -1564,10 +1574,12 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
         }
     }
     Py_ssize_t column = m->layers ? units : 0;
-    for (Py_ssize_t p = 0; p < n; p++)
-        centred_inputs_at(m, image, width, line->i0 + p, line->j0 - line->slope * p, !m->reads_inputs,
+    for (Py_ssize_t p = 0; p < n; p++) {
+        Py_ssize_t i = line_row(line, rows, p);
+        centred_inputs_at(m, image, width, i, line->j0 - line->slope * (i - line->i0), !m->reads_inputs,
                           w->z + p * zw + column);
-    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), rows);
+    }
+    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), whole);
 }
 
 /* The part [first, last) of n items that thread `tid` of `count` takes (contiguous, balanced). */
@@ -1613,7 +1625,7 @@ static void encode_worker(Job *job, int tid) {
         share(n, tid, job->threads, &first, &last);
         for (Py_ssize_t a = first; a < last; a += BLOCK_ROWS) {
             Line line = {i_first + a, d - i_first - a, 1, last - a < BLOCK_ROWS ? last - a : BLOCK_ROWS};
-            block_products(m, w, job->rings, job->image, height, width, &line);
+            block_products(m, w, job->rings, job->image, height, width, &line, NULL);
             for (Py_ssize_t p = 0; p < line.n; p++) {
                 Py_ssize_t i = line.i0 + p, j = line.j0 - p, at = (i * width + j) * channels;
                 if (job->logits == NULL)
@@ -1642,63 +1654,68 @@ static void decode_worker(Job *job, int tid) {
     Py_ssize_t bw = padded(m->b_width), experts = m->experts, cm = (Py_ssize_t)m->components * channels;
     const uint64_t low_state = (uint64_t)TOTAL << 8;
     Py_ssize_t fronts = (r + 1) * (height - 1) + width, position = job->position;
-    int sharing = -1, parity = 0;       /* the last round's sharing, the next round's set of marks */
+    /* With at least 2 T lanes, thread k owns the lanes l with l mod T = k for the whole image: it decodes their
+       pixels (LSTM, mixture, value) and reads their words, so no lane's state and no pixel's mixture passes between
+       threads, and the threads meet once per round.  With fewer lanes, the threads share each front's LSTM and
+       mixtures and meet after them, and thread 0 owns every lane. */
+    int spread = threads > 1 && lanes >= 2 * threads, parity = 0;      /* parity: the next round's set of marks */
+#define LANE_OWNER(lane) (spread ? (int)((lane) % threads) : 0)
     for (Py_ssize_t t = 0; t < fronts; t++) {
         Py_ssize_t i_lo = t > width - 1 ? (t - width + 1 + r) / (r + 1) : 0;     /* `geometry.front_rows` */
         Py_ssize_t i_hi = t / (r + 1) < height - 1 ? t / (r + 1) : height - 1, n = i_hi - i_lo + 1;
         if (n <= 0) continue;                 /* images narrower than r + 1 columns: fronts without pixels */
-        Py_ssize_t first, last;
-        share(n, tid, threads, &first, &last);
-        for (Py_ssize_t a = first; a < last; a += BLOCK_ROWS) {
-            Line line = {i_lo + a, t - (r + 1) * (i_lo + a), r + 1, last - a < BLOCK_ROWS ? last - a : BLOCK_ROWS};
-            block_products(m, w, job->rings, job->out_image, height, width, &line);
-            for (Py_ssize_t p = 0; p < line.n; p++)
-                mixture_at(m, w->b + p * bw, job->front_weights + (a + p) * experts, job->front_means + (a + p) * cm,
-                           w->mix);
+        /* the LSTM and mixtures: of this thread's lanes' pixels (spread), else of its share of the front.  The
+           front's neighbours lie in earlier fronts, which the last round's barrier has shown to every thread. */
+        Py_ssize_t first = 0, last = n, count = 0;
+        if (!spread) share(n, tid, threads, &first, &last);
+        for (Py_ssize_t p = first; p <= last; p++) {
+            if (p < last && (!spread || LANE_OWNER((i_lo + p) % lanes) == tid)) w->rows[count++] = i_lo + p;
+            if (count == BLOCK_ROWS || (p == last && count > 0)) {
+                Line line = {w->rows[0], t - (r + 1) * w->rows[0], r + 1, count};
+                block_products(m, w, job->rings, job->out_image, height, width, &line, w->rows);
+                for (Py_ssize_t k = 0; k < count; k++) {
+                    Py_ssize_t q = w->rows[k] - i_lo;
+                    mixture_at(m, w->b + k * bw, job->front_weights + q * experts, job->front_means + q * cm, w->mix);
+                }
+                count = 0;
+            }
         }
-        barrier_wait(&job->barrier);
-        /* the front's values, channel by channel and round by round of pixels on distinct lanes.  Pixel p of a
-           round is thread (p - a) mod T's (a round of fewer than 2 T pixels: thread 0's), in every channel: it finds
-           the pixel's value from its lane's slot and marks the lane if its state fell below the bound; after one
-           barrier every thread counts the marked lanes in increasing lane order (the order in which the encoder
-           wrote their words) and reads the words of its own lanes.  A lane's next pixel is the same thread's unless
-           the next round is shared otherwise: a barrier then.  The owner of a pixel writes its values to the
-           image, which the round's barrier shows to every thread before the next front. */
+        if (!spread) barrier_wait(&job->barrier);
+        /* the front's values, channel by channel and round by round of pixels on distinct lanes: each lane's owner
+           finds its pixel's value from the lane's slot and marks the lane if its state fell below the bound; after
+           one barrier every thread counts the marked lanes in increasing lane order (the order in which the encoder
+           wrote their words) and reads the words of its own lanes.  The owner of a pixel writes its values to the
+           image before the barrier of its last channel's round. */
         for (int ch = 0; ch < channels; ch++) {
             for (Py_ssize_t a = 0; a < n; a += lanes) {
-                Py_ssize_t end = a + lanes < n ? a + lanes : n, count = end - a, used = 0;
-                int shared = threads > 1 && count >= 2 * threads, step = shared ? threads : 1;
-                if (sharing >= 0 && shared != sharing) barrier_wait(&job->barrier);
-                sharing = shared;
+                Py_ssize_t end = a + lanes < n ? a + lanes : n, size = end - a, used = 0;
                 uint8_t *marked = job->marked + parity * lanes;     /* two sets of marks, one per round parity */
                 parity ^= 1;
-                if (shared || tid == 0)
-                    for (Py_ssize_t p = a + (shared ? tid : 0); p < end; p += step) {
-                        Py_ssize_t lane = (i_lo + p) % lanes;
-                        int64_t *values = job->front_values + p * channels, f_lo, f_hi;
-                        uint64_t x = job->states[lane];
-                        int64_t slot = (int64_t)(x % TOTAL);
-                        pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts,
-                                     w->mean, w->terms, slot, &f_lo, &f_hi);
-                        x = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
-                        job->states[lane] = x;
-                        marked[p - a] = x < low_state;
-                        if (ch == channels - 1) {
-                            Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
-                            for (int c = 0; c < channels; c++)
-                                job->out_image[(i * width + j) * channels + job->natural[c]] = (uint8_t)values[c];
-                        }
+                for (Py_ssize_t p = a; p < end; p++) {
+                    Py_ssize_t lane = (i_lo + p) % lanes;
+                    if (LANE_OWNER(lane) != tid) continue;
+                    int64_t *values = job->front_values + p * channels, f_lo, f_hi;
+                    uint64_t x = job->states[lane];
+                    int64_t slot = (int64_t)(x % TOTAL);
+                    pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts, w->mean,
+                                 w->terms, slot, &f_lo, &f_hi);
+                    x = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
+                    job->states[lane] = x;
+                    marked[p - a] = x < low_state;
+                    if (ch == channels - 1) {
+                        Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
+                        for (int c = 0; c < channels; c++)
+                            job->out_image[(i * width + j) * channels + job->natural[c]] = (uint8_t)values[c];
                     }
+                }
                 barrier_wait(&job->barrier);
                 /* the round's lanes are (i_lo + a .. i_lo + end - 1) mod lanes, distinct: from the smallest */
-                Py_ssize_t first_lane = (i_lo + a) % lanes, start = first_lane + count > lanes ? lanes - first_lane : 0;
-                for (Py_ssize_t k = 0; k < count; k++) {
-                    Py_ssize_t q = (start + k) % count;
+                Py_ssize_t first_lane = (i_lo + a) % lanes, start = first_lane + size > lanes ? lanes - first_lane : 0;
+                for (Py_ssize_t k = 0; k < size; k++) {
+                    Py_ssize_t q = (start + k) % size, lane = (i_lo + a + q) % lanes;
                     if (!marked[q]) continue;
-                    if ((shared ? q % threads == tid : tid == 0) && position + used < job->num_words) {
-                        Py_ssize_t lane = (i_lo + a + q) % lanes;
+                    if (LANE_OWNER(lane) == tid && position + used < job->num_words)
                         job->states[lane] = (job->states[lane] << WORD_BITS) | (job->words[position + used] & 0xFFFFFFFFu);
-                    }
                     used++;
                 }
                 position += used;
@@ -1709,6 +1726,7 @@ static void decode_worker(Job *job, int tid) {
             }
         }
     }
+#undef LANE_OWNER
     if (tid == 0) job->position = position;
 }
 
