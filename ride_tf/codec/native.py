@@ -28,12 +28,14 @@ one per `PIXELS_PER_THREAD` pixels): encoding runs the spatial LSTM along the
 anti-diagonals of the image (teacher forcing), each thread taking a
 contiguous part of every diagonal with its mixtures and tables, the threads
 meeting at a barrier after each diagonal.  Decoding keeps the wavefront
-order: each thread computes the LSTM and mixtures of a part of the front,
-then, channel by channel and round by round of pixels on distinct rANS
-lanes, every thread finds the bins of its pixels of the round and, after one
-barrier, reads the words of its own lanes, counting the round's words in
-lane order as one thread would read them.  The bytes and
-the pixels do not depend on the number of threads.  `tests/test_native.py`
+order: where the image has at least two rANS lanes per thread, each thread
+owns a fixed set of lanes and computes the LSTM, mixtures and values of
+their pixels; channel by channel and round by round of pixels on distinct
+lanes, the threads meet once and each reads the words of its own lanes,
+counting the round's words in lane order as one thread would read them.
+With fewer lanes the threads share each front's LSTM and mixtures and
+thread 0 finds the values.  The bytes and the pixels do not depend on the
+number of threads.  `tests/test_native.py`
 checks the kernels against the integer model's NumPy arithmetic, the
 encoder's tables against the reference encoder's and the decoded pixels
 against the NumPy decoder's, for several thread counts and instruction sets.
