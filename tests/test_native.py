@@ -243,9 +243,9 @@ def test_kernel_arguments_are_checked_before_any_memory_is_touched():
 
 
 def test_models_outside_the_kernels_range_are_coded_on_the_reference_path():
-    """An integer model whose width shifts leave [0, 62] is not `usable` (so the codec's automatic choices take the
-    reference path): NativeModel and the C constructor refuse it with a message, as they refuse missing and empty
-    constants."""
+    """An integer model whose width shifts leave [0, 62], or with more than 1,024 experts, is not `usable` (so the
+    codec's automatic choices take the reference path): NativeModel and the C constructor refuse it with a message,
+    as they refuse missing and empty constants."""
     model = variant("gray, 1 layer")
     integer = codec.integer_model(model)
     assert native.usable(integer)
@@ -255,6 +255,9 @@ def test_models_outside_the_kernels_range_are_coded_on_the_reference_path():
     assert not native.usable(odd)
     with pytest.raises(ValueError, match="width shifts"):
         native.NativeModel(odd)
+    many = copy.copy(integer)              # float64 sums of the weights stay exact up to 1,024 experts
+    many.num_experts = native.MAX_EXPERTS + 1
+    assert native.MAX_EXPERTS == 1024 and not native.usable(many)
     dim_v = integer.responses.weights.shape[0]
     constants = native.model_constants(odd, integer.gate.weights[dim_v:])
     with pytest.raises(ValueError, match="width shift"):
