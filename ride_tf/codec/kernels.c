@@ -680,9 +680,9 @@ static PyObject *k_cell(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------ the MCGSM */
 /* normalise raw [K] (>= 0, not all zero, < 2^42) to weights summing to 2^20, in place: w_k = floor(raw_k 2^20 /
    sum), the largest one taking what the floors left.  In float64 so that the compiler vectorises it: raw_k 2^20 and
-   the sum (< 2^48) are exact, the floor of the rounded quotient is the exact floor or one above it, and the residual
-   q sum - raw_k 2^20 (an integer below 2^49 in magnitude) is exact in one fused multiply-add, so its sign corrects
-   the quotient. */
+   the sum (below 2^52 for at most MAX_EXPERTS experts) are exact, the floor of the rounded quotient is the exact
+   floor or one above it, and the residual q sum - raw_k 2^20 (an integer no larger than the sum in magnitude) is
+   exact in one fused multiply-add, so its sign corrects the quotient. */
 BODY void normalise(int64_t *restrict w, int experts) {
     int64_t sum = 0;
     for (int k = 0; k < experts; k++) sum += w[k];
@@ -925,10 +925,10 @@ BODY void channel_mean(const Model *m, int ch, const int64_t *means, const int64
 
 /* The weights after coded channel ch took `value`: w_k (floor((PHI_k(v + 1) - PHI_k(v)) / 16) + 1), normalised;
    the masses from the channel's float64 terms [2K] (`table_terms`) where the model has them and both edges are
-   finite, else in int64; `factor`: scratch [K]. */
-BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, const double *terms, int64_t value,
-                         int32_t *factor) {
+   finite, else in int64; the int32 factors [K] go to the scratch after the terms. */
+BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, double *terms, int64_t value) {
     if (m->exact_terms && value >= 1 && value + 1 < NUM_BINS) {
+        int32_t *factor = (int32_t *)(terms + 2 * m->experts);
         const double *slope = m->phi_slopes + ch * m->experts, *offset = terms + m->experts;
         double edge = (double)(value << (MEAN_BITS - 8)), low = (double)m->phi_t.low;
         double last = (double)(m->phi_t.size - 1);
@@ -1025,7 +1025,7 @@ BODY void pixel_intervals_body(const Model *m, const double *b, const uint8_t *p
         start[ch] = low;
         freq[ch] = table_at(m, ch, weights, mean, terms, value + 1) - low;
         if (ch + 1 < m->channels)
-            update_weights(m, ch, weights, mean, terms, value, (int32_t *)(terms + 2 * m->experts));
+            update_weights(m, ch, weights, mean, terms, value);
     }
 }
 
@@ -1043,7 +1043,7 @@ BODY void pixel_search_body(const Model *m, int ch, const int64_t *means, int64_
     int64_t value = find_bin(m, ch, weights, mean, terms, slot, mean_bin(m, weights, mean), f_lo, f_hi);
     values[ch] = value;
     if (ch + 1 < m->channels)
-        update_weights(m, ch, weights, mean, terms, value, (int32_t *)(terms + 2 * m->experts));
+        update_weights(m, ch, weights, mean, terms, value);
 }
 
 VARIANTS(pixel_search, (const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights, int64_t *mean,
