@@ -29,6 +29,33 @@ def test_the_coding_order_visits_every_value_once_in_fronts_with_distinct_lanes(
         assert len(set(fronts[a:b])) == 1 and len(set(channel[a:b])) == 1
 
 
+def steps_by_sorting(height, width, channels, nb_size, lanes):
+    """The coding order by its definition: every value sorted by (front, channel, round, flat index), a step
+    where (front, channel, round) changes."""
+    step = nb_size // 2 + 1
+    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    t = step * i + j
+    rounds = (i - np.maximum(0, -((width - 1 - t) // step))) // lanes
+    t, rounds, flat = (np.repeat(a.reshape(-1, 1), channels, axis=1).reshape(-1) for a in (t, rounds, i * width + j))
+    channel = np.tile(np.arange(channels), height * width)
+    values = flat * channels + channel
+    order = np.lexsort((values, rounds, channel, t))
+    key = np.stack([t[order], channel[order], rounds[order]])
+    change = np.nonzero(np.any(key[:, 1:] != key[:, :-1], axis=0))[0] + 1
+    return values[order], np.concatenate([[0], change, [len(order)]])
+
+
+def test_the_coding_order_built_by_segments_equals_its_definition_by_sorting():
+    shapes = [(h, w, c, nb, lanes) for h in (1, 2, 7, 16) for w in (1, 2, 3, 4, 9, 17) for c in (1, 3)
+              for nb in (3, 5, 7) for lanes in (1, 2, 5, 32)]
+    for shape in shapes:
+        order, boundaries = coding.steps(*shape)
+        expected_order, expected_boundaries = steps_by_sorting(*shape)
+        assert np.array_equal(order, expected_order), shape
+        assert np.array_equal(boundaries, expected_boundaries), shape
+    assert len(shapes) == 576
+
+
 @pytest.mark.parametrize("channels, layers, order", [(1, 2, None), (3, 1, None), (1, 0, None), (3, 1, (2, 0, 1))])
 def test_the_batched_encoder_computes_exactly_the_decoders_tables(channels, layers, order):
     """(start, freq) of every value: the reference encoder's batched pass (bands of rows, LSTM states passed

@@ -56,19 +56,33 @@ def num_lanes(height, width, channels):
 
 def steps(height, width, channels, nb_size, lanes):
     """The coding order: (order, boundaries), `order` the flat indices (i * W + j) * C + channel of every value
-    in coding order, `boundaries` the starts of the rANS steps in it (and its length at the end)."""
-    r = geometry.radius(nb_size)
-    i, j = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    t = (r + 1) * i + j
-    first_row = np.maximum(0, -((width - 1 - t) // (r + 1)))             # i_lo of the pixel's front
-    rounds = (i - first_row) // lanes
-    t, rounds, flat = (np.repeat(a.reshape(-1, 1), channels, axis=1) for a in (t, rounds, i * width + j))
-    channel = np.broadcast_to(np.arange(channels), t.shape)
-    values = flat * channels + channel
-    order = np.lexsort((values.reshape(-1), rounds.reshape(-1), channel.reshape(-1), t.reshape(-1)))
-    key = np.stack([t.reshape(-1)[order], channel.reshape(-1)[order], rounds.reshape(-1)[order]])
-    change = np.nonzero(np.any(key[:, 1:] != key[:, :-1], axis=0))[0] + 1
-    return values.reshape(-1)[order], np.concatenate([[0], change, [len(order)]])
+    in coding order, `boundaries` the starts of the rANS steps in it (and its length at the end).
+
+    Front by front (t = (r + 1) i + j), channel by channel, the front's pixels in increasing row i (and so in
+    increasing flat index: a front holds more than one pixel only when W > r + 1), cut into rounds of `lanes`
+    pixels, one rANS step each.  Built segment by segment, without sorting."""
+    step = geometry.radius(nb_size) + 1
+    t = np.arange(geometry.num_fronts(height, width, nb_size))
+    i_lo = np.maximum(0, -((width - 1 - t) // step))
+    count = np.maximum(0, np.minimum(height - 1, t // step) - i_lo + 1)           # pixels of each front
+    pixel_start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    # every pixel, front by front and row by row
+    front = np.repeat(t, count)
+    i = np.repeat(i_lo, count) + np.arange(height * width) - np.repeat(pixel_start, count)
+    flat = i * width + front - step * i
+    # segments (front, channel): the front's pixels again for each channel
+    seg_count = np.repeat(count, channels)
+    seg_pixel = np.repeat(pixel_start, channels)
+    seg_channel = np.tile(np.arange(channels), len(t))
+    seg_start = np.concatenate([[0], np.cumsum(seg_count)[:-1]])
+    within = np.arange(height * width * channels) - np.repeat(seg_start, seg_count)
+    order = flat[np.repeat(seg_pixel, seg_count) + within] * channels + np.repeat(seg_channel, seg_count)
+    # a step starts at every lanes-th value of a segment
+    seg_rounds = -(-seg_count // lanes)
+    round_in_seg = np.arange(seg_rounds.sum()) - np.repeat(np.concatenate([[0], np.cumsum(seg_rounds)[:-1]]),
+                                                             seg_rounds)
+    boundaries = np.repeat(seg_start, seg_rounds) + round_in_seg * lanes
+    return order, np.concatenate([boundaries, [height * width * channels]])
 
 
 _CODERS = {}

@@ -255,7 +255,9 @@ static int get_double(PyObject *dict, const char *key, double *out) {
     return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
 }
 
-/* A lookup table, stored as int32 (its values lie in [-2^31, 2^31): half the cache of int64). */
+/* A lookup table, stored as int32 (its values lie in [-2^31, 2^31): half the cache of int64), without the runs
+   of equal values at its ends but one entry of each: T[clip(i - low, 0, size - 1)] is unchanged for every i, and
+   the lookups touch fewer cache lines. */
 static int get_table(Model *m, PyObject *dict, const char *name, const char *low_key, Table *t) {
     Py_ssize_t size;
     long low;
@@ -265,6 +267,12 @@ static int get_table(Model *m, PyObject *dict, const char *name, const char *low
         PyErr_Format(PyExc_ValueError, "kernels.model: table %s is empty", name);
         return -1;
     }
+    Py_ssize_t first = 0, last = size - 1;
+    while (first < last && wide[first + 1] == wide[0]) first++;
+    while (last > first && wide[last - 1] == wide[size - 1]) last--;
+    wide += first;
+    low += first;
+    size = last - first + 1;
     int32_t *narrow = malloc(sizeof(int32_t) * size);
     if (!narrow) {
         PyErr_NoMemory();
@@ -487,6 +495,10 @@ static int get_ring(PyObject *h_obj, PyObject *c_obj, Py_buffer *hv, Py_buffer *
     return 0;
 }
 
+/* four lanes of int32 and of float64 (GCC's vector types: each instruction set's variant compiles them its way) */
+typedef int32_t V4I __attribute__((vector_size(16)));
+typedef double V4D __attribute__((vector_size(32)));
+
 /* ------------------------------------------------------------------ the spatial LSTM cell */
 /* out[u] = T[clip(index[u] - low, 0, last)] for u < n, int32 arguments (every argument of the cell fits: +-2^16):
    gathers where the instruction set has them. */
@@ -545,9 +557,6 @@ BODY int32_t floor32(double y) {
    every double below is an integer or an exact quotient. */
 /* int32 slots of cell_at's scratch */
 #define CELL_WORK(units) (14 * (Py_ssize_t)(units) + 1)
-/* four lanes of int32 and of float64 (GCC's vector types: each instruction set's variant compiles them its way) */
-typedef int32_t V4I __attribute__((vector_size(16)));
-typedef double V4D __attribute__((vector_size(32)));
 
 BODY void cell_at_body(const Model *m, int layer, const double *restrict a, const double *restrict c_left,
                        const double *restrict c_up, double *restrict h, double *restrict c, int32_t *work) {
@@ -718,11 +727,41 @@ BODY void mixture_logits_body(const Model *m, const double *b, int64_t *logits, 
         squares[f] = (double)((r * r) >> 20);        /* r^2 >= 0, below 2^40 */
     }
     /* the gate's products on the squared responses: float64 sums of integers whose absolute values add up to
-       less than 2^52 (`quantize_linear`), exact in any order */
-    for (int comp = 0; comp < components; comp++) acc[comp] = b[features + comp];
-    for (int f = 0; f < features; f++) {
-        const double *row = m->gate_squares + (Py_ssize_t)f * components;
-        for (int comp = 0; comp < components; comp++) acc[comp] += squares[f] * row[comp];
+       less than 2^52 (`quantize_linear`), exact in any order; 8 components at a time in registers, the even and
+       odd features in separate sums so that the additions' latencies overlap */
+    const double *gs = m->gate_squares;
+    int comp = 0;
+    for (; comp + 8 <= components; comp += 8) {
+        V4D e0 = {0}, e1 = {0}, o0 = {0}, o1 = {0}, r0, r1;
+        int f = 0;
+        for (; f + 2 <= features; f += 2) {
+            const double *even = gs + (Py_ssize_t)f * components + comp, *odd = even + components;
+            memcpy(&r0, even, sizeof(V4D));
+            memcpy(&r1, even + 4, sizeof(V4D));
+            e0 += squares[f] * r0;
+            e1 += squares[f] * r1;
+            memcpy(&r0, odd, sizeof(V4D));
+            memcpy(&r1, odd + 4, sizeof(V4D));
+            o0 += squares[f + 1] * r0;
+            o1 += squares[f + 1] * r1;
+        }
+        for (; f < features; f++) {
+            memcpy(&r0, gs + (Py_ssize_t)f * components + comp, sizeof(V4D));
+            memcpy(&r1, gs + (Py_ssize_t)f * components + comp + 4, sizeof(V4D));
+            e0 += squares[f] * r0;
+            e1 += squares[f] * r1;
+        }
+        memcpy(&r0, b + features + comp, sizeof(V4D));
+        memcpy(&r1, b + features + comp + 4, sizeof(V4D));
+        r0 += e0 + o0;
+        r1 += e1 + o1;
+        memcpy(acc + comp, &r0, sizeof(V4D));
+        memcpy(acc + comp + 4, &r1, sizeof(V4D));
+    }
+    for (; comp < components; comp++) {
+        double sum = b[features + comp];
+        for (int f = 0; f < features; f++) sum += squares[f] * gs[(Py_ssize_t)f * components + comp];
+        acc[comp] = sum;
     }
     double *gate = acc + components;            /* [K]: each expert's component's gate */
     for (int comp = 0; comp < components; comp++) {
@@ -782,12 +821,16 @@ BODY double phi_index(double edge, double slope, double offset, double low, doub
     return a < 0.0 ? 0.0 : (a > last ? last : a);
 }
 
-/* sum_k w_k PHI_k(edge) over the K experts, PHI_k's argument floor(edge slope_k + offset_k) (see above). */
+/* sum_k w_k PHI_k(edge) over the K experts, PHI_k's argument floor(edge slope_k + offset_k) (see above); each
+   PHI_k(edge) also to keep [K] unless keep is NULL. */
 static double phi_sum_generic(const double *w, const double *offset, const double *slope, double edge,
-                              const int32_t *phi, double low, double last, int experts) {
+                              const int32_t *phi, double low, double last, int experts, int32_t *keep) {
     double acc = 0.0;
-    for (int k = 0; k < experts; k++)
-        acc += w[k] * (double)phi[(int32_t)phi_index(edge, slope[k], offset[k], low, last)];
+    for (int k = 0; k < experts; k++) {
+        int32_t value = phi[(int32_t)phi_index(edge, slope[k], offset[k], low, last)];
+        if (keep) keep[k] = value;
+        acc += w[k] * (double)value;
+    }
     return acc;
 }
 
@@ -809,63 +852,52 @@ TARGET_AVX512 static inline __m256i phi_indices_avx512(__m512d edge, const doubl
 }
 
 TARGET_AVX2 static double phi_sum_avx2(const double *w, const double *offset, const double *slope, double edge,
-                                       const int32_t *phi, double low, double last, int experts) {
+                                       const int32_t *phi, double low, double last, int experts, int32_t *keep) {
     __m256d e = _mm256_set1_pd(edge), lo = _mm256_set1_pd(low), top = _mm256_set1_pd(last);
     __m256d acc0 = _mm256_setzero_pd(), acc1 = acc0;
     int k = 0;
     for (; k + 8 <= experts; k += 8) {          /* two accumulators: the gathers' latencies overlap */
         __m128i v0 = _mm_i32gather_epi32(phi, phi_indices_avx2(e, slope + k, offset + k, lo, top), 4);
         __m128i v1 = _mm_i32gather_epi32(phi, phi_indices_avx2(e, slope + k + 4, offset + k + 4, lo, top), 4);
+        if (keep) {
+            _mm_storeu_si128((__m128i *)(keep + k), v0);
+            _mm_storeu_si128((__m128i *)(keep + k + 4), v1);
+        }
         acc0 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k), _mm256_cvtepi32_pd(v0), acc0);
         acc1 = _mm256_fmadd_pd(_mm256_loadu_pd(w + k + 4), _mm256_cvtepi32_pd(v1), acc1);
     }
     __m256d acc = _mm256_add_pd(acc0, acc1);
     __m128d half = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
     double sum = _mm_cvtsd_f64(_mm_add_sd(half, _mm_unpackhi_pd(half, half)));
-    return sum + phi_sum_generic(w + k, offset + k, slope + k, edge, phi, low, last, experts - k);
+    return sum + phi_sum_generic(w + k, offset + k, slope + k, edge, phi, low, last, experts - k,
+                                 keep ? keep + k : NULL);
 }
 
 TARGET_AVX512 static double phi_sum_avx512(const double *w, const double *offset, const double *slope, double edge,
-                                           const int32_t *phi, double low, double last, int experts) {
+                                           const int32_t *phi, double low, double last, int experts, int32_t *keep) {
     __m512d e = _mm512_set1_pd(edge), lo = _mm512_set1_pd(low), top = _mm512_set1_pd(last);
     __m512d acc0 = _mm512_setzero_pd(), acc1 = acc0;
     int k = 0;
     for (; k + 16 <= experts; k += 16) {
         __m256i v0 = _mm256_i32gather_epi32(phi, phi_indices_avx512(e, slope + k, offset + k, lo, top), 4);
         __m256i v1 = _mm256_i32gather_epi32(phi, phi_indices_avx512(e, slope + k + 8, offset + k + 8, lo, top), 4);
+        if (keep) {
+            _mm256_storeu_si256((__m256i *)(keep + k), v0);
+            _mm256_storeu_si256((__m256i *)(keep + k + 8), v1);
+        }
         acc0 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k), _mm512_cvtepi32_pd(v0), acc0);
         acc1 = _mm512_fmadd_pd(_mm512_loadu_pd(w + k + 8), _mm512_cvtepi32_pd(v1), acc1);
     }
     double sum = _mm512_reduce_add_pd(_mm512_add_pd(acc0, acc1));
-    return sum + phi_sum_avx2(w + k, offset + k, slope + k, edge, phi, low, last, experts - k);
+    return sum + phi_sum_avx2(w + k, offset + k, slope + k, edge, phi, low, last, experts - k,
+                              keep ? keep + k : NULL);
 }
 #endif
 
-/* factor_k = floor((PHI_k(edge + 2^8) - PHI_k(edge)) / 16) + 1 over the K experts: `update_weights`'s factors of
-   a bin with lower edge `edge`, both edges inside (0, 2^16). */
-static void phi_factors_generic(const double *offset, const double *slope, double edge, const int32_t *phi, double low,
-                                double last, int experts, int32_t *factor) {
-    for (int k = 0; k < experts; k++) {
-        int32_t mass = phi[(int32_t)phi_index(edge + 256.0, slope[k], offset[k], low, last)] -
-                       phi[(int32_t)phi_index(edge, slope[k], offset[k], low, last)];
-        factor[k] = (mass >= 0 ? mass >> 4 : ~((~mass) >> 4)) + 1;
-    }
-}
-
-#ifdef HAVE_X86_KERNELS
-TARGET_AVX2 static void phi_factors_avx2(const double *offset, const double *slope, double edge, const int32_t *phi,
-                                         double low, double last, int experts, int32_t *factor) {
-    __m256d e0 = _mm256_set1_pd(edge), e1 = _mm256_set1_pd(edge + 256.0), lo = _mm256_set1_pd(low);
-    __m256d top = _mm256_set1_pd(last);
-    int k = 0;
-    for (; k + 4 <= experts; k += 4) {
-        __m128i mass = _mm_sub_epi32(_mm_i32gather_epi32(phi, phi_indices_avx2(e1, slope + k, offset + k, lo, top), 4),
-                                     _mm_i32gather_epi32(phi, phi_indices_avx2(e0, slope + k, offset + k, lo, top), 4));
-        _mm_storeu_si128((__m128i *)(factor + k), _mm_add_epi32(_mm_srai_epi32(mass, 4), _mm_set1_epi32(1)));
-    }
-    phi_factors_generic(offset + k, slope + k, edge, phi, low, last, experts - k, factor + k);
-}
-#endif
+/* float64 slots of a channel's scratch: its terms [2K] (`table_terms`), then the int32 PHIs that its table
+   evaluations keep for the weights' update [3][K] (`TERMS_KEEP`) */
+#define TERMS_WORK(experts) (2 * (Py_ssize_t)(experts) + (3 * (Py_ssize_t)(experts) + 1) / 2 + 1)
+#define TERMS_KEEP(m, terms) ((int32_t *)((terms) + 2 * (m)->experts))
 
 /* One channel's terms of its cumulative table: the weights as float64 and offset_k = -mean_k s_k ([K] each). */
 BODY void table_terms(const Model *m, int ch, const int64_t *w, const int64_t *mean, double *wd, double *offset) {
@@ -876,19 +908,21 @@ BODY void table_terms(const Model *m, int ch, const int64_t *w, const int64_t *m
     }
 }
 
-/* F(b) of `cumulative` from the channel's terms (`table_terms`). */
-BODY int64_t cumulative_terms(const Model *m, int ch, const double *wd, const double *offset, int64_t b) {
+/* F(b) of `cumulative` from the channel's terms (`table_terms`); for 0 < b < 256 each PHI_k(b) also to keep [K]
+   unless keep is NULL. */
+BODY int64_t cumulative_terms(const Model *m, int ch, const double *wd, const double *offset, int64_t b,
+                              int32_t *keep) {
     if (b <= 0) return 0;
     if (b >= NUM_BINS) return TOTAL;
     const double *slope = m->phi_slopes + ch * m->experts;
     double edge = (double)(b << (MEAN_BITS - 8)), low = (double)m->phi_t.low, last = (double)(m->phi_t.size - 1);
     double sum;
 #ifdef HAVE_X86_KERNELS
-    if (m->isa == 2) sum = phi_sum_avx512(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
-    else if (m->isa == 1) sum = phi_sum_avx2(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
+    if (m->isa == 2) sum = phi_sum_avx512(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts, keep);
+    else if (m->isa == 1) sum = phi_sum_avx2(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts, keep);
     else
 #endif
-        sum = phi_sum_generic(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts);
+        sum = phi_sum_generic(wd, offset, slope, edge, m->phi_t.values, low, last, m->experts, keep);
     return ((int64_t)sum >> CDF_BITS) + b;
 }
 
@@ -924,21 +958,15 @@ BODY void channel_mean(const Model *m, int ch, const int64_t *means, const int64
 }
 
 /* The weights after coded channel ch took `value`: w_k (floor((PHI_k(v + 1) - PHI_k(v)) / 16) + 1), normalised;
-   the masses from the channel's float64 terms [2K] (`table_terms`) where the model has them and both edges are
-   finite, else in int64; the int32 factors [K] go to the scratch after the terms. */
-BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, double *terms, int64_t value) {
-    if (m->exact_terms && value >= 1 && value + 1 < NUM_BINS) {
-        int32_t *factor = (int32_t *)(terms + 2 * m->experts);
-        const double *slope = m->phi_slopes + ch * m->experts, *offset = terms + m->experts;
-        double edge = (double)(value << (MEAN_BITS - 8)), low = (double)m->phi_t.low;
-        double last = (double)(m->phi_t.size - 1);
-#ifdef HAVE_X86_KERNELS
-        if (m->isa >= 1)          /* AVX2's gathers on AVX-512 machines too: two per pixel, a small share of the time */
-            phi_factors_avx2(offset, slope, edge, m->phi_t.values, low, last, m->experts, factor);
-        else
-#endif
-            phi_factors_generic(offset, slope, edge, m->phi_t.values, low, last, m->experts, factor);
-        for (int k = 0; k < m->experts; k++) w[k] *= factor[k];
+   the PHIs kept by the channel's float64 table evaluations at v and v + 1 (`table_at`) where the model has them
+   and both edges are finite (phi_low and phi_high not NULL), else in int64. */
+BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean, int64_t value,
+                         const int32_t *phi_low, const int32_t *phi_high) {
+    if (m->exact_terms && value >= 1 && value + 1 < NUM_BINS && phi_low && phi_high) {
+        for (int k = 0; k < m->experts; k++) {
+            int32_t mass = phi_high[k] - phi_low[k];
+            w[k] *= (mass >= 0 ? mass >> 4 : ~((~mass) >> 4)) + 1;
+        }
     } else {
         for (int k = 0; k < m->experts; k++) {
             int64_t mass = expert_phi(m, ch, k, mean[k], value + 1) - expert_phi(m, ch, k, mean[k], value);
@@ -948,62 +976,103 @@ BODY void update_weights(const Model *m, int ch, int64_t *w, const int64_t *mean
     normalise(w, m->experts);
 }
 
-/* F(b) from the channel's float64 terms [2K] (`table_terms`) when the model has them, else in int64. */
-BODY int64_t table_at(const Model *m, int ch, const int64_t *w, const int64_t *mean, const double *terms, int64_t b) {
-    return m->exact_terms ? cumulative_terms(m, ch, terms, terms + m->experts, b) : cumulative(m, ch, w, mean, b);
+/* F(b) from the channel's float64 terms [2K] (`table_terms`) when the model has them, else in int64; each
+   expert's PHI_k(b) to keep [K] when F is a float64 sum (0 < b < 256) and keep is not NULL. */
+BODY int64_t table_at(const Model *m, int ch, const int64_t *w, const int64_t *mean, const double *terms, int64_t b,
+                      int32_t *keep) {
+    return m->exact_terms ? cumulative_terms(m, ch, terms, terms + m->experts, b, keep) : cumulative(m, ch, w, mean, b);
 }
 
-/* The bin b with F(b) <= slot < F(b + 1), searched outwards from `guess` (the result is unique: F rises). */
+/* The slots of `keep` [3][K] that neither F(lo)'s nor F(hi)'s PHIs occupy. */
+BODY int free_keep(int used_a, int used_b) {
+    int q = 0;
+    while (q == used_a || q == used_b) q++;
+    return q;
+}
+
+/* The bin b with F(b) <= slot < F(b + 1), searched outwards from `guess` (the result is unique: F rises); with
+   keep [3][K] not NULL, *keep_low and *keep_high point to the PHIs of F(b) and F(b + 1) where they were sums
+   (`table_at`), else they are NULL. */
 BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *mean, const double *terms,
-                      int64_t slot, int64_t guess, int64_t *low, int64_t *high) {
+                      int64_t slot, int64_t guess, int64_t *low, int64_t *high, int32_t *keep,
+                      const int32_t **keep_low, const int32_t **keep_high) {
+    const int experts = m->experts;
     int64_t lo, hi, f_lo, f_hi;                     /* F(lo) <= slot < F(hi) */
+    int k_lo = -1, k_hi = -1;                       /* the slots of keep holding their PHIs */
+#define EVALUATE(b, slot_out) (slot_out = free_keep(k_lo, k_hi), \
+                               table_at(m, ch, w, mean, terms, (b), keep ? keep + slot_out * experts : NULL))
+    int k;
     guess = clip64(guess, 0, NUM_BINS - 1);
-    int64_t f = table_at(m, ch, w, mean, terms, guess);
+    int64_t f = EVALUATE(guess, k);
     if (f <= slot) {
         lo = guess;
         f_lo = f;
+        k_lo = k;
         int64_t step = 1;
         for (;;) {
             hi = lo + step > NUM_BINS ? NUM_BINS : lo + step;
-            f_hi = table_at(m, ch, w, mean, terms, hi);
+            f_hi = EVALUATE(hi, k_hi);
             if (f_hi > slot) break;
             lo = hi;
             f_lo = f_hi;
+            k_lo = k_hi;
+            k_hi = -1;
             step *= 2;
         }
     } else {
         hi = guess;
         f_hi = f;
+        k_hi = k;
         int64_t step = 1;
         for (;;) {
             lo = hi - step < 0 ? 0 : hi - step;
-            f_lo = table_at(m, ch, w, mean, terms, lo);
+            f_lo = EVALUATE(lo, k_lo);
             if (f_lo <= slot) break;
             hi = lo;
             f_hi = f_lo;
+            k_hi = k_lo;
+            k_lo = -1;
             step *= 2;
         }
     }
     while (hi - lo > 1) {
-        int64_t mid = (lo + hi) / 2, f_mid = table_at(m, ch, w, mean, terms, mid);
+        int64_t mid = (lo + hi) / 2, f_mid = EVALUATE(mid, k);
         if (f_mid <= slot) {
             lo = mid;
             f_lo = f_mid;
+            k_lo = k;
         } else {
             hi = mid;
             f_hi = f_mid;
+            k_hi = k;
         }
     }
+#undef EVALUATE
     *low = f_lo;
     *high = f_hi;
+    if (keep) {
+        *keep_low = lo > 0 && lo < NUM_BINS ? keep + k_lo * experts : NULL;
+        *keep_high = hi > 0 && hi < NUM_BINS ? keep + k_hi * experts : NULL;
+    }
     return lo;
 }
 
-/* The bin of the mixture's mean: floor(sum_k w_k mean_k / 2^28) (the mean at 2^-8). */
-BODY int64_t mean_bin(const Model *m, const int64_t *w, const int64_t *mean) {
-    int64_t acc = 0;
-    for (int k = 0; k < m->experts; k++) acc += w[k] * mean[k];
-    return floor_shift(acc, WEIGHT_BITS + MEAN_BITS - 8);
+/* Where the search for the bin of `slot` starts (any start finds the same bin, a close one with fewer table
+   evaluations): the mixture's mean plus a logistic's quantile of u = slot / TOTAL whose density at its centre is
+   the mixture's at its mean, sum_k w_k phi(0) s_k / 4 per bin (expert k's standard deviation is 4 / s_k bins:
+   PHI's argument counts 2^-10 standard deviations, a bin 2^8 edge units). */
+BODY int64_t quantile_guess(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t slot) {
+    const double *slope = m->phi_slopes + ch * m->experts;
+    double centre = 0.0, peak = 0.0;
+    for (int k = 0; k < m->experts; k++) {
+        centre += (double)w[k] * (double)mean[k];
+        peak += (double)w[k] * slope[k];
+    }
+    centre *= 0x1p-28;                                      /* weights at 2^-20, means at 2^-8 of a bin */
+    peak *= 0.3989422804014327 / 4.0 * 0x1p-20;
+    double u = ((double)slot + 0.5) / (double)TOTAL, guess = centre;
+    if (peak > 0.0) guess += log(u / (1.0 - u)) / (4.0 * peak);
+    return guess > 0.0 ? (guess < NUM_BINS - 1 ? (int64_t)guess : NUM_BINS - 1) : 0;
 }
 
 VARIANTS(mixture_at, (const Model *m, const double *b, int64_t *weights, int64_t *means, double *scratch),
@@ -1011,7 +1080,7 @@ VARIANTS(mixture_at, (const Model *m, const double *b, int64_t *weights, int64_t
 
 /* One pixel's (start, freq) of every channel from its products b, given its values (coding order: coded channel
    ch is pixel[order[ch]]); `weights`, `means`, `mean`, `values`, `scratch`: the scratch of `mixture_at`, `terms`
-   [3K] that of `table_terms` and `update_weights`. */
+   [TERMS_WORK] that of `table_terms` and `update_weights`. */
 BODY void pixel_intervals_body(const Model *m, const double *b, const uint8_t *pixel, const int64_t *order,
                                int64_t *start, int64_t *freq, int64_t *weights, int64_t *means, int64_t *mean,
                                int64_t *values, double *scratch, double *terms) {
@@ -1021,11 +1090,11 @@ BODY void pixel_intervals_body(const Model *m, const double *b, const uint8_t *p
         values[ch] = value;
         channel_mean(m, ch, means, values, mean);
         if (m->exact_terms) table_terms(m, ch, weights, mean, terms, terms + m->experts);
-        int64_t low = table_at(m, ch, weights, mean, terms, value);
+        int32_t *keep = ch + 1 < m->channels ? TERMS_KEEP(m, terms) : NULL;      /* [2][K] */
+        int64_t low = table_at(m, ch, weights, mean, terms, value, keep);
         start[ch] = low;
-        freq[ch] = table_at(m, ch, weights, mean, terms, value + 1) - low;
-        if (ch + 1 < m->channels)
-            update_weights(m, ch, weights, mean, terms, value);
+        freq[ch] = table_at(m, ch, weights, mean, terms, value + 1, keep ? keep + m->experts : NULL) - low;
+        if (keep) update_weights(m, ch, weights, mean, value, keep, keep + m->experts);
     }
 }
 
@@ -1040,10 +1109,12 @@ BODY void pixel_search_body(const Model *m, int ch, const int64_t *means, int64_
                             int64_t *mean, double *terms, int64_t slot, int64_t *f_lo, int64_t *f_hi) {
     channel_mean(m, ch, means, values, mean);
     if (m->exact_terms) table_terms(m, ch, weights, mean, terms, terms + m->experts);
-    int64_t value = find_bin(m, ch, weights, mean, terms, slot, mean_bin(m, weights, mean), f_lo, f_hi);
+    int32_t *keep = ch + 1 < m->channels ? TERMS_KEEP(m, terms) : NULL;          /* [3][K] */
+    const int32_t *keep_low = NULL, *keep_high = NULL;
+    int64_t guess = quantile_guess(m, ch, weights, mean, slot);
+    int64_t value = find_bin(m, ch, weights, mean, terms, slot, guess, f_lo, f_hi, keep, &keep_low, &keep_high);
     values[ch] = value;
-    if (ch + 1 < m->channels)
-        update_weights(m, ch, weights, mean, terms, value);
+    if (keep) update_weights(m, ch, weights, mean, value, keep_low, keep_high);
 }
 
 VARIANTS(pixel_search, (const Model *m, int ch, const int64_t *means, int64_t *values, int64_t *weights, int64_t *mean,
@@ -1475,7 +1546,7 @@ typedef struct {
     double *mix;                /* mixture_at's scratch */
     int32_t *work;              /* cell_at's */
     int64_t *weights, *means, *mean, *values;       /* one pixel's (encoder) */
-    double *terms;              /* a channel's float64 table terms [2K] (`table_terms`), then int32 factors [K] */
+    double *terms;              /* a channel's float64 table terms [2K] (`table_terms`), then int32 PHIs [3][K] */
     Py_ssize_t *rows;           /* [BLOCK_ROWS]: the rows of a block of a front's pixels (decoder) */
 } Work;
 
@@ -1510,7 +1581,7 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->means = malloc(sizeof(int64_t) * (m->components * m->channels + 1))) != NULL;
     ok &= (w->mean = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->values = malloc(sizeof(int64_t) * (m->channels + 1))) != NULL;
-    ok &= (w->terms = malloc(sizeof(double) * (3 * m->experts + 1))) != NULL;
+    ok &= (w->terms = malloc(sizeof(double) * TERMS_WORK(m->experts))) != NULL;
     ok &= (w->rows = malloc(sizeof(Py_ssize_t) * BLOCK_ROWS)) != NULL;
     if (!ok) work_free(w, m->layers);
     return ok ? 0 : -1;
