@@ -1063,8 +1063,18 @@ BODY int64_t find_bin(const Model *m, int ch, const int64_t *w, const int64_t *m
    PHI's argument counts 2^-10 standard deviations, a bin 2^8 edge units). */
 BODY int64_t quantile_guess(const Model *m, int ch, const int64_t *w, const int64_t *mean, int64_t slot) {
     const double *slope = m->phi_slopes + ch * m->experts;
-    double centre = 0.0, peak = 0.0;
-    for (int k = 0; k < m->experts; k++) {
+    V4D sum_centre = {0}, sum_peak = {0};           /* four partial sums each: a guess need not be exact */
+    int k = 0;
+    for (; k + 4 <= m->experts; k += 4) {
+        V4D wk = {(double)w[k], (double)w[k + 1], (double)w[k + 2], (double)w[k + 3]}, sk;
+        V4D mk = {(double)mean[k], (double)mean[k + 1], (double)mean[k + 2], (double)mean[k + 3]};
+        memcpy(&sk, slope + k, sizeof(V4D));
+        sum_centre += wk * mk;
+        sum_peak += wk * sk;
+    }
+    double centre = sum_centre[0] + sum_centre[1] + sum_centre[2] + sum_centre[3];
+    double peak = sum_peak[0] + sum_peak[1] + sum_peak[2] + sum_peak[3];
+    for (; k < m->experts; k++) {
         centre += (double)w[k] * (double)mean[k];
         peak += (double)w[k] * slope[k];
     }
@@ -1630,11 +1640,14 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
             memcpy(next, h, units * sizeof(double));
         }
     }
-    Py_ssize_t column = m->layers ? units : 0;
+    Py_ssize_t column = m->layers ? units : 0, ldx = m->width_u + parts * units;
     for (Py_ssize_t p = 0; p < n; p++) {
         Py_ssize_t i = line_row(line, rows, p);
-        centred_inputs_at(m, image, width, i, line->j0 - line->slope * (i - line->i0), !m->reads_inputs,
-                          w->z + p * zw + column);
+        if (m->layers && m->reads_inputs)        /* the first layer's inputs, [c, e], the first columns of its x */
+            memcpy(w->z + p * zw + column, w->x[0] + p * ldx, m->width_u * sizeof(double));
+        else
+            centred_inputs_at(m, image, width, i, line->j0 - line->slope * (i - line->i0), !m->reads_inputs,
+                              w->z + p * zw + column);
     }
     gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), whole);
 }
