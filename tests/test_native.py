@@ -195,6 +195,31 @@ def test_the_rans_kernel_writes_the_reference_encoders_bytes_and_refuses_what_it
         native.encode_steps(lane, start, freq, bounds[:-1], lanes)
 
 
+def test_the_fronts_kernel_writes_the_reference_encoders_bytes_of_the_coding_order():
+    """`encode_fronts` walks the coding order itself; its stream equals the reference encoder's on the order that
+    `coding.steps` builds, for images narrower than a front, rounds that wrap around the lanes, 1 and 3 channels."""
+    rng = np.random.default_rng(3)
+    cases = [(1, 1, 1, 5, 1), (3, 2, 1, 3, 1), (7, 3, 3, 5, 2), (9, 11, 3, 5, 2), (16, 17, 1, 7, 5),
+             (13, 40, 3, 5, 7), (40, 33, 1, 3, 32)]
+    for height, width, channels, nb_size, lanes in cases:
+        freq = rng.integers(1, 5000, (height, width, channels))
+        freq.reshape(-1)[::5] = 1                            # rare symbols: words are emitted
+        start = rng.integers(0, TOTAL - freq + 1)
+        order, boundaries = coding.steps(height, width, channels, nb_size, lanes)
+        reference = RansEncoder(lanes, TOTAL)
+        reference.extend((order // channels // width) % lanes, start.reshape(-1)[order], freq.reshape(-1)[order],
+                         boundaries)
+        expected = reference.finish()
+        assert native.encode_fronts(start, freq, nb_size, lanes) == expected, (height, width, channels, lanes)
+        assert len(expected) >= 8 * lanes + 4 * (height * width * channels // 5) // 2
+    zero = np.ones((4, 4, 1), np.int64)
+    zero[1, 2, 0] = 0
+    with pytest.raises(ValueError, match="freq >= 1"):
+        native.encode_fronts(np.zeros_like(zero), zero, 5, 2)
+    with pytest.raises(ValueError, match="one shape"):
+        native.encode_fronts(np.zeros((4, 4, 1), np.int64), np.ones((4, 4, 3), np.int64), 5, 2)
+
+
 def test_truncated_and_corrupted_streams_raise_or_fail_the_checks():
     """A stream cut short raises RansError (never reads past its end); a stream with a flipped word either raises
     or decodes to another image (the container's checksum then refuses it, `test_codec.py`)."""

@@ -238,11 +238,11 @@ def encode(coder, image, engine="auto", threads=None):
     height, width, channels = image.shape
     start, freq = coder.intervals(image, engine, threads)
     lanes = num_lanes(height, width, channels)
+    if engine != "reference" and native.AVAILABLE:
+        return native.encode_fronts(start, freq, coder.integer.nb_size, lanes)
     order, boundaries = steps(height, width, channels, coder.integer.nb_size, lanes)
     lane = (order // channels // width) % lanes
     start, freq = start.reshape(-1)[order], freq.reshape(-1)[order]
-    if engine != "reference" and native.AVAILABLE:
-        return native.encode_steps(lane, start, freq, boundaries, lanes)
     encoder = RansEncoder(lanes, TOTAL)
     encoder.extend(lane, start, freq, boundaries)
     return encoder.finish()

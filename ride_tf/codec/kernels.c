@@ -1194,6 +1194,30 @@ static PyObject *k_mixture(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------ rANS encoding */
 /* rans_encode(lanes, start, freq, boundaries, num_lanes, total) -> bytes: `ride_tf.codec.rans.RansEncoder`'s
    stream for the steps boundaries[k] .. boundaries[k + 1] of the symbols (checked as there). */
+/* One rANS encoding step of a lane's state x: a word out first if x would leave its range. */
+static inline uint64_t rans_put(uint64_t x, uint64_t start, uint64_t freq, uint64_t total, uint32_t *words,
+                                Py_ssize_t *count) {
+    if (x >= (freq << (WORD_BITS + 8))) {
+        words[(*count)++] = (uint32_t)(x & 0xFFFFFFFFu);
+        x >>= WORD_BITS;
+    }
+    return (x / freq) * total + x % freq + start;
+}
+
+/* The stream's bytes: the lanes' final states (8 bytes each), then the words in the order the decoder reads
+   them (the encoder's order reversed), little-endian. */
+static PyObject *stream_bytes(const uint64_t *states, Py_ssize_t num_lanes, const uint32_t *words, Py_ssize_t count) {
+    PyObject *result = PyBytes_FromStringAndSize(NULL, 8 * num_lanes + 4 * count);
+    if (result) {
+        unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
+        for (Py_ssize_t l = 0; l < num_lanes; l++)
+            for (int byte = 0; byte < 8; byte++) *out++ = (unsigned char)(states[l] >> (8 * byte));
+        for (Py_ssize_t q = count - 1; q >= 0; q--)
+            for (int byte = 0; byte < 4; byte++) *out++ = (unsigned char)(words[q] >> (8 * byte));
+    }
+    return result;
+}
+
 static PyObject *k_rans_encode(PyObject *self, PyObject *args) {
     PyObject *lanes_obj, *start_obj, *freq_obj, *bounds_obj;
     Py_ssize_t num_lanes, total;
@@ -1266,28 +1290,16 @@ static PyObject *k_rans_encode(PyObject *self, PyObject *args) {
         if (duplicate) break;
         for (Py_ssize_t q = 0; q < m; q++) {
             Py_ssize_t item = order[q];
-            uint64_t x = states[lanes[item]], f = (uint64_t)freq[item];
-            if (x >= (f << (WORD_BITS + 8))) {
-                words[count++] = (uint32_t)(x & 0xFFFFFFFFu);
-                x >>= WORD_BITS;
-            }
-            states[lanes[item]] = (x / f) * big_total + x % f + (uint64_t)start[item];
+            states[lanes[item]] = rans_put(states[lanes[item]], (uint64_t)start[item], (uint64_t)freq[item],
+                                           big_total, words, &count);
         }
     }
     Py_END_ALLOW_THREADS
     PyObject *result = NULL;
     if (duplicate)
         PyErr_SetString(PyExc_ValueError, "rANS: a step needs distinct lanes in [0, num_lanes).");
-    else {
-        result = PyBytes_FromStringAndSize(NULL, 8 * num_lanes + 4 * count);
-        if (result) {
-            unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-            for (Py_ssize_t l = 0; l < num_lanes; l++)
-                for (int byte = 0; byte < 8; byte++) *out++ = (unsigned char)(states[l] >> (8 * byte));
-            for (Py_ssize_t q = count - 1; q >= 0; q--)          /* the words reversed, little-endian */
-                for (int byte = 0; byte < 4; byte++) *out++ = (unsigned char)(words[q] >> (8 * byte));
-        }
-    }
+    else
+        result = stream_bytes(states, num_lanes, words, count);
     free(states);
     free(seen);
     free(words);
@@ -1306,6 +1318,78 @@ r_s:
 r_l:
     PyBuffer_Release(&lv);
     return NULL;
+}
+
+/* rans_encode_fronts(start int64 [H W C], freq int64 [H W C], height, width, channels, radius, lanes, total):
+   the stream of `rans_encode` for the values of an image in the coding order of `ride_tf.codec.coding.steps`
+   (front by front, t = (r + 1) i + j; channel by channel; rounds of `lanes` pixels of the front in increasing
+   row, one step each, lane i mod lanes), without building that order: start and freq in image order, value
+   (i W + j) C + c.  A step's symbols go in decreasing lane order, as there. */
+static PyObject *k_rans_encode_fronts(PyObject *self, PyObject *args) {
+    PyObject *start_obj, *freq_obj;
+    Py_ssize_t height, width, channels, r, num_lanes, total;
+    if (!PyArg_ParseTuple(args, "OOnnnnnn", &start_obj, &freq_obj, &height, &width, &channels, &r, &num_lanes,
+                          &total))
+        return NULL;
+    if (height < 1 || width < 1 || channels < 1 || r < 1 || num_lanes < 1 || num_lanes > (1 << 20) || total < 2 ||
+        total > (1 << 21)) {
+        PyErr_SetString(PyExc_ValueError, "rANS: sizes, radius, num_lanes or total out of range");
+        return NULL;
+    }
+    Py_ssize_t n = height * width * channels;
+    Py_buffer sv, fv;
+    if (get_buffer(start_obj, &sv, 'q', n, 0, "start") < 0) return NULL;
+    if (get_buffer(freq_obj, &fv, 'q', n, 0, "freq") < 0) {
+        PyBuffer_Release(&sv);
+        return NULL;
+    }
+    const int64_t *start = sv.buf, *freq = fv.buf;
+    for (Py_ssize_t q = 0; q < n; q++)
+        if (freq[q] < 1 || start[q] < 0 || start[q] + freq[q] > total) {
+            PyErr_Format(PyExc_ValueError, "rANS: symbols need freq >= 1 and 0 <= start < start + freq <= %zd.", total);
+            PyBuffer_Release(&fv);
+            PyBuffer_Release(&sv);
+            return NULL;
+        }
+    uint64_t *states = malloc(sizeof(uint64_t) * num_lanes);
+    uint32_t *words = malloc(sizeof(uint32_t) * (n + 1));
+    if (!states || !words) {
+        free(states);
+        free(words);
+        PyBuffer_Release(&fv);
+        PyBuffer_Release(&sv);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t count = 0, fronts = (r + 1) * (height - 1) + width;
+    const uint64_t big_total = (uint64_t)total;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t l = 0; l < num_lanes; l++) states[l] = big_total << 8;
+    for (Py_ssize_t t = fronts - 1; t >= 0; t--) {
+        Py_ssize_t i_lo = t > width - 1 ? (t - width + 1 + r) / (r + 1) : 0;      /* `geometry.front_rows` */
+        Py_ssize_t i_hi = t / (r + 1) < height - 1 ? t / (r + 1) : height - 1, m = i_hi - i_lo + 1;
+        if (m <= 0) continue;
+        for (Py_ssize_t c = channels - 1; c >= 0; c--)
+            for (Py_ssize_t a = (m - 1) / num_lanes * num_lanes; a >= 0; a -= num_lanes) {
+                /* the round's lanes rise from (i_lo + a) mod lanes and wrap once at most: the pixels before the
+                   wrap hold the larger lanes, so those go first, each part from its end */
+                Py_ssize_t size = m - a < num_lanes ? m - a : num_lanes, first_lane = (i_lo + a) % num_lanes;
+                Py_ssize_t before = first_lane + size > num_lanes ? num_lanes - first_lane : size;
+                for (Py_ssize_t k = 0; k < size; k++) {
+                    Py_ssize_t p = a + (k < before ? before - 1 - k : size - 1 - (k - before));
+                    Py_ssize_t i = i_lo + p, j = t - (r + 1) * i, v = (i * width + j) * channels + c;
+                    Py_ssize_t lane = i % num_lanes;
+                    states[lane] = rans_put(states[lane], (uint64_t)start[v], (uint64_t)freq[v], big_total, words,
+                                            &count);
+                }
+            }
+    }
+    Py_END_ALLOW_THREADS
+    PyObject *result = stream_bytes(states, num_lanes, words, count);
+    free(states);
+    free(words);
+    PyBuffer_Release(&fv);
+    PyBuffer_Release(&sv);
+    return result;
 }
 
 /* ------------------------------------------------------------------ whole images, on several threads */
@@ -2096,6 +2180,8 @@ static PyMethodDef methods[] = {
     {"cell", k_cell, METH_VARARGS, "The spatial LSTM cell of a line of pixels from their products."},
     {"mixture", k_mixture, METH_VARARGS, "The MCGSM's weights and means of pixels from their products."},
     {"rans_encode", k_rans_encode, METH_VARARGS, "The interleaved rANS stream of steps of symbols."},
+    {"rans_encode_fronts", k_rans_encode_fronts, METH_VARARGS,
+     "The interleaved rANS stream of an image's values in the coding order, built on the way."},
     {"set_weights", k_set_weights, METH_VARARGS, "The products' weights, for encode_image and decode_image."},
     {"encode_image", k_encode_image, METH_VARARGS, "Every value's (start, freq) of a whole image, on threads."},
     {"decode_image", k_decode_image, METH_VARARGS, "Decode a whole image's rANS stream, on threads."},

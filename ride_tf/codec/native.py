@@ -70,7 +70,7 @@ else:
         kernels, IMPORT_ERROR = None, error
 
 __all__ = ["AVAILABLE", "NativeModel", "native_model", "model_constants", "require", "usable", "encode_steps",
-           "default_threads", "ISA", "ISA_NAMES", "PIXELS_PER_THREAD"]
+           "encode_fronts", "default_threads", "ISA", "ISA_NAMES", "PIXELS_PER_THREAD"]
 
 AVAILABLE = kernels is not None
 # An image gets at most one thread per this many pixels (a thread's start and its barriers cost more than it saves
@@ -252,6 +252,20 @@ def native_model(integer):
     if _MODELS.get(id(integer), (None,))[0] is not integer:
         _MODELS[id(integer)] = (integer, NativeModel(integer))
     return _MODELS[id(integer)][1]
+
+
+def encode_fronts(start, freq, nb_size, num_lanes, total=TOTAL):
+    """The stream (bytes) of `encode_steps` for the values of a whole image, start and freq int [H, W, C] in image
+    order (the channels in coding order), in the coding order of `ride_tf.codec.coding.steps`, which the C kernel
+    follows without building it; the same checks and bytes."""
+    require("encode_fronts")
+    start, freq = _as(start, np.int64), _as(freq, np.int64)
+    if start.ndim != 3 or freq.shape != start.shape:
+        raise ValueError(f"encode_fronts: start and freq must be [H, W, C] arrays of one shape, got {start.shape} "
+                         f"and {freq.shape}.")
+    height, width, channels = start.shape
+    return kernels.rans_encode_fronts(start, freq, height, width, channels, geometry.radius(nb_size),
+                                      int(num_lanes), int(total))
 
 
 def encode_steps(lanes, start, freq, boundaries, num_lanes, total=TOTAL):
