@@ -18,10 +18,13 @@ same integers with the C kernels of `kernels.c` (built with the package as
   (r + 2 slots per row for the decoder's wavefronts, 2 for the encoder's
   anti-diagonals), the cell's gates and lookups, the mixture's weights and
   means, every channel's cumulative table, and for the decoder the search of
-  each lane's slot and the rANS steps.  The cumulative tables are
+  each lane's slot (from a logistic quantile of the slot, `quantile_guess`)
+  and the rANS steps.  The cumulative tables are
   computed in float64, vectorised, where a model's bounds keep every term an
   exact integer below 2^52 (`NativeModel.table_arithmetic`, "float64" for
-  every shipped model), else in int64: the same integers.
+  every shipped model), else in int64: the same integers.  The encoder's
+  rANS stream is written by `encode_fronts`, which walks the coding order
+  itself.
 
 **Threads** (`threads=`, default: every core this process may use, at most
 one per `PIXELS_PER_THREAD` pixels): encoding runs the spatial LSTM along the
