@@ -54,6 +54,11 @@ def num_lanes(height, width, channels):
     return int(max(1, min(MAX_LANES, height, (height * width * channels) // 8192)))
 
 
+def _starts(counts):
+    """Where each of consecutive segments of these lengths starts: the exclusive cumulative sum."""
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+
+
 def steps(height, width, channels, nb_size, lanes):
     """The coding order: (order, boundaries), `order` the flat indices (i * W + j) * C + channel of every value
     in coding order, `boundaries` the starts of the rANS steps in it (and its length at the end).
@@ -65,7 +70,7 @@ def steps(height, width, channels, nb_size, lanes):
     t = np.arange(geometry.num_fronts(height, width, nb_size))
     i_lo = np.maximum(0, -((width - 1 - t) // step))
     count = np.maximum(0, np.minimum(height - 1, t // step) - i_lo + 1)           # pixels of each front
-    pixel_start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    pixel_start = _starts(count)
     # every pixel, front by front and row by row
     front = np.repeat(t, count)
     i = np.repeat(i_lo, count) + np.arange(height * width) - np.repeat(pixel_start, count)
@@ -74,13 +79,12 @@ def steps(height, width, channels, nb_size, lanes):
     seg_count = np.repeat(count, channels)
     seg_pixel = np.repeat(pixel_start, channels)
     seg_channel = np.tile(np.arange(channels), len(t))
-    seg_start = np.concatenate([[0], np.cumsum(seg_count)[:-1]])
+    seg_start = _starts(seg_count)
     within = np.arange(height * width * channels) - np.repeat(seg_start, seg_count)
     order = flat[np.repeat(seg_pixel, seg_count) + within] * channels + np.repeat(seg_channel, seg_count)
     # a step starts at every lanes-th value of a segment
     seg_rounds = -(-seg_count // lanes)
-    round_in_seg = np.arange(seg_rounds.sum()) - np.repeat(np.concatenate([[0], np.cumsum(seg_rounds)[:-1]]),
-                                                             seg_rounds)
+    round_in_seg = np.arange(seg_rounds.sum()) - np.repeat(_starts(seg_rounds), seg_rounds)
     boundaries = np.repeat(seg_start, seg_rounds) + round_in_seg * lanes
     return order, np.concatenate([boundaries, [height * width * channels]])
 
