@@ -38,7 +38,8 @@ setup(
     description="Generative image modelling with spatial LSTMs (RIDE) in TensorFlow/Keras",
     packages=find_packages(include=["ride_tf", "ride_tf.*"]),
     # The pretrained models (ride_tf.pretrained) and their JSON records, a few hundred kB.
-    package_data={"ride_tf.pretrained": ["*.keras", "*.json", "*.integer.npz"], "ride_tf.codec": ["lookup_tables.npz"]},
+    package_data={"ride_tf.pretrained": ["*.keras", "*.json", "*.integer.npz", "derivation-1/*.integer.npz"],
+                  "ride_tf.codec": ["lookup_tables.npz"]},
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES, "examples": EXAMPLES_REQUIRES, "serving": SERVING_REQUIRES,

@@ -12,11 +12,15 @@ header).  The full training record goes to docs/pretrained_NAME.json.  Each
 shipped model's integer model (what the codec codes with, without
 TensorFlow) is derived from its float weights and written beside it as
 NAME.integer.npz (`ride_tf.codec.model_file`); `--integer-models` rewrites
-those of every shipped model (or of the names given) and nothing else.
+those of every shipped model (or of the names given) and nothing else.  The
+integer models of the earlier derivation (`--derivation 1`, for the files
+written before issue 29's 16-bit products) go to
+ride_tf/pretrained/derivation-1/NAME.integer.npz.
 
     python examples/ship_model.py --name gray --model runs/corpus/g1x64.keras --record runs/corpus/g1x64.json \\
         --keep-previous-as gray-small
     python examples/ship_model.py --integer-models
+    python examples/ship_model.py --integer-models --derivation 1
 """
 import argparse
 import json
@@ -35,6 +39,8 @@ quiet_tensorflow()      # before TensorFlow is first imported: its start-up line
 
 import ride_tf  # noqa: E402
 from ride_tf import codec, io, pretrained  # noqa: E402
+from ride_tf.codec import registry  # noqa: E402
+from ride_tf.codec.integer import DERIVATION, DERIVATIONS  # noqa: E402
 from ride_tf.codec.model_file import SUFFIX  # noqa: E402
 from train_pretrained import evaluate  # noqa: E402
 
@@ -49,10 +55,13 @@ def main(argv=None):
     parser.add_argument("--keep-previous-as", metavar="OLD", help="ship the current NAME model as OLD too")
     parser.add_argument("--integer-models", nargs="*", metavar="NAME",
                         help="only (re)write the integer model files of these shipped models (none named: all)")
+    parser.add_argument("--derivation", type=int, choices=DERIVATIONS, default=DERIVATION,
+                        help=f"with --integer-models: the derivation (default {DERIVATION}; 1 writes to "
+                             "ride_tf/pretrained/derivation-1)")
     args = parser.parse_args(argv)
     if args.integer_models is not None:
         for name in args.integer_models or sorted(pretrained.available()):
-            write_integer_model(name)
+            write_integer_model(name, args.derivation)
         return
     if not (args.name and args.model and args.record):
         parser.error("--name, --model and --record are needed (or --integer-models)")
@@ -74,6 +83,9 @@ def main(argv=None):
         io.atomic_write_json(old + ".json", previous)
         print(f"kept the previous {args.name!r} as {old}.keras")
         write_integer_model(args.keep_previous_as)
+        if args.name in registry.shipped_names(1):          # its files of the earlier derivation keep decoding
+            write_integer_model(args.keep_previous_as, 1)
+            os.remove(registry.shipped_path(args.name, 1))
     channels = model.num_channels
     results = evaluate(model, pretrained.held_out_images(channels))
     photos = [n for n in results if "[" not in n]
@@ -103,17 +115,21 @@ def main(argv=None):
     print(f"wrote {target} and its record; {description}")
 
 
-def write_integer_model(name):
-    """Derive the shipped model `name`'s integer model from its float weights and write NAME.integer.npz beside
-    NAME.keras (the source recorded: the .keras file's SHA-256)."""
+def write_integer_model(name, derivation=DERIVATION):
+    """Derive the shipped model `name`'s integer model from its float weights by `derivation` and write
+    NAME.integer.npz beside NAME.keras, or in ride_tf/pretrained/derivation-1 for derivation 1 (the source
+    recorded: the .keras file's SHA-256)."""
     import hashlib
 
     keras_path = pretrained.model_path(name)
     with open(keras_path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    integer = codec.integer_model(pretrained.load(name))
-    path = codec.save_integer_model(integer, keras_path[:-len(".keras")] + SUFFIX,
-                                    source=dict(keras_sha256=digest, keras_file=os.path.basename(keras_path)))
+    integer = codec.integer_model(pretrained.load(name), derivation)
+    folder = FOLDER if derivation == DERIVATION else registry.EARLIER_FOLDER
+    os.makedirs(folder, exist_ok=True)
+    path = codec.save_integer_model(integer, os.path.join(folder, name + SUFFIX),
+                                    source=dict(keras_sha256=digest, keras_file=os.path.basename(keras_path),
+                                                derivation=derivation))
     print(f"wrote {path} (fingerprint {integer.fingerprint.hex()})")
 
 

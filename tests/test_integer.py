@@ -30,6 +30,49 @@ def test_quantized_linear_maps_are_close_and_every_sum_is_exact():
     np.testing.assert_array_equal(layer(tf.constant(x), TENSORFLOW).numpy(), y)
 
 
+def test_narrow_rows_get_16_bit_weights_whose_worst_case_sums_fit_32_bits():
+    """quantize_linear(narrow=...): every weight of a marked row fits 16 bits (|V| < 2^15) and each column's worst
+    case over the marked rows, sum B |V|, stays below 2^31, while the unmarked rows keep float64's range; the map
+    errs by at most its weights' rounding (half a unit of 2^-q_j per unit of input) plus one output step, and a
+    marked row bounded above 2^15 is refused."""
+    rng = np.random.default_rng(1)
+    weights = rng.normal(0, 1, (60, 9)) * np.logspace(-2, 2, 60)[:, None]
+    bias = rng.normal(0, 1, 9)
+    exponents = np.array([12] * 20 + [0] * 8 + [15] * 32)
+    bounds = np.array([2 ** 12] * 20 + [1] * 8 + [2 ** 15] * 32)
+    narrow = exponents == 15
+    layer = quantize_linear(weights, bias, exponents, bounds, 10, 1 << 30, narrow=narrow)
+    marked = np.abs(layer.weights[narrow])
+    assert marked.max() < 2 ** 15
+    assert (marked * bounds[narrow, None]).sum(0).max() < 2 ** 31
+    assert np.abs(layer.weights[~narrow]).max() >= 2 ** 15          # the other rows are not narrowed
+    assert ((np.abs(layer.weights) * bounds[:, None]).sum(0) + np.abs(layer.bias)).max() < 2.0 ** 52
+    x = np.stack([rng.integers(-b, b + 1, 300) for b in bounds], axis=1).astype(np.float64)
+    exact = (x * np.ldexp(1.0, -exponents)) @ weights + bias
+    rounding = 0.5 * np.abs(x).sum(1, keepdims=True) * layer.scale / 1024 + np.abs(layer.scale) / 2048  # 2^-q_j
+    assert (np.abs(layer(x, NUMPY) / 1024 - exact) <= rounding + 2 / 1024).all()
+    with pytest.raises(ValueError, match="at most 2\\^15"):
+        quantize_linear(weights, bias, exponents, np.where(narrow, 2 ** 16, bounds), 10, 1 << 30, narrow=narrow)
+
+
+def test_derivation_1_is_the_earlier_derivation_and_2_narrows_only_the_states():
+    """derive(model, 1) gives the integers of the earlier derivation (the state rows' weights beyond 16 bits);
+    derive(model, 2) differs only where weights read states: the same configuration, and the expert constants
+    (widths, colour regressions, logit factors) integer for integer."""
+    model = small_ride(num_layers=1)
+    first, second = derive(model, 1), derive(model, 2)
+    assert second.fingerprint == derive(model).fingerprint != first.fingerprint
+    assert first.config() == second.config()
+    for key in ("inverse_widths", "width_shifts", "regressions", "logit_factor", "logit_offset", "input_mean"):
+        np.testing.assert_array_equal(first.named_arrays()[key], second.named_arrays()[key], err_msg=key)
+    inputs = first.num_inputs + first.num_offsets
+    states = np.abs(second.layers[0].weights[inputs:inputs + 2 * second.units])
+    assert states.max() < 2 ** 15 and (states * 2 ** 15).sum(0).max() < 2 ** 31
+    assert np.abs(first.layers[0].weights[inputs:]).max() >= 2 ** 15
+    with pytest.raises(ValueError, match="derivation must be one of"):
+        derive(model, 3)
+
+
 def test_the_derivation_is_deterministic_and_the_fingerprint_follows_the_weights():
     model = small_ride(num_layers=1)
     first, second = derive(model), derive(model)

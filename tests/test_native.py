@@ -164,6 +164,62 @@ def test_the_cell_and_mixture_kernels_compute_the_integer_models_numpy_integers(
         assert (native_weights.sum(axis=1) == 2 ** 20).all()
 
 
+def product_inputs(integer, product, n, rng):
+    """Inputs [n, D] of product `product` (the LSTM layers, then the mixture) at their bounds: states h of
+    exactly -2^15 and 2^15 (tanh's saturation) among random ones, inputs c of the values 0 and 255 (the extreme
+    centred values) and outside the image (0), indicators 0 and 1, memories within the cell's bound."""
+    units, inputs, offsets = integer.units, integer.num_inputs, integer.num_offsets
+    memory = 2 ** 15 * (64 if integer.cell == "paper" else 1)
+
+    def states(count):
+        return rng.choice([-2 ** 15, 2 ** 15, 0, rng.integers(-2 ** 15, 2 ** 15 + 1)], (n, count),
+                          p=[0.2, 0.3, 0.1, 0.4]).astype(np.float64)
+
+    def centred():
+        values = rng.choice([0, 255, 128], (n, inputs)).astype(np.float64)
+        c = (2 * values + 1) * 8 - integer.input_mean
+        return np.where(rng.random((n, inputs)) < 0.1, 0.0, c)
+
+    def indicators():
+        return (rng.random((n, offsets)) < 0.3).astype(np.float64)
+
+    extended = [rng.integers(-memory, memory + 1, (n, 2 * units)).astype(np.float64)] if integer.extended else []
+    if product < integer.num_layers:
+        first = [centred(), indicators()] if product == 0 else [states(units)]
+        return np.concatenate(first + [states(2 * units)] + extended, 1)
+    parts = [states(units)] if integer.num_layers else []
+    parts += [centred(), indicators()] if integer.reads_inputs else [centred()]
+    return np.concatenate(parts, 1)
+
+
+@pytest.mark.parametrize("derivation", [1, 2])
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_products_16_bit_passes_give_the_float64_products_at_the_inputs_bounds(kind, derivation):
+    """kernels.products, the products that encode_image and decode_image compute (states in 16-bit passes, the
+    inputs c in two 16-bit halves, the indicators row by row, the rest in float64), equals x @ W in float64 integer
+    for integer, for inputs at their bounds, in every instruction set's kernels; derivation 2 gives every layer
+    and the mixture a 16-bit pass over its states."""
+    integer = codec.integer_model(variant(kind), derivation)
+    nm = native.NativeModel(integer)
+    rng = np.random.default_rng(derivation)
+    units, first = integer.units, integer.num_inputs + integer.num_offsets
+    state_rows = ([(first, first + 2 * units)] + [(0, 3 * units)] * (integer.num_layers - 1) + [(0, units)]
+                  if integer.num_layers else [])
+    for product, weights in enumerate(nm.layer_weights + [nm.mixture_weights]):
+        if derivation == 2 and product < len(state_rows):
+            assert (product, *state_rows[product], 1.0) in nm.passes, (kind, nm.passes)
+        x = product_inputs(integer, product, 45, rng)          # 45: five blocks of 8 rows and 5 single rows
+        out = np.empty((x.shape[0], weights.shape[1]))
+        native.kernels.products(nm.capsule, product, x, x.shape[0], out)
+        np.testing.assert_array_equal(out, x @ weights, err_msg=f"{kind}: product {product}")
+    for product, r0, _, _ in nm.passes:
+        for bad in (2 ** 15 + 1, 0.5):
+            x = product_inputs(integer, product, 3, rng)
+            x[1, r0] = bad
+            with pytest.raises(ValueError, match="within the bound of its 16-bit pass"):
+                native.kernels.products(nm.capsule, product, x, 3, np.empty((3, 8 * x.shape[1])))
+
+
 def test_the_rans_kernel_writes_the_reference_encoders_bytes_and_refuses_what_it_refuses():
     rng = np.random.default_rng(2)
     lanes, steps = 5, 300

@@ -41,13 +41,14 @@ from ride_tf.codec import adapt, native, planes, registry, structure
 from ride_tf.codec import palette as palette_coding
 from ride_tf.codec.coding import coder_for, decode, decode_native, encode, pixel_code_length_bits
 from ride_tf.codec.format import MAX_PIXELS, CodecError, image_checksum, read_container, write_container
-from ride_tf.codec.integer import IntegerModel
+from ride_tf.codec.integer import DERIVATION, IntegerModel
 from ride_tf.codec.model_file import load_integer_model, save_integer_model
 from ride_tf.codec.rans import RansError
 
 __all__ = ["DECODERS", "compress", "compress_best", "compress_tries", "codings_to_try", "compress_palette", "palette_alternative",
            "decompress",
-           "is_palette_file", "model_fingerprint", "as_integer_model", "integer_model_of_file", "find_model",
+           "is_palette_file", "model_fingerprint", "as_integer_model", "integer_model_of_file", "earlier_integer_model",
+           "find_model",
            "compressed_size_bits", "pixel_code_lengths", "UnknownModelError"]
 
 
@@ -77,14 +78,15 @@ def as_integer_model(model, owner="compress"):
                     f"({', '.join(registry.shipped_names())}) or a model file path, got {type(model).__name__}.")
 
 
-def integer_model_of_file(path, cache=True):
-    """The `IntegerModel` of a .keras file, derived once and kept in the cache (`registry.cached_path`, keyed by
-    the SHA-256 of the file's bytes): the first call loads the float model (TensorFlow) and derives it, later
-    ones, in any process, load the cached integer model with NumPy alone.  cache=False derives without
-    reading or writing the cache.  ValueError for a file that is not a ride-tf model."""
+def integer_model_of_file(path, cache=True, derivation=DERIVATION):
+    """The `IntegerModel` of a .keras file by `derivation` (`ride_tf.codec.derive`), derived once and kept in the
+    cache (`registry.cached_path`, keyed by the SHA-256 of the file's bytes): the first call loads the float
+    model (TensorFlow) and derives it, later ones, in any process, load the cached integer model with NumPy
+    alone.  cache=False derives without reading or writing the cache.  ValueError for a file that is not a
+    ride-tf model."""
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
-    cached = registry.cached_path(digest)
+    cached = registry.cached_path(digest, derivation)
     if cache and os.path.exists(cached):
         try:
             return load_integer_model(cached)
@@ -95,11 +97,26 @@ def integer_model_of_file(path, cache=True):
     from ride_tf.runtime import quiet_tensorflow
 
     quiet_tensorflow()
-    integer = integer_model(load_model(path))
+    integer = integer_model(load_model(path), derivation)
     if cache:
         os.makedirs(registry.cache_folder(), exist_ok=True)
         save_integer_model(integer, cached, source=dict(keras_sha256=digest, keras_file=os.path.basename(path)))
     return integer
+
+
+def earlier_integer_model(model):
+    """The integer model of derivation 1 (what files written before issue 29's 16-bit products hold) of the model
+    that `model` names, or None where `model` is an integer model (or its file), whose integers are fixed."""
+    if isinstance(model, IntegerModel):
+        return None
+    if isinstance(model, (str, os.PathLike)):
+        path = os.fspath(model)
+        if os.path.exists(path):
+            return integer_model_of_file(path, derivation=1) if path.endswith(".keras") else None
+        return registry.shipped_model(path, 1) if path in registry.shipped_names(1) else None
+    from ride_tf.codec.derive import integer_model
+
+    return integer_model(model, derivation=1)
 
 
 def model_fingerprint(model):
@@ -328,6 +345,12 @@ def decompress(model, data=None, decoder="auto", threads=None):
     else:
         integer = as_integer_model(model, "decompress")
         coding = structure.match(integer.fingerprint, integer.num_channels, header.fingerprint, header.channels)
+        if coding is None:                  # a file of the earlier derivation of the same model
+            earlier = earlier_integer_model(model)
+            if earlier is not None:
+                coding = structure.match(earlier.fingerprint, earlier.num_channels, header.fingerprint,
+                                         header.channels)
+                integer = earlier if coding is not None else integer
         if coding is None and header.channels != integer.num_channels and integer.num_channels != 1:
             raise CodecError(f"the file holds a {header.channels}-channel image but the model has "
                              f"{integer.num_channels} channels.")

@@ -25,16 +25,18 @@ import math
 import numpy as np
 
 from ride_tf import geometry
-from ride_tf.codec.integer import (ARG, INPUT_BITS, MEAN_BITS, PAPER_MEMORY, STATE_BITS, IntegerLinear, IntegerModel)
+from ride_tf.codec.integer import (ARG, DERIVATION, DERIVATIONS, INPUT_BITS, MEAN_BITS, PAPER_MEMORY, STATE_BITS,
+                                   IntegerLinear, IntegerModel)
 from ride_tf.nn.mcgsm import MAX_LOG_SCALE
 
-__all__ = ["derive", "integer_model", "quantize_linear"]
+__all__ = ["derive", "integer_model", "quantize_linear", "DERIVATION", "DERIVATIONS", "NARROW_BITS"]
 
 _EXACT = 2.0 ** 52       # every accumulation stays below this
+NARROW_BITS = 15         # narrow products: weights and inputs of at most 16 bits, column sums within 32
 
 
 # ------------------------------------------------------------------ affine maps
-def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_bound):
+def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_bound, narrow=None):
     """The IntegerLinear closest to y = x W + b for inputs x_i = x_int_i / 2^a_i with |x_int_i| <= B_i.
 
     Output j is y_int_j ~ y_j 2^t_j, clipped to +-out_bound.  Column j's
@@ -42,12 +44,22 @@ def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_b
     column's worst-case accumulation, sum_i B_i |V_ij| + |bias_j|, stays
     below 2^52; V_ij = round(W_ij 2^(q_j - a_i)).  Deterministic: the bound
     is an exactly rounded sum (`math.fsum`) and every rounding is IEEE's.
+
+    `narrow` (a boolean per input, or None) marks the inputs whose products
+    a coder may compute in 16-bit integers (`NARROW_BITS`): q_j is then also
+    small enough that every marked weight fits 16 bits, |V_ij| < 2^15, and
+    the marked part of the worst case, sum over marked i of B_i |V_ij|,
+    stays below 2^31 (an int32 accumulator).  Marked inputs must have
+    B_i <= 2^15.
     """
     weights = np.asarray(weights, np.float64)
     bias = np.zeros(weights.shape[1]) if bias is None else np.asarray(bias, np.float64)
     in_exponents = np.broadcast_to(np.asarray(in_exponents, np.int64), weights.shape[:1])
     in_bounds = np.broadcast_to(np.asarray(in_bounds, np.float64), weights.shape[:1])
     out_exponents = np.broadcast_to(np.asarray(out_exponents, np.int64), weights.shape[1:])
+    narrow = np.zeros(weights.shape[0], bool) if narrow is None else np.asarray(narrow, bool)
+    if narrow.shape != weights.shape[:1] or np.any(in_bounds[narrow] > 2 ** NARROW_BITS):
+        raise ValueError("quantize_linear: narrow must mark inputs (one flag each) whose bounds are at most 2^15.")
     unit = np.ldexp(in_bounds, -in_exponents)                       # the largest |x_i|, exact
     values = np.zeros_like(weights)
     biases = np.zeros_like(bias)
@@ -57,6 +69,12 @@ def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_b
         q = int(out_exponents[j]) + 24
         if bound > 0:
             q = min(q, 50 - math.frexp(bound)[1])                  # 2^q bound < 2^51, room for rounding
+        if narrow.any():
+            narrow_bound = math.fsum(list(np.abs(weights[narrow, j]) * unit[narrow]))
+            largest = float(np.max(np.abs(np.ldexp(weights[narrow, j], -in_exponents[narrow]))))
+            if narrow_bound > 0:                                    # 2^q narrow_bound < 2^30, |V| < 2^14
+                q = min(q, 2 * NARROW_BITS - math.frexp(narrow_bound)[1],
+                        NARROW_BITS - 1 - math.frexp(largest)[1])
         column = np.rint(np.ldexp(weights[:, j], q - in_exponents))
         values[:, j] = column
         biases[j] = np.rint(np.ldexp(bias[j], q))
@@ -64,6 +82,10 @@ def quantize_linear(weights, bias, in_exponents, in_bounds, out_exponents, out_b
         worst = sum(int(b) * abs(int(v)) for b, v in zip(in_bounds, column)) + abs(int(biases[j]))
         if worst >= _EXACT:
             raise ValueError(f"quantize_linear: column {j} could exceed 2^52 ({worst}); weights out of range.")
+        narrow_worst = sum(int(b) * abs(int(v)) for b, v in zip(in_bounds[narrow], column[narrow]))
+        if narrow_worst >= 2 ** (2 * NARROW_BITS + 1) or np.any(np.abs(column[narrow]) >= 2 ** NARROW_BITS):
+            raise ValueError(f"quantize_linear: column {j}'s narrow products could exceed 32 bits; weights out "
+                             "of range.")
     return IntegerLinear(values, biases, scale, -float(out_bound), float(out_bound))
 
 
@@ -172,9 +194,15 @@ def _round_decimal(value, exponent):
 
 
 # ------------------------------------------------------------------ the model
-def derive(model):
+def derive(model, derivation=DERIVATION):
     """The `IntegerModel` of a RIDE whose whitening was fitted (ValueError for an unfitted model or non-finite
-    weights); see `ride_tf.codec.integer` for what each array holds."""
+    weights); see `ride_tf.codec.integer` for what each array holds.
+
+    derivation 2 (the default) quantizes every weight that reads an LSTM state h (bound 2^15) as a narrow
+    product (`quantize_linear`'s `narrow`), so that a coder may compute those products in 16-bit integers with
+    32-bit sums; derivation 1 gives the integers of the earlier derivation, for files written with them."""
+    if derivation not in DERIVATIONS:
+        raise ValueError(f"derive: derivation must be one of {DERIVATIONS}, got {derivation!r}.")
     model.whitening.require_adapted("integer model")
     model.require_finite_weights("integer model")
     channels = model.num_channels
@@ -207,10 +235,13 @@ def derive(model):
             kernel = fold_inputs(kernel, 0)
         exponents = list(exponents) + [STATE_BITS] * (2 * u)
         bounds = list(bounds) + [2 ** STATE_BITS] * (2 * u)
+        narrow = [index > 0] * (len(exponents) - 2 * u) + [True] * (2 * u)       # the states h
         if model.extended:
             exponents += [STATE_BITS] * (2 * u)
             bounds += [memory_bound] * (2 * u)
-        layers.append(quantize_linear(kernel, bias, exponents, bounds, ARG, 16 << ARG))
+            narrow += [False] * (2 * u)
+        layers.append(quantize_linear(kernel, bias, exponents, bounds, ARG, 16 << ARG,
+                                      narrow=narrow if derivation >= 2 else None))
 
     # The MCGSM's inputs v: [h, c, e] (skip inputs), [c, e] (no LSTM) or h (the paper's architecture).
     mcgsm = model.mcgsm
@@ -230,7 +261,9 @@ def derive(model):
                                                                          -np.array(v_exponents))))
                        for n in range(features.shape[1])]
     response_exponents = [20 - (math.frexp(b)[1] if b > 0 else 0) for b in response_bounds]
-    responses = quantize_linear(features, None, v_exponents, v_bounds, response_exponents, 1 << 20)
+    narrows = derivation >= 2 and model.num_layers > 0          # v's first u inputs are the top states h
+    v_narrow = ([True] * u + [False] * (len(v_exponents) - u)) if narrows else None
+    responses = quantize_linear(features, None, v_exponents, v_bounds, response_exponents, 1 << 20, narrow=v_narrow)
     square_exponents = [2 * t - 20 for t in response_exponents]
     quadratic = -0.5 * np.square(f64(mcgsm.feature_weights)).T                  # [F, C]
     gate_weights = np.concatenate([linear, quadratic], axis=0)
@@ -239,7 +272,8 @@ def derive(model):
     unit = np.ldexp(np.array(gate_bounds, np.float64), -np.array(gate_input_exponents))
     gate_column_bounds = [math.fsum(list(np.abs(gate_weights[:, c]) * unit)) for c in range(gate_weights.shape[1])]
     gate_exponents = np.array([30 - (math.frexp(b)[1] if b > 0 else 0) for b in gate_column_bounds])
-    gate = quantize_linear(gate_weights, None, gate_input_exponents, gate_bounds, gate_exponents, 1 << 30)
+    gate = quantize_linear(gate_weights, None, gate_input_exponents, gate_bounds, gate_exponents, 1 << 30,
+                           narrow=v_narrow + [False] * len(square_exponents) if narrows else None)
 
     # logit_k = eta_k + E_k t_c(k), E_k = e^alpha_k at exponent e_k (E_k < 2^21).
     scales = np.clip(f64(mcgsm.scales), -MAX_LOG_SCALE, MAX_LOG_SCALE).reshape(-1)
@@ -271,7 +305,8 @@ def derive(model):
     biases = [bias[list(order)] for bias in biases]
     mean_weights = np.concatenate(columns, axis=1)                              # [dim_in + P C, C * ch]
     mean_map = quantize_linear(mean_weights, np.concatenate(biases), v_exponents + [INPUT_BITS] * num_inputs,
-                               v_bounds + [2 ** INPUT_BITS] * num_inputs, MEAN_BITS, 8 << MEAN_BITS)
+                               v_bounds + [2 ** INPUT_BITS] * num_inputs, MEAN_BITS, 8 << MEAN_BITS,
+                               narrow=v_narrow + [False] * num_inputs if narrows else None)
 
     # Widths and colour conditionals per expert.
     cholesky = f64(mcgsm.cholesky_factors)
@@ -298,14 +333,15 @@ def derive(model):
 _MODELS = {}
 
 
-def integer_model(model):
-    """The `IntegerModel` of `model`, derived once per set of weights (cached by the float weights' digest)."""
+def integer_model(model, derivation=DERIVATION):
+    """The `IntegerModel` of `model` by `derivation` (see `derive`), derived once per set of weights (cached by the
+    float weights' digest)."""
     digest = hashlib.sha256(repr(model.coding_order).encode())
     for weight in model.weights:
         digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
-    key = (id(model), digest.hexdigest())
+    key = (id(model), digest.hexdigest(), derivation)
     if key not in _MODELS:
-        for old in [k for k in _MODELS if k[0] == id(model)]:
+        for old in [k for k in _MODELS if k[0] == id(model) and k[1] != key[1]]:
             del _MODELS[old]
-        _MODELS[key] = derive(model)
+        _MODELS[key] = derive(model, derivation)
     return _MODELS[key]

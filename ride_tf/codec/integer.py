@@ -18,6 +18,12 @@ latent-variable models", ICLR 2019):
   (`quantize_linear`, checked when derived), so every partial sum of any
   summation order, fused multiply-adds included, is an exact integer.
   Rescaling multiplies by a power of two and floors: exact too.
+* Derivation 2 (`DERIVATION`) also keeps every weight that reads an LSTM
+  state h (|h| <= 2^15) within 16 bits and each column's worst case over
+  those rows below 2^31, so a coder may compute those products in 16-bit
+  integers with 32-bit sums (the C kernels do: `ride_tf.codec.native`); the
+  integers are the same as float64's.  Derivation 1, the earlier one, is
+  kept for the files written with it.
 * Nonlinearities (tanh, sigmoid, exp, the normal CDF) are looked up in the
   integer tables of `ride_tf.codec.lookup` at integer arguments.
 * Divisions are integer divisions (int64 floor division); the argmax that
@@ -60,9 +66,13 @@ from ride_tf import geometry
 from ride_tf.codec import lookup
 
 __all__ = ["IntegerModel", "IntegerLinear", "NUMPY", "TOTAL", "WEIGHT_BITS", "WINDOW", "FORMAT", "NUM_BINS",
-           "CONFIG_KEYS", "CELLS", "PRIOR_SHIFT_BITS"]
+           "CONFIG_KEYS", "CELLS", "PRIOR_SHIFT_BITS", "DERIVATION", "DERIVATIONS"]
 
 FORMAT = "ride-tf integer model 1"
+# How integer models are derived from float weights (`ride_tf.codec.derive`): 2 narrows the weights that read
+# LSTM states to 16 bits (issue 29); 1, the earlier derivation, stays derivable for the files written with it.
+DERIVATION = 2
+DERIVATIONS = (1, 2)
 INPUT_BITS = 12          # centred inputs c
 STATE_BITS = 15          # LSTM states, gates
 ARG = lookup.ARGUMENT_BITS   # pre-activations, logits, z: integers standing for a / 2^10

@@ -134,6 +134,26 @@ typedef struct {
     double low, high;
 } Affine;
 
+/* Products in 16-bit integers with 32-bit sums, where the weights allow it (`narrow_rows` checks each column's
+   worst case; the derivation 2 of `ride_tf.codec.derive` sees to it for the rows that read the LSTM states):
+   a pass takes the inputs of rows [r0, r1) (|x| <= the bound it was checked for) and weights of 16 bits, and
+   adds scale times its sums.  Rows whose weights are too wide for one pass (the inputs c, whose weights carry the
+   whitening) may take two: the weights' high halves V >> 13 (scale 2^13) and their low 13 bits.  Every sum is
+   an exact integer, so the passes, the float64 products of the other rows and their order give the integers of
+   a float64 product alone. */
+#define SPLIT_BITS 13
+#define MAX_PASSES 3
+typedef struct {
+    int16_t *w;                /* [k16 / 2, cols, 2]: pairs of rows interleaved, as the multiply-add pairs them */
+    Py_ssize_t r0, r1, k16;    /* k16 = r1 - r0 rounded up to even (a zero row pads it) */
+    double scale, bound;       /* the sums count scale times; the inputs' bound the weights were checked for */
+} Pass16;
+
+typedef struct {
+    Pass16 pass[MAX_PASSES];
+    int count;
+} Narrow;
+
 typedef struct {
     int channels, components, scales, experts, features, units, layers, paper, extended, reads_inputs;
     int radius, offsets_count, inputs, width_u;     /* P, P C, P C + P */
@@ -159,6 +179,7 @@ typedef struct {
     const double *layer_w[MAX_LAYERS];              /* [D_l, padded(5U)] */
     Py_ssize_t layer_rows[MAX_LAYERS];
     const double *mixture_w;                        /* [Z, padded(B)] */
+    Narrow layer_narrow[MAX_LAYERS], mixture_narrow;     /* the products' passes in 16-bit integers */
 } Model;
 
 static int terms_are_exact(const Model *m);
@@ -1404,13 +1425,15 @@ static PyObject *k_rans_encode_fronts(PyObject *self, PyObject *args) {
 
 static inline Py_ssize_t padded(Py_ssize_t n) { return (n + PAD - 1) / PAD * PAD; }
 
-/* out[p, 0:cols] = x[p, 0:k] @ w[k, cols] for p < n; cols a multiple of 16, w row-major [k, cols]. */
+/* out[p, 0:cols] = x[p, 0:k] @ w[k, cols] for p < n (add: out += the product); cols a multiple of 16, w row-major
+   [k, cols]. */
 static void gemm_generic(const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
-                         double *out, Py_ssize_t ldo, Py_ssize_t n) {
+                         double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
     for (Py_ssize_t p = 0; p < n; p++) {
         double *o = out + p * ldo;
         const double *xp = x + p * ldx;
-        for (Py_ssize_t c = 0; c < cols; c++) o[c] = 0.0;
+        if (!add)
+            for (Py_ssize_t c = 0; c < cols; c++) o[c] = 0.0;
         for (Py_ssize_t q = 0; q < k; q++) {
             double v = xp[q];
             if (v == 0.0) continue;
@@ -1424,13 +1447,20 @@ static void gemm_generic(const double *x, Py_ssize_t ldx, const double *w, Py_ss
 
 TARGET_AVX2 static void gemm_avx2(const double *x, Py_ssize_t ldx, const double *w,
                                                            Py_ssize_t k, Py_ssize_t cols, double *out,
-                                                           Py_ssize_t ldo, Py_ssize_t n) {
+                                                           Py_ssize_t ldo, Py_ssize_t n, int add) {
     Py_ssize_t p = 0;
     for (; p + 4 <= n; p += 4) {
         const double *x0 = x + p * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
         for (Py_ssize_t c = 0; c < cols; c += 8) {
             __m256d a00 = _mm256_setzero_pd(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00,
                     a31 = a00;
+            if (add) {
+                double *o = out + p * ldo + c;
+                a00 = _mm256_loadu_pd(o); a01 = _mm256_loadu_pd(o + 4);
+                a10 = _mm256_loadu_pd(o + ldo); a11 = _mm256_loadu_pd(o + ldo + 4);
+                a20 = _mm256_loadu_pd(o + 2 * ldo); a21 = _mm256_loadu_pd(o + 2 * ldo + 4);
+                a30 = _mm256_loadu_pd(o + 3 * ldo); a31 = _mm256_loadu_pd(o + 3 * ldo + 4);
+            }
             for (Py_ssize_t q = 0; q < k; q++) {
                 __m256d w0 = _mm256_loadu_pd(w + q * cols + c), w1 = _mm256_loadu_pd(w + q * cols + c + 4);
                 __m256d b0 = _mm256_broadcast_sd(x0 + q), b1 = _mm256_broadcast_sd(x1 + q);
@@ -1451,6 +1481,10 @@ TARGET_AVX2 static void gemm_avx2(const double *x, Py_ssize_t ldx, const double 
         const double *x0 = x + p * ldx;
         for (Py_ssize_t c = 0; c < cols; c += 8) {
             __m256d a0 = _mm256_setzero_pd(), a1 = a0;
+            if (add) {
+                a0 = _mm256_loadu_pd(out + p * ldo + c);
+                a1 = _mm256_loadu_pd(out + p * ldo + c + 4);
+            }
             for (Py_ssize_t q = 0; q < k; q++) {
                 __m256d b0 = _mm256_broadcast_sd(x0 + q);
                 a0 = _mm256_fmadd_pd(b0, _mm256_loadu_pd(w + q * cols + c), a0);
@@ -1463,7 +1497,7 @@ TARGET_AVX2 static void gemm_avx2(const double *x, Py_ssize_t ldx, const double 
 }
 
 TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
-                                      double *out, Py_ssize_t ldo, Py_ssize_t n) {
+                                      double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
     /* 8 rows x 16 columns of accumulators (16 of the 32 registers): each pair of weight rows loaded from the
        cache serves 8 pixels */
     Py_ssize_t p = 0;
@@ -1471,7 +1505,10 @@ TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const dou
         const double *xr = x + p * ldx;
         for (Py_ssize_t c = 0; c < cols; c += 16) {
             __m512d a0[8], a1[8];
-            for (int r = 0; r < 8; r++) a0[r] = a1[r] = _mm512_setzero_pd();
+            for (int r = 0; r < 8; r++) {
+                a0[r] = add ? _mm512_loadu_pd(out + (p + r) * ldo + c) : _mm512_setzero_pd();
+                a1[r] = add ? _mm512_loadu_pd(out + (p + r) * ldo + c + 8) : _mm512_setzero_pd();
+            }
             for (Py_ssize_t q = 0; q < k; q++) {
                 __m512d w0 = _mm512_loadu_pd(w + q * cols + c), w1 = _mm512_loadu_pd(w + q * cols + c + 8);
                 for (int r = 0; r < 8; r++) {
@@ -1490,6 +1527,10 @@ TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const dou
         const double *x0 = x + p * ldx;
         for (Py_ssize_t c = 0; c < cols; c += 16) {
             __m512d a0 = _mm512_setzero_pd(), a1 = a0;
+            if (add) {
+                a0 = _mm512_loadu_pd(out + p * ldo + c);
+                a1 = _mm512_loadu_pd(out + p * ldo + c + 8);
+            }
             for (Py_ssize_t q = 0; q < k; q++) {
                 __m512d b0 = _mm512_set1_pd(x0[q]);
                 a0 = _mm512_fmadd_pd(b0, _mm512_loadu_pd(w + q * cols + c), a0);
@@ -1503,12 +1544,268 @@ TARGET_AVX512 static void gemm_avx512(const double *x, Py_ssize_t ldx, const dou
 #endif
 
 static void gemm(const Model *m, const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
-                 double *out, Py_ssize_t ldo, Py_ssize_t n) {
+                 double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
 #ifdef HAVE_X86_KERNELS
-    if (m->isa == 2) return gemm_avx512(x, ldx, w, k, cols, out, ldo, n);
-    if (m->isa == 1) return gemm_avx2(x, ldx, w, k, cols, out, ldo, n);
+    if (m->isa == 2) return gemm_avx512(x, ldx, w, k, cols, out, ldo, n, add);
+    if (m->isa == 1) return gemm_avx2(x, ldx, w, k, cols, out, ldo, n, add);
 #endif
-    gemm_generic(x, ldx, w, k, cols, out, ldo, n);
+    gemm_generic(x, ldx, w, k, cols, out, ldo, n, add);
+}
+
+/* ---- narrow products: 16-bit integers, 32-bit sums (see `Narrow`) */
+
+/* out[p, 0:cols] (+)= scale (x[p, 0:k] @ V) for p < n (scale a power of two): x int16 [n, ldx], V the pairs [k / 2, cols, 2] (k even, cols a
+   multiple of 16).  Every partial sum of a column is bounded by its worst case (< 2^31): the int32 sums are exact. */
+static void gemm16_generic(const int16_t *x, Py_ssize_t ldx, const int16_t *w, Py_ssize_t k, Py_ssize_t cols,
+                           double scale, double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
+    for (Py_ssize_t p = 0; p < n; p++) {
+        const int16_t *xp = x + p * ldx;
+        for (Py_ssize_t c = 0; c < cols; c += 16) {
+            int32_t acc[16] = {0};
+            for (Py_ssize_t r = 0; r < k / 2; r++) {
+                int32_t x0 = xp[2 * r], x1 = xp[2 * r + 1];
+                const int16_t *wr = w + (r * cols + c) * 2;
+                for (int t = 0; t < 16; t++) acc[t] += x0 * wr[2 * t] + x1 * wr[2 * t + 1];
+            }
+            double *o = out + p * ldo + c;
+            for (int t = 0; t < 16; t++) o[t] = (add ? o[t] : 0.0) + scale * (double)acc[t];
+        }
+    }
+}
+
+#ifdef HAVE_X86_KERNELS
+BODY int32_t pair_at(const int16_t *x) {
+    int32_t v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+/* Each multiply-add takes a pair of rows: R pixels x 16 columns of int32 accumulators, R = 4 (AVX2) or 8
+   (AVX-512), then single pixels. */
+#define GEMM16_BODY(VEC, SET1, LOAD, MAC, ZERO, STORE_ROW, R, LANES)                                    \
+    Py_ssize_t p = 0;                                                                                      \
+    for (; p < n; p += R) {                                                                                \
+        int rows = n - p >= R ? R : 1;                                                                     \
+        for (int s = 0; s < (rows == 1 ? (int)(n - p) : 1); s++) {                                         \
+            Py_ssize_t p0 = p + s;                                                                         \
+            for (Py_ssize_t c = 0; c < cols; c += 16) {                                                    \
+                VEC a[R][16 / LANES];                                                                      \
+                for (int r = 0; r < R; r++)                                                                \
+                    for (int h = 0; h < 16 / LANES; h++) a[r][h] = ZERO;                                   \
+                if (rows == R) {                                                                           \
+                    for (Py_ssize_t q = 0; q < k / 2; q++) {                                               \
+                        const int16_t *wq = w + (q * cols + c) * 2;                                        \
+                        VEC wv[16 / LANES];                                                                \
+                        for (int h = 0; h < 16 / LANES; h++) wv[h] = LOAD(wq + 2 * LANES * h);             \
+                        for (int r = 0; r < R; r++) {                                                      \
+                            VEC b = SET1(pair_at(x + (p0 + r) * ldx + 2 * q));                             \
+                            for (int h = 0; h < 16 / LANES; h++) a[r][h] = MAC(a[r][h], b, wv[h]);         \
+                        }                                                                                  \
+                    }                                                                                      \
+                } else {                                                                                   \
+                    for (Py_ssize_t q = 0; q < k / 2; q++) {                                               \
+                        const int16_t *wq = w + (q * cols + c) * 2;                                        \
+                        VEC b = SET1(pair_at(x + p0 * ldx + 2 * q));                                       \
+                        for (int h = 0; h < 16 / LANES; h++)                                               \
+                            a[0][h] = MAC(a[0][h], b, LOAD(wq + 2 * LANES * h));                            \
+                    }                                                                                      \
+                }                                                                                          \
+                for (int r = 0; r < rows; r++)                                                             \
+                    for (int h = 0; h < 16 / LANES; h++)                                                   \
+                        STORE_ROW(out + (p0 + r) * ldo + c + LANES * h, a[r][h]);                          \
+            }                                                                                              \
+        }                                                                                                  \
+    }
+
+/* o[0:8] (+)= the 8 int32 of v, as float64 */
+#define STORE8_AVX2(o, v)                                                                                  \
+    do {                                                                                                   \
+        __m256d lo = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_castsi256_si128(v)), _mm256_set1_pd(scale));         \
+        __m256d hi = _mm256_mul_pd(_mm256_cvtepi32_pd(_mm256_extracti128_si256(v, 1)), _mm256_set1_pd(scale));    \
+        if (add) {                                                                                         \
+            lo = _mm256_add_pd(lo, _mm256_loadu_pd(o));                                                    \
+            hi = _mm256_add_pd(hi, _mm256_loadu_pd((o) + 4));                                              \
+        }                                                                                                  \
+        _mm256_storeu_pd(o, lo);                                                                           \
+        _mm256_storeu_pd((o) + 4, hi);                                                                     \
+    } while (0)
+#define STORE16_AVX512(o, v)                                                                               \
+    do {                                                                                                   \
+        __m512d lo = _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_castsi512_si256(v)), _mm512_set1_pd(scale));         \
+        __m512d hi = _mm512_mul_pd(_mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1)), _mm512_set1_pd(scale));    \
+        if (add) {                                                                                         \
+            lo = _mm512_add_pd(lo, _mm512_loadu_pd(o));                                                   \
+            hi = _mm512_add_pd(hi, _mm512_loadu_pd((o) + 8));                                              \
+        }                                                                                                  \
+        _mm512_storeu_pd(o, lo);                                                                           \
+        _mm512_storeu_pd((o) + 8, hi);                                                                     \
+    } while (0)
+#define LOAD_AVX2(ptr) _mm256_loadu_si256((const __m256i *)(ptr))
+/* acc + the pairs' products b w (wrapping int32 sums, exact within the checked bounds) */
+#define MAC_AVX2(acc, b, w) _mm256_add_epi32(acc, _mm256_madd_epi16(b, w))
+#define MAC_AVX512(acc, b, w) _mm512_add_epi32(acc, _mm512_madd_epi16(b, w))
+#define LOAD_AVX512(ptr) _mm512_loadu_si512((const void *)(ptr))
+
+TARGET_AVX2 static void gemm16_avx2(const int16_t *x, Py_ssize_t ldx, const int16_t *w, Py_ssize_t k,
+                                    Py_ssize_t cols, double scale, double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
+    GEMM16_BODY(__m256i, _mm256_set1_epi32, LOAD_AVX2, MAC_AVX2, _mm256_setzero_si256(),
+                STORE8_AVX2, 4, 8)
+}
+
+TARGET_AVX512 static void gemm16_avx512(const int16_t *x, Py_ssize_t ldx, const int16_t *w, Py_ssize_t k,
+                                        Py_ssize_t cols, double scale, double *out, Py_ssize_t ldo, Py_ssize_t n,
+                                        int add) {
+    GEMM16_BODY(__m512i, _mm512_set1_epi32, LOAD_AVX512, MAC_AVX512, _mm512_setzero_si512(),
+                STORE16_AVX512, 8, 16)
+}
+
+#endif
+
+static void gemm16(const Model *m, const int16_t *x, Py_ssize_t ldx, const int16_t *w, Py_ssize_t k, Py_ssize_t cols,
+                   double scale, double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
+#ifdef HAVE_X86_KERNELS
+    if (m->isa == 2) return gemm16_avx512(x, ldx, w, k, cols, scale, out, ldo, n, add);
+    if (m->isa == 1) return gemm16_avx2(x, ldx, w, k, cols, scale, out, ldo, n, add);
+#endif
+    gemm16_generic(x, ldx, w, k, cols, scale, out, ldo, n, add);
+}
+
+/* out[p] = x[p, 0:k] @ w for p < n (w [k, cols] float64, holding integers), the same integers as `gemm` alone:
+   the rows of `nr`'s passes in 16-bit integers (`x16` their scratch; an input of 2^15, tanh's saturation, is
+   packed as 2^15 - 1 and its row added once more), the rows [s0, s1) (the outside-the-image indicators, zero
+   inside the image) row by row where x is not zero, the rest in float64. */
+BODY void products_body(const Model *m, const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k,
+                        Py_ssize_t cols, const Narrow *nr, Py_ssize_t s0, Py_ssize_t s1, int16_t *x16, double *out,
+                        Py_ssize_t ldo, Py_ssize_t n) {
+    /* the float64 rows: [0, k) less the passes' rows and [s0, s1), in order */
+    Py_ssize_t skip[MAX_PASSES + 1][2];
+    int count = 0;
+    for (int i = 0; i < nr->count; i++) {
+        skip[count][0] = nr->pass[i].r0;
+        skip[count++][1] = nr->pass[i].r1;
+    }
+    if (s1 > s0) {
+        skip[count][0] = s0;
+        skip[count++][1] = s1;
+    }
+    int add = 0;
+    Py_ssize_t from = 0;
+    while (from < k) {
+        Py_ssize_t to = k, next = k;      /* the next skipped range at or after `from` */
+        for (int i = 0; i < count; i++)
+            if (skip[i][1] > from && skip[i][0] < to) {
+                to = skip[i][0] > from ? skip[i][0] : from;
+                next = skip[i][1];
+            }
+        if (to > from) gemm(m, x + from, ldx, w + from * cols, to - from, cols, out, ldo, n, add++);
+        from = to == k ? k : next;
+    }
+    for (int i = 0; i < nr->count; i++) {
+        const Pass16 *ps = &nr->pass[i];
+        Py_ssize_t r0 = ps->r0, r1 = ps->r1, k16 = ps->k16;
+        int saturated = 0;
+        for (Py_ssize_t p = 0; p < n; p++) {
+            const double *xp = x + p * ldx + r0;
+            int16_t *yp = x16 + p * k16;
+            for (Py_ssize_t q = 0; q < r1 - r0; q++) {     /* inputs are integers in [-2^15, 2^15] */
+                int32_t v = (int32_t)xp[q];
+                saturated |= v > 32767;
+                yp[q] = (int16_t)(v > 32767 ? 32767 : v);
+            }
+            if (k16 > r1 - r0) yp[k16 - 1] = 0;
+        }
+        gemm16(m, x16, k16, ps->w, k16, cols, ps->scale, out, ldo, n, add++);
+        if (saturated)
+            for (Py_ssize_t p = 0; p < n; p++)
+                for (Py_ssize_t q = 0; q < r1 - r0; q++)
+                    if (x[p * ldx + r0 + q] > 32767.0) {
+                        const int16_t *wq = ps->w + (q / 2) * cols * 2 + q % 2;
+                        double *o = out + p * ldo;
+                        for (Py_ssize_t c = 0; c < cols; c++) o[c] += ps->scale * wq[2 * c];
+                    }
+    }
+    if (!add)
+        for (Py_ssize_t p = 0; p < n; p++) memset(out + p * ldo, 0, cols * sizeof(double));
+    for (Py_ssize_t p = 0; p < n; p++)
+        for (Py_ssize_t q = s0; q < s1; q++) {
+            double v = x[p * ldx + q];
+            if (v == 0.0) continue;
+            const double *wq = w + q * cols;
+            double *o = out + p * ldo;
+            for (Py_ssize_t c = 0; c < cols; c++) o[c] += v * wq[c];
+        }
+}
+
+VARIANTS(products, (const Model *m, const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k, Py_ssize_t cols,
+                   const Narrow *nr, Py_ssize_t s0, Py_ssize_t s1, int16_t *x16, double *out, Py_ssize_t ldo,
+                   Py_ssize_t n),
+         (m, x, ldx, w, k, cols, nr, s0, s1, x16, out, ldo, n))
+
+/* A pass of rows [r0, r1) of w [k, cols] with weights V_rc = (w_rc >> shift) (shift > 0: the low `shift` bits,
+   low = 1), added to `nr`. */
+static int add_pass(Model *m, const double *w, Py_ssize_t cols, Py_ssize_t r0, Py_ssize_t r1, int shift, int low,
+                    double bound, Narrow *nr) {
+    Py_ssize_t k16 = (r1 - r0 + 1) / 2 * 2;
+    int16_t *copy = calloc(k16 * cols + 1, sizeof(int16_t));
+    if (!copy || m->num_blocks >= MAX_BLOCKS) {
+        free(copy);
+        PyErr_NoMemory();
+        return -1;
+    }
+    m->blocks[m->num_blocks++] = copy;
+    for (Py_ssize_t r = r0; r < r1; r++)
+        for (Py_ssize_t c = 0; c < cols; c++) {
+            int64_t v = (int64_t)w[r * cols + c], high = floor_shift(v, shift);
+            copy[((r - r0) / 2 * cols + c) * 2 + (r - r0) % 2] = (int16_t)(low ? v - high * ((int64_t)1 << shift) : high);
+        }
+    Pass16 *ps = &nr->pass[nr->count++];
+    ps->w = copy;
+    ps->r0 = r0;
+    ps->r1 = r1;
+    ps->k16 = k16;
+    ps->scale = low ? 1.0 : (double)((int64_t)1 << shift);
+    ps->bound = bound;
+    return 0;
+}
+
+/* Add to `nr` the passes of rows [r0, r1) of w [k, cols] (float64 integers) for inputs |x| <= bound (<= 2^15):
+   one pass where every weight fits 16 bits and every column's worst case sum_r bound |V_rc| is below 2^31, else
+   two (high halves and low 13 bits) where each half's worst case is, else none (the rows stay float64).
+   -1 with MemoryError. */
+static int narrow_rows(Model *m, const double *w, Py_ssize_t cols, Py_ssize_t r0, Py_ssize_t r1, double bound,
+                       Narrow *nr) {
+    if (r1 <= r0 || bound > 32768.0 || nr->count + 2 > MAX_PASSES) return 0;
+    int one = 1, two = 1;
+    for (Py_ssize_t c = 0; c < cols && two; c++) {
+        double worst = 0.0, worst_high = 0.0, worst_low = 0.0;     /* exact: sums of integers below 2^53 */
+        for (Py_ssize_t r = r0; r < r1; r++) {
+            double v = w[r * cols + c];
+            if (!(fabs(v) < 4503599627370496.0) || v != floor(v)) return 0;      /* 2^52 */
+            int64_t high = floor_shift((int64_t)v, SPLIT_BITS);
+            worst += bound * fabs(v);
+            worst_high += bound * (double)llabs(high);
+            worst_low += bound * (double)((int64_t)v - high * (1 << SPLIT_BITS));
+            one &= fabs(v) <= 32767.0;
+            two &= llabs(high) <= 32767;
+        }
+        one &= worst < 2147483648.0;
+        two &= worst_high < 2147483648.0 && worst_low < 2147483648.0;
+    }
+    if (one) return add_pass(m, w, cols, r0, r1, 0, 0, bound, nr);
+    if (two && (add_pass(m, w, cols, r0, r1, SPLIT_BITS, 0, bound, nr) < 0 ||
+                add_pass(m, w, cols, r0, r1, SPLIT_BITS, 1, bound, nr) < 0))
+        return -1;
+    return 0;
+}
+
+/* The bound of the inputs c: |(2k + 1) 2^3 - mean| for 8-bit values k, or 0 outside the image. */
+static double input_bound(const Model *m) {
+    double bound = 0.0;
+    for (int k = 0; k < m->inputs; k++) {
+        double a = fabs(8.0 - m->input_mean[k]), b = fabs(4088.0 - m->input_mean[k]);
+        bound = fmax(bound, fmax(a, b));
+    }
+    return bound;
 }
 
 /* set_weights(model, layer_weights (a sequence of float64 [D_l, 5U]), mixture_weights float64 [Z, B]) -> the
@@ -1551,6 +1848,14 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
         m->layer_w[l] = copy;
         m->layer_rows[l] = rows;
         PyBuffer_Release(&view);
+        /* the states h: [h_left, h_up] after the first layer's [c, e], [h_below, h_left, h_up] above it */
+        Py_ssize_t r0 = l == 0 ? m->width_u : 0, r1 = l == 0 ? m->width_u + 2 * units : 3 * units;
+        memset(&m->layer_narrow[l], 0, sizeof(Narrow));
+        if (narrow_rows(m, copy, padded(five), r0, r1, 32768.0, &m->layer_narrow[l]) < 0 ||
+            (l == 0 && narrow_rows(m, copy, padded(five), 0, m->inputs, input_bound(m), &m->layer_narrow[l]) < 0)) {
+            Py_DECREF(seq);
+            return NULL;
+        }
     }
     Py_DECREF(seq);
     Py_ssize_t z = (m->layers ? units : 0) + (m->reads_inputs ? m->width_u : m->inputs);
@@ -1573,6 +1878,12 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
         memcpy(copy + r * padded(b), (const double *)view.buf + r * b, b * sizeof(double));
     PyBuffer_Release(&view);
     m->mixture_w = copy;
+    /* z = [h, c, (e)]: h in [0, U), c in [U, U + P C) (U = 0 without LSTM) */
+    Py_ssize_t column = m->layers ? units : 0;
+    memset(&m->mixture_narrow, 0, sizeof(Narrow));
+    if (narrow_rows(m, copy, padded(b), 0, column, 32768.0, &m->mixture_narrow) < 0 ||
+        narrow_rows(m, copy, padded(b), column, column + m->inputs, input_bound(m), &m->mixture_narrow) < 0)
+        return NULL;
     m->z_width = (int)z;
     m->b_width = (int)b;
     m->has_weights = 1;
@@ -1635,6 +1946,7 @@ static void barrier_wait(Barrier *b) {
 /* Per-thread scratch of a block of up to BLOCK_ROWS pixels. */
 typedef struct {
     double *x[MAX_LAYERS];      /* the layers' product inputs */
+    int16_t *x16;               /* the narrow rows of a product's inputs (`products`) */
     double *a;                  /* [BLOCK_ROWS, padded(5U)] */
     double *z, *b;              /* [BLOCK_ROWS, Z], [BLOCK_ROWS, padded(B)] */
     double *mix;                /* mixture_at's scratch */
@@ -1646,6 +1958,7 @@ typedef struct {
 
 static void work_free(Work *w, int layers) {
     for (int l = 0; l < layers; l++) free(w->x[l]);
+    free(w->x16);
     free(w->a);
     free(w->z);
     free(w->b);
@@ -1667,6 +1980,8 @@ static int work_alloc(const Model *m, Work *w) {
         ok &= (w->x[l] = calloc(BLOCK_ROWS * ((l == 0 ? m->width_u : units) + parts * units) + 1,
                                 sizeof(double))) != NULL;
     ok &= (w->a = malloc(sizeof(double) * BLOCK_ROWS * padded(5 * units) + 8)) != NULL;
+    ok &= (w->x16 = calloc(BLOCK_ROWS * ((units > m->inputs ? 3 * units : 3 * m->inputs) + 2) + 1,
+                           sizeof(int16_t))) != NULL;
     ok &= (w->z = calloc(BLOCK_ROWS * (Py_ssize_t)m->z_width + 1, sizeof(double))) != NULL;
     ok &= (w->b = malloc(sizeof(double) * BLOCK_ROWS * padded(m->b_width) + 8)) != NULL;
     ok &= (w->mix = malloc(sizeof(double) * MIXTURE_WORK(m))) != NULL;
@@ -1679,6 +1994,21 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->rows = malloc(sizeof(Py_ssize_t) * BLOCK_ROWS)) != NULL;
     if (!ok) work_free(w, m->layers);
     return ok ? 0 : -1;
+}
+
+/* The rows [*s0, *s1) of product `product`'s inputs (0 .. L - 1 the LSTM layers, L the mixture) that hold the
+   outside-the-image indicators e: the first layer's x = [c, e, h_left, h_up, ...], the mixture's z = [h, c, e]
+   (none where the mixture reads [h, c]). */
+static void indicator_rows(const Model *m, int product, Py_ssize_t *s0, Py_ssize_t *s1) {
+    Py_ssize_t column = m->layers ? m->units : 0;
+    *s0 = *s1 = 0;
+    if (product == 0 && m->layers) {
+        *s0 = m->inputs;
+        *s1 = m->width_u;
+    } else if (product == m->layers && m->reads_inputs) {
+        *s0 = column + m->inputs;
+        *s1 = column + m->width_u;
+    }
 }
 
 /* The row of pixel p of a line: i0 + p, or rows[p] for a line's pixels picked by row (each at column
@@ -1713,7 +2043,9 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
                 memcpy(states + 3 * units, ring_at(ring->c, ring, i, j), units * sizeof(double));
             }
         }
-        gemm(m, x, ldx, m->layer_w[l], ldx, five, w->a, five, whole);
+        Py_ssize_t s0, s1;
+        indicator_rows(m, l, &s0, &s1);
+        products(m, x, ldx, m->layer_w[l], ldx, five, &m->layer_narrow[l], s0, s1, w->x16, w->a, five, whole);
         int top = l == m->layers - 1;
         for (Py_ssize_t p = 0; p < n; p++) {
             Py_ssize_t i = line_row(line, rows, p), j = line->j0 - line->slope * (i - line->i0);
@@ -1733,7 +2065,10 @@ static void block_products(const Model *m, Work *w, Ring *rings, const uint8_t *
             centred_inputs_at(m, image, width, i, line->j0 - line->slope * (i - line->i0), !m->reads_inputs,
                               w->z + p * zw + column);
     }
-    gemm(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), w->b, padded(m->b_width), whole);
+    Py_ssize_t e0, e1;
+    indicator_rows(m, m->layers, &e0, &e1);
+    products(m, w->z, zw, m->mixture_w, zw, padded(m->b_width), &m->mixture_narrow, e0, e1, w->x16, w->b,
+             padded(m->b_width), whole);
 }
 
 /* The part [first, last) of n items that thread `tid` of `count` takes (contiguous, balanced). */
@@ -2173,6 +2508,93 @@ r_i:
     return NULL;
 }
 
+/* products(model, product, x float64 [n, D], n, out float64 [n, cols]): out = x @ W of product `product` (0 .. L - 1
+   the LSTM layers, D their rows, cols 5U; L the mixture, D = Z, cols = B) as `encode_image` computes it, its
+   16-bit passes included; the inputs of a pass's rows must be integers within the pass's bound. */
+static PyObject *k_products(PyObject *self, PyObject *args) {
+    PyObject *capsule, *x_obj, *out_obj;
+    int product;
+    Py_ssize_t n;
+    if (!PyArg_ParseTuple(args, "OiOnO", &capsule, &product, &x_obj, &n, &out_obj)) return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (!m->has_weights || product < 0 || product > m->layers || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "kernels.products: the weights are not set, or the product or n is out of "
+                                          "range");
+        return NULL;
+    }
+    int top = product == m->layers;
+    Py_ssize_t k = top ? m->z_width : m->layer_rows[product], cols = top ? m->b_width : 5 * (Py_ssize_t)m->units;
+    const double *w = top ? m->mixture_w : m->layer_w[product];
+    const Narrow *nr = top ? &m->mixture_narrow : &m->layer_narrow[product];
+    Py_buffer xv, ov;
+    if (get_buffer(x_obj, &xv, 'd', n * k, 0, "x") < 0) return NULL;
+    if (get_buffer(out_obj, &ov, 'd', n * cols, 1, "out") < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    const double *x = xv.buf;
+    for (int i = 0; i < nr->count; i++)
+        for (Py_ssize_t p = 0; p < n; p++)
+            for (Py_ssize_t q = nr->pass[i].r0; q < nr->pass[i].r1; q++) {
+                double v = x[p * k + q];
+                if (!(fabs(v) <= nr->pass[i].bound) || v != floor(v)) {
+                    PyBuffer_Release(&xv);
+                    PyBuffer_Release(&ov);
+                    PyErr_Format(PyExc_ValueError, "kernels.products: x[%zd, %zd] is not an integer within the bound of "
+                                 "its 16-bit pass", p, q);
+                    return NULL;
+                }
+            }
+    Py_ssize_t width = padded(cols), k16 = 2;
+    for (int i = 0; i < nr->count; i++) k16 = nr->pass[i].k16 > k16 ? nr->pass[i].k16 : k16;
+    double *out = malloc(sizeof(double) * (n * width + 1));
+    int16_t *x16 = malloc(sizeof(int16_t) * (n * k16 + 1));
+    if (!out || !x16) {
+        free(out);
+        free(x16);
+        PyBuffer_Release(&xv);
+        PyBuffer_Release(&ov);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t s0, s1;
+    indicator_rows(m, product, &s0, &s1);
+    products(m, x, k, w, k, width, nr, s0, s1, x16, out, width, n);
+    for (Py_ssize_t p = 0; p < n; p++) memcpy((double *)ov.buf + p * cols, out + p * width, cols * sizeof(double));
+    free(out);
+    free(x16);
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&ov);
+    Py_RETURN_NONE;
+}
+
+/* passes(model) -> [(product, first_row, end_row, scale), ...]: the products' passes in 16-bit integers (product
+   0 .. L - 1 the LSTM layers, L the mixture), after `set_weights`. */
+static PyObject *k_passes(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    if (!PyArg_ParseTuple(args, "O", &capsule)) return NULL;
+    Model *m = get_model(capsule);
+    if (!m) return NULL;
+    if (!m->has_weights) {
+        PyErr_SetString(PyExc_ValueError, "kernels.passes: the weights are not set");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    for (int l = 0; out && l <= m->layers; l++) {
+        const Narrow *nr = l < m->layers ? &m->layer_narrow[l] : &m->mixture_narrow;
+        for (int i = 0; i < nr->count; i++) {
+            PyObject *item = Py_BuildValue("(innd)", l, nr->pass[i].r0, nr->pass[i].r1, nr->pass[i].scale);
+            if (!item || PyList_Append(out, item) < 0) {
+                Py_XDECREF(item);
+                Py_CLEAR(out);
+                break;
+            }
+            Py_DECREF(item);
+        }
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"model", k_model, METH_VARARGS, "model(dict) -> the integer model's constants (a capsule)."},
     {"table_arithmetic", k_table_arithmetic, METH_VARARGS, "How the cumulative tables are computed: float64 or int64."},
@@ -2183,6 +2605,8 @@ static PyMethodDef methods[] = {
     {"rans_encode_fronts", k_rans_encode_fronts, METH_VARARGS,
      "The interleaved rANS stream of an image's values in the coding order, built on the way."},
     {"set_weights", k_set_weights, METH_VARARGS, "The products' weights, for encode_image and decode_image."},
+    {"passes", k_passes, METH_VARARGS, "The products' passes in 16-bit integers: (product, first, end, scale)."},
+    {"products", k_products, METH_VARARGS, "x @ W of a layer or the mixture, as encode_image computes it."},
     {"encode_image", k_encode_image, METH_VARARGS, "Every value's (start, freq) of a whole image, on threads."},
     {"decode_image", k_decode_image, METH_VARARGS, "Decode a whole image's rANS stream, on threads."},
     {"experts_image", k_experts_image, METH_VARARGS, "Gate logits and expert masses of sampled pixels, on threads."},

@@ -9,7 +9,14 @@ same integers with the C kernels of `kernels.c` (built with the package as
   absolute values add up to less than 2^52 (`ride_tf.codec.derive.
   quantize_linear`), so every order of summation, fused multiply-adds
   included, gives the same integers: the AVX-512, AVX2 and generic kernels
-  agree bit for bit.  The MCGSM's three products (responses, gate, means)
+  agree bit for bit.  Where a model's weights allow it (every shipped
+  model, derivation 2 of `ride_tf.codec.derive`), the rows that read LSTM
+  states run as 16-bit multiply-adds with 32-bit sums, and the rows that
+  read the inputs c as two such passes (the weights' high and low halves);
+  the indicator rows are added only where a pixel's neighbour is outside the
+  image: exact sums too, so the same integers (`NativeModel.passes` lists
+  the 16-bit passes; `kernels.products` computes one product for the
+  tests).  The MCGSM's three products (responses, gate, means)
   are one product with the matrix `mixture_weights`: the gate's rows that
   read the squared responses are applied after it, and the means' rows that
   read c are added to the rows of v that hold c (the same integer sum).
@@ -182,6 +189,10 @@ class NativeModel:
         self.capsule = kernels.model(model_constants(m, gate_squares))
         # the instruction set the kernels run: the best this CPU has, at most RIDE_TF_NATIVE's
         self.isa = ISA_NAMES[kernels.set_weights(self.capsule, self.layer_weights, self.mixture_weights)]
+        # the products' rows computed in 16-bit integers, [(product, first_row, end_row, scale)] (product l < L the
+        # LSTM layer l, L the mixture): the states h where the weights fit (derivation 2), the inputs c in two
+        # halves where theirs do; the other rows in float64 (kernels.c, `Narrow`)
+        self.passes = kernels.passes(self.capsule)
         # "float64" (vectorised) where the model's bounds keep every term of the cumulative tables below 2^52, else
         # "int64": the same integers either way (kernels.c, `terms_are_exact`)
         self.table_arithmetic = kernels.table_arithmetic(self.capsule)
