@@ -220,6 +220,22 @@ def test_the_products_16_bit_passes_give_the_float64_products_at_the_inputs_boun
                 native.kernels.products(nm.capsule, product, x, 3, np.empty((3, 8 * x.shape[1])))
 
 
+def test_a_16_bit_pass_needs_every_column_to_qualify():
+    """Weights whose first column fits one 16-bit pass but not two halves (small negative weights: large low
+    halves), and whose second column fits neither: the state rows get no pass, and the products stay float64's."""
+    integer = copy.deepcopy(codec.integer_model(variant("gray, 1 layer")))
+    first, units = integer.num_inputs + integer.num_offsets, integer.units
+    weights = integer.layers[0].weights
+    weights[first:first + 2 * units, 0] = -1.0                 # sum |V| 2^15 < 2^31; low halves 8191 each
+    weights[first:first + 2 * units, 1] = 20000.0              # too wide for one pass and for two
+    nm = native.NativeModel(integer)
+    assert not [p for p in nm.passes if p[0] == 0 and p[1] == first], nm.passes
+    x = product_inputs(integer, 0, 24, np.random.default_rng(3))
+    out = np.empty((24, nm.layer_weights[0].shape[1]))
+    native.kernels.products(nm.capsule, 0, x, 24, out)
+    np.testing.assert_array_equal(out, x @ nm.layer_weights[0])
+
+
 def test_the_rans_kernel_writes_the_reference_encoders_bytes_and_refuses_what_it_refuses():
     rng = np.random.default_rng(2)
     lanes, steps = 5, 300

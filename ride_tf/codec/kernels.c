@@ -1776,7 +1776,7 @@ static int narrow_rows(Model *m, const double *w, Py_ssize_t cols, Py_ssize_t r0
                        Narrow *nr) {
     if (r1 <= r0 || bound > 32768.0 || nr->count + 2 > MAX_PASSES) return 0;
     int one = 1, two = 1;
-    for (Py_ssize_t c = 0; c < cols && two; c++) {
+    for (Py_ssize_t c = 0; c < cols && (one || two); c++) {
         double worst = 0.0, worst_high = 0.0, worst_low = 0.0;     /* exact: sums of integers below 2^53 */
         for (Py_ssize_t r = r0; r < r1; r++) {
             double v = w[r * cols + c];
