@@ -65,9 +65,8 @@ def speed_table(models, image, repeats, threads):
     """{f"{what}, {n} thread(s)": {derivation: [pixels per second, ...]}}, interleaved."""
     pixels = image.shape[0] * image.shape[1]
     data = {d: codec.compress(model, image) for d, model in models.items()}
-    if len(set(data.values())) != len(data) or any(codec.compress(m, image, threads=threads) != data[d]
-                                                   for d, m in models.items()):
-        raise AssertionError("the derivations wrote the same bytes, or the threads changed them")
+    if any(codec.compress(model, image, threads=threads) != data[d] for d, model in models.items()):
+        raise AssertionError(f"{threads} threads wrote other bytes than 1")
     table = {}
     for count in sorted({1, threads}):
         label = f"{count} thread{'s' * (count > 1)}"

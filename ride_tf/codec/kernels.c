@@ -1554,8 +1554,9 @@ static void gemm(const Model *m, const double *x, Py_ssize_t ldx, const double *
 
 /* ---- narrow products: 16-bit integers, 32-bit sums (see `Narrow`) */
 
-/* out[p, 0:cols] (+)= scale (x[p, 0:k] @ V) for p < n (scale a power of two): x int16 [n, ldx], V the pairs [k / 2, cols, 2] (k even, cols a
-   multiple of 16).  Every partial sum of a column is bounded by its worst case (< 2^31): the int32 sums are exact. */
+/* out[p, 0:cols] (+)= scale (x[p, 0:k] @ V) for p < n (scale a power of two): x int16 [n, ldx], V the pairs
+   [k / 2, cols, 2] (k even, cols a multiple of 16).  Every partial sum of a column is bounded by its worst case
+   (< 2^31): the int32 sums are exact. */
 static void gemm16_generic(const int16_t *x, Py_ssize_t ldx, const int16_t *w, Py_ssize_t k, Py_ssize_t cols,
                            double scale, double *out, Py_ssize_t ldo, Py_ssize_t n, int add) {
     for (Py_ssize_t p = 0; p < n; p++) {
@@ -1673,7 +1674,8 @@ static void gemm16(const Model *m, const int16_t *x, Py_ssize_t ldx, const int16
 /* out[p] = x[p, 0:k] @ w for p < n (w [k, cols] float64, holding integers), the same integers as `gemm` alone:
    the rows of `nr`'s passes in 16-bit integers (`x16` their scratch; an input of 2^15, tanh's saturation, is
    packed as 2^15 - 1 and its row added once more), the rows [s0, s1) (the outside-the-image indicators, zero
-   inside the image) row by row where x is not zero, the rest in float64. */
+   inside the image) row by row where x is not zero, the rest in float64.  The passes' rows and [s0, s1) are
+   disjoint. */
 BODY void products_body(const Model *m, const double *x, Py_ssize_t ldx, const double *w, Py_ssize_t k,
                         Py_ssize_t cols, const Narrow *nr, Py_ssize_t s0, Py_ssize_t s1, int16_t *x16, double *out,
                         Py_ssize_t ldo, Py_ssize_t n) {
