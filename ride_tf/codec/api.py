@@ -56,24 +56,27 @@ class UnknownModelError(CodecError):
     """A file written with a model that is neither given nor shipped nor cached: its fingerprint is in the text."""
 
 
-def as_integer_model(model, owner="compress"):
+def as_integer_model(model, owner="compress", derivation=DERIVATION):
     """The `IntegerModel` that `model` names (see the module docstring); ValueError / TypeError naming `owner`.
 
-    A string names a file where one exists (a .keras file, or an integer model file), else a shipped model."""
+    A string names a file where one exists (a .keras file, or an integer model file), else a shipped model.
+    `derivation` (`ride_tf.codec.derive`) picks the integer model of a float model (a RIDE, a .keras file) or of a
+    shipped model; an integer model, or its file, is itself."""
     if isinstance(model, IntegerModel):
         return model
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if os.path.exists(path):
-            return integer_model_of_file(path) if path.endswith(".keras") else load_integer_model(path)
-        if path in registry.shipped_names():
-            return registry.shipped_model(path)
+            return integer_model_of_file(path, derivation=derivation) if path.endswith(".keras") else \
+                load_integer_model(path)
+        if path in registry.shipped_names(derivation):
+            return registry.shipped_model(path, derivation)
         raise ValueError(f"{owner}: {path}: no such model file, and no shipped model of that name (shipped: "
                          f"{', '.join(registry.shipped_names())}).")
     if hasattr(model, "whitening") and hasattr(model, "coding_order"):       # a RIDE: derive (TensorFlow is loaded)
         from ride_tf.codec.derive import integer_model
 
-        return integer_model(model)
+        return integer_model(model, derivation)
     raise TypeError(f"{owner}: model must be a ride_tf.RIDE, an integer model, the name of a shipped model "
                     f"({', '.join(registry.shipped_names())}) or a model file path, got {type(model).__name__}.")
 
@@ -106,17 +109,16 @@ def integer_model_of_file(path, cache=True, derivation=DERIVATION):
 
 def earlier_integer_model(model):
     """The integer model of derivation 1 (what files written before issue 29's 16-bit products hold) of the model
-    that `model` names, or None where `model` is an integer model (or its file), whose integers are fixed."""
+    that `model` names, or None where `model` is an integer model (or its file), whose integers are fixed, or a
+    name without a derivation-1 model."""
     if isinstance(model, IntegerModel):
         return None
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        if os.path.exists(path):
-            return integer_model_of_file(path, derivation=1) if path.endswith(".keras") else None
-        return registry.shipped_model(path, 1) if path in registry.shipped_names(1) else None
-    from ride_tf.codec.derive import integer_model
-
-    return integer_model(model, derivation=1)
+        if (os.path.exists(path) and not path.endswith(".keras")) or \
+                (not os.path.exists(path) and path not in registry.shipped_names(1)):
+            return None
+    return as_integer_model(model, "decompress", derivation=1)
 
 
 def model_fingerprint(model):

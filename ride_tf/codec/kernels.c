@@ -1582,39 +1582,34 @@ BODY int32_t pair_at(const int16_t *x) {
 }
 
 /* Each multiply-add takes a pair of rows: R pixels x 16 columns of int32 accumulators, R = 4 (AVX2) or 8
-   (AVX-512), then single pixels. */
+   (AVX-512), the last n mod R pixels one at a time. */
 #define GEMM16_BODY(VEC, SET1, LOAD, MAC, ZERO, STORE_ROW, R, LANES)                                    \
-    Py_ssize_t p = 0;                                                                                      \
-    for (; p < n; p += R) {                                                                                \
-        int rows = n - p >= R ? R : 1;                                                                     \
-        for (int s = 0; s < (rows == 1 ? (int)(n - p) : 1); s++) {                                         \
-            Py_ssize_t p0 = p + s;                                                                         \
-            for (Py_ssize_t c = 0; c < cols; c += 16) {                                                    \
-                VEC a[R][16 / LANES];                                                                      \
-                for (int r = 0; r < R; r++)                                                                \
-                    for (int h = 0; h < 16 / LANES; h++) a[r][h] = ZERO;                                   \
-                if (rows == R) {                                                                           \
-                    for (Py_ssize_t q = 0; q < k / 2; q++) {                                               \
-                        const int16_t *wq = w + (q * cols + c) * 2;                                        \
-                        VEC wv[16 / LANES];                                                                \
-                        for (int h = 0; h < 16 / LANES; h++) wv[h] = LOAD(wq + 2 * LANES * h);             \
-                        for (int r = 0; r < R; r++) {                                                      \
-                            VEC b = SET1(pair_at(x + (p0 + r) * ldx + 2 * q));                             \
-                            for (int h = 0; h < 16 / LANES; h++) a[r][h] = MAC(a[r][h], b, wv[h]);         \
-                        }                                                                                  \
-                    }                                                                                      \
-                } else {                                                                                   \
-                    for (Py_ssize_t q = 0; q < k / 2; q++) {                                               \
-                        const int16_t *wq = w + (q * cols + c) * 2;                                        \
-                        VEC b = SET1(pair_at(x + p0 * ldx + 2 * q));                                       \
-                        for (int h = 0; h < 16 / LANES; h++)                                               \
-                            a[0][h] = MAC(a[0][h], b, LOAD(wq + 2 * LANES * h));                            \
+    int rows;                                                                                              \
+    for (Py_ssize_t p0 = 0; p0 < n; p0 += rows) {                                                          \
+        rows = n - p0 >= R ? R : 1;                                                                        \
+        for (Py_ssize_t c = 0; c < cols; c += 16) {                                                        \
+            VEC a[R][16 / LANES];                                                                          \
+            for (int r = 0; r < R; r++)                                                                    \
+                for (int h = 0; h < 16 / LANES; h++) a[r][h] = ZERO;                                       \
+            if (rows == R) {                                                                               \
+                for (Py_ssize_t q = 0; q < k / 2; q++) {                                                   \
+                    const int16_t *wq = w + (q * cols + c) * 2;                                            \
+                    VEC wv[16 / LANES];                                                                    \
+                    for (int h = 0; h < 16 / LANES; h++) wv[h] = LOAD(wq + 2 * LANES * h);                 \
+                    for (int r = 0; r < R; r++) {                                                          \
+                        VEC b = SET1(pair_at(x + (p0 + r) * ldx + 2 * q));                                 \
+                        for (int h = 0; h < 16 / LANES; h++) a[r][h] = MAC(a[r][h], b, wv[h]);             \
                     }                                                                                      \
                 }                                                                                          \
-                for (int r = 0; r < rows; r++)                                                             \
-                    for (int h = 0; h < 16 / LANES; h++)                                                   \
-                        STORE_ROW(out + (p0 + r) * ldo + c + LANES * h, a[r][h]);                          \
+            } else {                                                                                       \
+                for (Py_ssize_t q = 0; q < k / 2; q++) {                                                   \
+                    const int16_t *wq = w + (q * cols + c) * 2;                                            \
+                    VEC b = SET1(pair_at(x + p0 * ldx + 2 * q));                                           \
+                    for (int h = 0; h < 16 / LANES; h++) a[0][h] = MAC(a[0][h], b, LOAD(wq + 2 * LANES * h)); \
+                }                                                                                          \
             }                                                                                              \
+            for (int r = 0; r < rows; r++)                                                                 \
+                for (int h = 0; h < 16 / LANES; h++) STORE_ROW(out + (p0 + r) * ldo + c + LANES * h, a[r][h]); \
         }                                                                                                  \
     }
 
@@ -1830,6 +1825,7 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t units = m->units, parts = m->extended ? 4 : 2, five = 5 * units;
+    double c_bound = input_bound(m);        /* the bound of the inputs c, for their passes */
     for (int l = 0; l < m->layers; l++) {
         Py_ssize_t rows = (l == 0 ? m->width_u : units) + parts * units;
         Py_buffer view;
@@ -1854,7 +1850,7 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
         Py_ssize_t r0 = l == 0 ? m->width_u : 0, r1 = l == 0 ? m->width_u + 2 * units : 3 * units;
         memset(&m->layer_narrow[l], 0, sizeof(Narrow));
         if (narrow_rows(m, copy, padded(five), r0, r1, 32768.0, &m->layer_narrow[l]) < 0 ||
-            (l == 0 && narrow_rows(m, copy, padded(five), 0, m->inputs, input_bound(m), &m->layer_narrow[l]) < 0)) {
+            (l == 0 && narrow_rows(m, copy, padded(five), 0, m->inputs, c_bound, &m->layer_narrow[l]) < 0)) {
             Py_DECREF(seq);
             return NULL;
         }
@@ -1884,7 +1880,7 @@ static PyObject *k_set_weights(PyObject *self, PyObject *args) {
     Py_ssize_t column = m->layers ? units : 0;
     memset(&m->mixture_narrow, 0, sizeof(Narrow));
     if (narrow_rows(m, copy, padded(b), 0, column, 32768.0, &m->mixture_narrow) < 0 ||
-        narrow_rows(m, copy, padded(b), column, column + m->inputs, input_bound(m), &m->mixture_narrow) < 0)
+        narrow_rows(m, copy, padded(b), column, column + m->inputs, c_bound, &m->mixture_narrow) < 0)
         return NULL;
     m->z_width = (int)z;
     m->b_width = (int)b;
