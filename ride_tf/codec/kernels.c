@@ -2075,6 +2075,23 @@ static inline void share(Py_ssize_t n, int tid, int count, Py_ssize_t *first, Py
     *last = n * (tid + 1) / count;
 }
 
+/* ---- memory in whole cache lines */
+#define LINE_BYTES 64
+#define LANE_STRIDE (LINE_BYTES / 8)
+
+/* count items of `size` bytes, rounded up to whole cache lines */
+static inline Py_ssize_t in_lines(Py_ssize_t count, Py_ssize_t size) {
+    Py_ssize_t per_line = LINE_BYTES / size;
+    return (count + per_line - 1) / per_line * per_line;
+}
+
+/* Zeroed memory starting on a cache line: `raw` is what to free. */
+static void *lines_alloc(size_t bytes, void **raw) {
+    *raw = calloc(bytes + LINE_BYTES, 1);
+    if (!*raw) return NULL;
+    return (void *)(((uintptr_t)*raw + LINE_BYTES - 1) & ~(uintptr_t)(LINE_BYTES - 1));
+}
+
 typedef struct {
     const Model *m;
     const uint8_t *image;
@@ -2092,11 +2109,16 @@ typedef struct {
     int64_t *logits, *masses;
     /* decoding */
     Py_ssize_t lanes, num_words, position;
-    uint64_t *states;
     const uint64_t *words;
     const int64_t *natural;
+    /* Each pixel's, lane's and thread's records below start on a cache line of their own (`lines_alloc`): a line
+       written by two threads would pass between their cores at every write */
     int64_t *front_weights, *front_means, *front_values;   /* [front, K], [front, components C], [front, C] */
-    uint8_t *marked;            /* [2, lanes]: the lanes of a round whose state needs a word */
+    Py_ssize_t weights_stride, means_stride, values_stride; /* their pixels' strides (int64) */
+    uint64_t *lane_states;      /* [lanes, LANE_STRIDE]: each lane's rANS state */
+    uint8_t *marked;            /* [2, threads, marks_stride]: the lanes of a round whose state needs a word, each
+                                   thread's marks (those of its lanes, by the lane's place in the round) apart */
+    Py_ssize_t marks_stride;
     int error;
 } Job;
 
@@ -2138,7 +2160,7 @@ static void decode_worker(Job *job, int tid) {
     Work *w = &job->work[tid];
     int channels = m->channels, threads = job->threads;
     Py_ssize_t height = job->height, width = job->width, r = m->radius, lanes = job->lanes;
-    Py_ssize_t bw = padded(m->b_width), experts = m->experts, cm = (Py_ssize_t)m->components * channels;
+    Py_ssize_t bw = padded(m->b_width);
     const uint64_t low_state = (uint64_t)TOTAL << 8;
     Py_ssize_t fronts = (r + 1) * (height - 1) + width, position = job->position;
     /* With at least 2 T lanes, thread k owns the lanes l with l mod T = k for the whole image: it decodes their
@@ -2162,7 +2184,8 @@ static void decode_worker(Job *job, int tid) {
                 block_products(m, w, job->rings, job->out_image, height, width, &line, w->rows);
                 for (Py_ssize_t k = 0; k < count; k++) {
                     Py_ssize_t q = w->rows[k] - i_lo;
-                    mixture_at(m, w->b + k * bw, job->front_weights + q * experts, job->front_means + q * cm, w->mix);
+                    mixture_at(m, w->b + k * bw, job->front_weights + q * job->weights_stride,
+                               job->front_means + q * job->means_stride, w->mix);
                 }
                 count = 0;
             }
@@ -2176,19 +2199,22 @@ static void decode_worker(Job *job, int tid) {
         for (int ch = 0; ch < channels; ch++) {
             for (Py_ssize_t a = 0; a < n; a += lanes) {
                 Py_ssize_t end = a + lanes < n ? a + lanes : n, size = end - a, used = 0;
-                uint8_t *marked = job->marked + parity * lanes;     /* two sets of marks, one per round parity */
+                /* two sets of marks, one per round parity; a thread's own at `mine` */
+                const uint8_t *marked = job->marked + parity * threads * job->marks_stride;
+                uint8_t *mine = job->marked + (parity * threads + tid) * job->marks_stride;
                 parity ^= 1;
                 for (Py_ssize_t p = a; p < end; p++) {
                     Py_ssize_t lane = (i_lo + p) % lanes;
                     if (LANE_OWNER(lane) != tid) continue;
-                    int64_t *values = job->front_values + p * channels, f_lo, f_hi;
-                    uint64_t x = job->states[lane];
+                    int64_t *values = job->front_values + p * job->values_stride, f_lo, f_hi;
+                    uint64_t x = job->lane_states[lane * LANE_STRIDE];
                     int64_t slot = (int64_t)(x % TOTAL);
-                    pixel_search(m, ch, job->front_means + p * cm, values, job->front_weights + p * experts, w->mean,
+                    pixel_search(m, ch, job->front_means + p * job->means_stride, values,
+                                 job->front_weights + p * job->weights_stride, w->mean,
                                  w->terms, slot, &f_lo, &f_hi);
                     x = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
-                    job->states[lane] = x;
-                    marked[p - a] = x < low_state;
+                    job->lane_states[lane * LANE_STRIDE] = x;
+                    mine[p - a] = x < low_state;
                     if (ch == channels - 1) {
                         Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
                         for (int c = 0; c < channels; c++)
@@ -2200,9 +2226,11 @@ static void decode_worker(Job *job, int tid) {
                 Py_ssize_t first_lane = (i_lo + a) % lanes, start = first_lane + size > lanes ? lanes - first_lane : 0;
                 for (Py_ssize_t k = 0; k < size; k++) {
                     Py_ssize_t q = (start + k) % size, lane = (i_lo + a + q) % lanes;
-                    if (!marked[q]) continue;
-                    if (LANE_OWNER(lane) == tid && position + used < job->num_words)
-                        job->states[lane] = (job->states[lane] << WORD_BITS) | (job->words[position + used] & 0xFFFFFFFFu);
+                    int owner = LANE_OWNER(lane);
+                    if (!marked[owner * job->marks_stride + q]) continue;
+                    uint64_t *state = job->lane_states + lane * LANE_STRIDE;
+                    if (owner == tid && position + used < job->num_words)
+                        *state = (*state << WORD_BITS) | (job->words[position + used] & 0xFFFFFFFFu);
                     used++;
                 }
                 position += used;
@@ -2457,15 +2485,18 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
         goto r_n;
     }
     int allocated = job->threads;
-    job->front_weights = malloc(sizeof(int64_t) * (longest * m->experts + 1));
-    job->front_means = malloc(sizeof(int64_t) * (longest * m->components * channels + 1));
-    job->front_values = calloc(longest * channels + 1, sizeof(int64_t));
-    job->marked = calloc(2 * lanes, 1);
-    if (!job->front_weights || !job->front_means || !job->front_values || !job->marked) {
-        free(job->front_weights);
-        free(job->front_means);
-        free(job->front_values);
-        free(job->marked);
+    void *raw[5];
+    job->weights_stride = in_lines(m->experts, 8);
+    job->means_stride = in_lines((Py_ssize_t)m->components * channels, 8);
+    job->values_stride = in_lines(channels, 8);
+    job->marks_stride = in_lines(lanes, 1);
+    job->front_weights = lines_alloc(sizeof(int64_t) * longest * job->weights_stride, &raw[0]);
+    job->front_means = lines_alloc(sizeof(int64_t) * longest * job->means_stride, &raw[1]);
+    job->front_values = lines_alloc(sizeof(int64_t) * longest * job->values_stride, &raw[2]);
+    job->lane_states = lines_alloc(sizeof(uint64_t) * lanes * LANE_STRIDE, &raw[3]);
+    job->marked = lines_alloc((size_t)2 * allocated * job->marks_stride, &raw[4]);
+    if (!job->front_weights || !job->front_means || !job->front_values || !job->lane_states || !job->marked) {
+        for (int k = 0; k < 5; k++) free(raw[k]);
         job_free(job, allocated);
         free(job);
         PyErr_NoMemory();
@@ -2475,7 +2506,7 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     job->height = height;
     job->width = width;
     job->lanes = lanes;
-    job->states = sv.buf;
+    for (Py_ssize_t l = 0; l < lanes; l++) job->lane_states[l * LANE_STRIDE] = ((const uint64_t *)sv.buf)[l];
     job->words = wv.buf;
     job->num_words = wv.len / 8;
     job->position = position;
@@ -2484,10 +2515,8 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     run_job(job, 1);
     Py_END_ALLOW_THREADS
     Py_ssize_t result = job->error ? -1 : job->position;
-    free(job->marked);
-    free(job->front_weights);
-    free(job->front_means);
-    free(job->front_values);
+    for (Py_ssize_t l = 0; l < lanes; l++) ((uint64_t *)sv.buf)[l] = job->lane_states[l * LANE_STRIDE];
+    for (int k = 0; k < 5; k++) free(raw[k]);
     job_free(job, allocated);
     free(job);
     PyBuffer_Release(&nv);
