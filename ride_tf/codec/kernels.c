@@ -1906,6 +1906,18 @@ typedef struct {
 #define SPINS 16384
 #define YIELD_EVERY 64
 
+/* One turn of a thread's wait for another's write: a pause, and every YIELD_EVERY-th turn its core. */
+static inline void relax(int spin) {
+#ifdef HAVE_THREADS
+    if (spin % YIELD_EVERY == 0) sched_yield();
+#if defined(__x86_64__) || defined(__i386__)
+    else __builtin_ia32_pause();
+#endif
+#else
+    (void)spin;
+#endif
+}
+
 /* Wait until all `count` threads have arrived: spin a while (the others are usually microseconds behind), yielding
    now and then so that other runnable threads get the core, then sleep on a futex (Linux) or yield (elsewhere). */
 static void barrier_wait(Barrier *b) {
@@ -1923,10 +1935,7 @@ static void barrier_wait(Barrier *b) {
     }
     for (int spin = 1; spin <= SPINS; spin++) {
         if (atomic_load_explicit(&b->phase, memory_order_acquire) != phase) return;
-        if (spin % YIELD_EVERY == 0) sched_yield();
-#if defined(__x86_64__) || defined(__i386__)
-        else __builtin_ia32_pause();
-#endif
+        relax(spin);
     }
 #ifdef HAVE_FUTEX
     atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_acq_rel);
@@ -1951,7 +1960,6 @@ typedef struct {
     int32_t *work;              /* cell_at's */
     int64_t *weights, *means, *mean, *values;       /* one pixel's (encoder) */
     double *terms;              /* a channel's float64 table terms [2K] (`table_terms`), then int32 PHIs [3][K] */
-    Py_ssize_t *rows;           /* [BLOCK_ROWS]: the rows of a block of a front's pixels (decoder) */
 } Work;
 
 static void work_free(Work *w, int layers) {
@@ -1967,7 +1975,6 @@ static void work_free(Work *w, int layers) {
     free(w->mean);
     free(w->values);
     free(w->terms);
-    free(w->rows);
 }
 
 static int work_alloc(const Model *m, Work *w) {
@@ -1989,7 +1996,6 @@ static int work_alloc(const Model *m, Work *w) {
     ok &= (w->mean = malloc(sizeof(int64_t) * (m->experts + 1))) != NULL;
     ok &= (w->values = malloc(sizeof(int64_t) * (m->channels + 1))) != NULL;
     ok &= (w->terms = malloc(sizeof(double) * TERMS_WORK(m->experts))) != NULL;
-    ok &= (w->rows = malloc(sizeof(Py_ssize_t) * BLOCK_ROWS)) != NULL;
     if (!ok) work_free(w, m->layers);
     return ok ? 0 : -1;
 }
@@ -2075,7 +2081,22 @@ static inline void share(Py_ssize_t n, int tid, int count, Py_ssize_t *first, Py
     *last = n * (tid + 1) / count;
 }
 
+/* Rows per block of a front whose LSTM and mixtures one thread computes (a multiple of 8, at most BLOCK_ROWS). */
+#define CLAIM_ROWS 16
+
 /* ---- memory in whole cache lines */
+#ifdef HAVE_THREADS
+typedef atomic_llong Counter;
+#else
+typedef long long Counter;
+#endif
+/* A thread's sequence of blocks: those claimed so far, over every front, on a cache line of its own
+   (`lines_alloc`). */
+typedef struct {
+    Counter claimed;
+    char pad[64 - sizeof(Counter)];     /* LINE_BYTES */
+} Queue;
+
 #define LINE_BYTES 64
 #define LANE_STRIDE (LINE_BYTES / 8)
 
@@ -2116,6 +2137,11 @@ typedef struct {
     int64_t *front_weights, *front_means, *front_values;   /* [front, K], [front, components C], [front, C] */
     Py_ssize_t weights_stride, means_stride, values_stride; /* their pixels' strides (int64) */
     uint64_t *lane_states;      /* [lanes, LANE_STRIDE]: each lane's rANS state */
+    Queue *queues;              /* [threads]: each thread's blocks of its rows, claimed by it or by threads that are
+                                   done with theirs */
+    Counter *done;              /* [threads, most_blocks]: the number + 1 of the block last computed there */
+    Py_ssize_t most_blocks;     /* a thread's blocks in a front, at most */
+    Py_ssize_t *rows;           /* [threads, 2, longest]: each thread's list of its rows, and of a victim's */
     uint8_t *marked;            /* [2, threads, marks_stride]: the lanes of a round whose state needs a word, each
                                    thread's marks (those of its lanes, by the lane's place in the round) apart */
     Py_ssize_t marks_stride;
@@ -2151,46 +2177,120 @@ static void encode_worker(Job *job, int tid) {
     }
 }
 
-/* Decoding: per wavefront, thread `tid`'s share of its pixels' LSTM and mixtures, then its share of the values of
-   each round of pixels on distinct lanes (found from the lanes' slots) and the words of its lanes, each thread
-   keeping the stream's position.  Every thread sees an error (too few words) at the same round and leaves there;
-   thread 0 records it. */
+/* The next unclaimed block below `end` of a queue, or `end` if none is left. */
+static long long claim_block(Queue *queue, long long end) {
+#ifdef HAVE_THREADS
+    long long k = atomic_load_explicit(&queue->claimed, memory_order_relaxed);
+    while (k < end && !atomic_compare_exchange_weak_explicit(&queue->claimed, &k, k + 1, memory_order_relaxed,
+                                                             memory_order_relaxed)) {}
+    return k < end ? k : end;
+#else
+    return queue->claimed < end ? queue->claimed++ : end;
+#endif
+}
+
+static inline void counter_store(Counter *c, long long value) {
+#ifdef HAVE_THREADS
+    atomic_store_explicit(c, value, memory_order_release);
+#else
+    *c = value;
+#endif
+}
+
+static inline long long counter_load(Counter *c) {
+#ifdef HAVE_THREADS
+    return atomic_load_explicit(c, memory_order_acquire);
+#else
+    return *c;
+#endif
+}
+
+/* The number of rows of a front (i_lo .. i_lo + n - 1) whose lanes thread `k` owns, and those rows in `rows`
+   unless NULL: with `spread`, those with (row mod lanes) mod threads = k, else every row for thread 0. */
+static Py_ssize_t owned_rows(Py_ssize_t i_lo, Py_ssize_t n, Py_ssize_t lanes, int threads, int spread, int k,
+                             Py_ssize_t *rows) {
+    if (!spread) {
+        if (rows && k == 0)
+            for (Py_ssize_t p = 0; p < n; p++) rows[p] = i_lo + p;
+        return k == 0 ? n : 0;
+    }
+    Py_ssize_t count = 0;
+    for (Py_ssize_t i = i_lo; i < i_lo + n; i++)
+        if ((int)((i % lanes) % threads) == k) {
+            if (rows) rows[count] = i;
+            count++;
+        }
+    return count;
+}
+
+
+/* The LSTM and mixtures of block b (CLAIM_ROWS of the rows `rows`, of `count`) of front t, into the front's
+   records. */
+static void products_of_block(Job *job, Work *w, Py_ssize_t t, Py_ssize_t i_lo, const Py_ssize_t *rows,
+                              Py_ssize_t count, long long b) {
+    const Model *m = job->m;
+    Py_ssize_t first = b * CLAIM_ROWS, size = count - first < CLAIM_ROWS ? count - first : CLAIM_ROWS;
+    Py_ssize_t bw = padded(m->b_width), r = m->radius;
+    Line line = {rows[first], t - (r + 1) * rows[first], r + 1, size};
+    block_products(m, w, job->rings, job->out_image, job->height, job->width, &line, rows + first);
+    for (Py_ssize_t k = 0; k < size; k++) {
+        Py_ssize_t q = rows[first + k] - i_lo;
+        mixture_at(m, w->b + k * bw, job->front_weights + q * job->weights_stride,
+                   job->front_means + q * job->means_stride, w->mix);
+    }
+}
+
+/* Decoding: per wavefront, thread `tid` computes the LSTM and mixtures of its lanes' pixels and of blocks of
+   other threads' that they have not begun, then finds the values of its pixels of each round of pixels on distinct
+   lanes (from the lanes' slots) and reads the words of its lanes, each thread keeping the stream's position.
+   Every thread sees an error (too few words) at the same round and leaves there; thread 0 records it. */
 static void decode_worker(Job *job, int tid) {
     const Model *m = job->m;
     Work *w = &job->work[tid];
     int channels = m->channels, threads = job->threads;
     Py_ssize_t height = job->height, width = job->width, r = m->radius, lanes = job->lanes;
-    Py_ssize_t bw = padded(m->b_width);
     const uint64_t low_state = (uint64_t)TOTAL << 8;
     Py_ssize_t fronts = (r + 1) * (height - 1) + width, position = job->position;
-    /* With at least 2 T lanes, thread k owns the lanes l with l mod T = k for the whole image: it decodes their
-       pixels (LSTM, mixture, value) and reads their words, so no lane's state and no pixel's mixture passes between
-       threads, and the threads meet once per round.  With fewer lanes, the threads share each front's LSTM and
-       mixtures and meet after them, and thread 0 owns every lane. */
+    Py_ssize_t longest = (width + r) / (r + 1) < height ? (width + r) / (r + 1) : height;
+    Py_ssize_t *mine = job->rows + 2 * tid * longest, *theirs = mine + longest;
+    long long before[MAX_THREADS] = {0};    /* each queue's blocks in the fronts before this one (every thread's) */
+    /* With at least 2 T lanes, thread k owns the lanes l with l mod T = k for the whole image: it computes the LSTM
+       and mixtures of their pixels, finds their values and reads their words, and the threads meet once per
+       round.  With fewer lanes, thread 0 owns every lane. */
     int spread = threads > 1 && lanes >= 2 * threads, parity = 0;      /* parity: the next round's set of marks */
 #define LANE_OWNER(lane) (spread ? (int)((lane) % threads) : 0)
     for (Py_ssize_t t = 0; t < fronts; t++) {
         Py_ssize_t i_lo = t > width - 1 ? (t - width + 1 + r) / (r + 1) : 0;     /* `geometry.front_rows` */
         Py_ssize_t i_hi = t / (r + 1) < height - 1 ? t / (r + 1) : height - 1, n = i_hi - i_lo + 1;
         if (n <= 0) continue;                 /* images narrower than r + 1 columns: fronts without pixels */
-        /* the LSTM and mixtures: of this thread's lanes' pixels (spread), else of its share of the front.  The
-           front's neighbours lie in earlier fronts, which the last round's barrier has shown to every thread. */
-        Py_ssize_t first = 0, last = n, count = 0;
-        if (!spread) share(n, tid, threads, &first, &last);
-        for (Py_ssize_t p = first; p <= last; p++) {
-            if (p < last && (!spread || LANE_OWNER((i_lo + p) % lanes) == tid)) w->rows[count++] = i_lo + p;
-            if (count == BLOCK_ROWS || (p == last && count > 0)) {
-                Line line = {w->rows[0], t - (r + 1) * w->rows[0], r + 1, count};
-                block_products(m, w, job->rings, job->out_image, height, width, &line, w->rows);
-                for (Py_ssize_t k = 0; k < count; k++) {
-                    Py_ssize_t q = w->rows[k] - i_lo;
-                    mixture_at(m, w->b + k * bw, job->front_weights + q * job->weights_stride,
-                               job->front_means + q * job->means_stride, w->mix);
-                }
-                count = 0;
-            }
+        /* The LSTM and mixtures of the pixels of this thread's lanes, in blocks of CLAIM_ROWS rows from its queue;
+           then blocks that other threads have not yet claimed from theirs (a thread that the machine slows down
+           computes fewer); then wait for those of its own blocks that others took.  The front's neighbours lie in
+           earlier fronts, which the last round's barrier has shown to every thread. */
+        Py_ssize_t count = owned_rows(i_lo, n, lanes, threads, spread, tid, mine);
+        long long blocks = (count + CLAIM_ROWS - 1) / CLAIM_ROWS, b;
+        Counter *done = job->done + tid * job->most_blocks;
+        while ((b = claim_block(&job->queues[tid], before[tid] + blocks) - before[tid]) < blocks) {
+            products_of_block(job, w, t, i_lo, mine, count, b);
+            counter_store(&done[b], before[tid] + b + 1);
         }
-        if (!spread) barrier_wait(&job->barrier);
+        for (int v = 1; v < threads; v++) {
+            int k = (tid + v) % threads;
+            Py_ssize_t their_count = owned_rows(i_lo, n, lanes, threads, spread, k, NULL);
+            long long their_blocks = (their_count + CLAIM_ROWS - 1) / CLAIM_ROWS;
+            if (counter_load(&job->queues[k].claimed) < before[k] + their_blocks) {     /* some left to take */
+                owned_rows(i_lo, n, lanes, threads, spread, k, theirs);
+                while ((b = claim_block(&job->queues[k], before[k] + their_blocks) - before[k]) < their_blocks) {
+                    products_of_block(job, w, t, i_lo, theirs, their_count, b);
+                    counter_store(&job->done[k * job->most_blocks + b], before[k] + b + 1);
+                }
+            }
+            before[k] += their_blocks;
+        }
+        for (b = 0; b < blocks; b++)
+            for (int spin = 1; counter_load(&done[b]) != before[tid] + b + 1; spin++)
+                relax(spin);
+        before[tid] += blocks;
         /* the front's values, channel by channel and round by round of pixels on distinct lanes: each lane's owner
            finds its pixel's value from the lane's slot and marks the lane if its state fell below the bound; after
            one barrier every thread counts the marked lanes in increasing lane order (the order in which the encoder
@@ -2485,7 +2585,11 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
         goto r_n;
     }
     int allocated = job->threads;
-    void *raw[5];
+    void *raw[7];
+    job->queues = lines_alloc(sizeof(Queue) * allocated, &raw[6]);
+    job->most_blocks = (longest + CLAIM_ROWS - 1) / CLAIM_ROWS;
+    job->done = lines_alloc(sizeof(Counter) * allocated * job->most_blocks, &raw[5]);
+    job->rows = malloc(sizeof(Py_ssize_t) * 2 * allocated * longest);
     job->weights_stride = in_lines(m->experts, 8);
     job->means_stride = in_lines((Py_ssize_t)m->components * channels, 8);
     job->values_stride = in_lines(channels, 8);
@@ -2495,8 +2599,10 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     job->front_values = lines_alloc(sizeof(int64_t) * longest * job->values_stride, &raw[2]);
     job->lane_states = lines_alloc(sizeof(uint64_t) * lanes * LANE_STRIDE, &raw[3]);
     job->marked = lines_alloc((size_t)2 * allocated * job->marks_stride, &raw[4]);
-    if (!job->front_weights || !job->front_means || !job->front_values || !job->lane_states || !job->marked) {
-        for (int k = 0; k < 5; k++) free(raw[k]);
+    if (!job->front_weights || !job->front_means || !job->front_values || !job->lane_states || !job->marked ||
+        !job->done || !job->rows || !job->queues) {
+        for (int k = 0; k < 7; k++) free(raw[k]);
+        free(job->rows);
         job_free(job, allocated);
         free(job);
         PyErr_NoMemory();
@@ -2516,7 +2622,8 @@ static PyObject *k_decode_image(PyObject *self, PyObject *args) {
     Py_END_ALLOW_THREADS
     Py_ssize_t result = job->error ? -1 : job->position;
     for (Py_ssize_t l = 0; l < lanes; l++) ((uint64_t *)sv.buf)[l] = job->lane_states[l * LANE_STRIDE];
-    for (int k = 0; k < 5; k++) free(raw[k]);
+    for (int k = 0; k < 7; k++) free(raw[k]);
+    free(job->rows);
     job_free(job, allocated);
     free(job);
     PyBuffer_Release(&nv);
