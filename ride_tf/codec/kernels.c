@@ -2090,15 +2090,15 @@ typedef atomic_llong Counter;
 #else
 typedef long long Counter;
 #endif
+#define LINE_BYTES 64
+#define LANE_STRIDE (LINE_BYTES / 8)
+
 /* A thread's sequence of blocks: those claimed so far, over every front, on a cache line of its own
    (`lines_alloc`). */
 typedef struct {
     Counter claimed;
-    char pad[64 - sizeof(Counter)];     /* LINE_BYTES */
+    char pad[LINE_BYTES - sizeof(Counter)];
 } Queue;
-
-#define LINE_BYTES 64
-#define LANE_STRIDE (LINE_BYTES / 8)
 
 /* count items of `size` bytes, rounded up to whole cache lines */
 static inline Py_ssize_t in_lines(Py_ssize_t count, Py_ssize_t size) {
@@ -2223,7 +2223,6 @@ static Py_ssize_t owned_rows(Py_ssize_t i_lo, Py_ssize_t n, Py_ssize_t lanes, in
     return count;
 }
 
-
 /* The LSTM and mixtures of block b (CLAIM_ROWS of the rows `rows`, of `count`) of front t, into the front's
    records. */
 static void products_of_block(Job *job, Work *w, Py_ssize_t t, Py_ssize_t i_lo, const Py_ssize_t *rows,
@@ -2299,9 +2298,9 @@ static void decode_worker(Job *job, int tid) {
         for (int ch = 0; ch < channels; ch++) {
             for (Py_ssize_t a = 0; a < n; a += lanes) {
                 Py_ssize_t end = a + lanes < n ? a + lanes : n, size = end - a, used = 0;
-                /* two sets of marks, one per round parity; a thread's own at `mine` */
+                /* two sets of marks, one per round parity; this thread's own at `own_marks` */
                 const uint8_t *marked = job->marked + parity * threads * job->marks_stride;
-                uint8_t *mine = job->marked + (parity * threads + tid) * job->marks_stride;
+                uint8_t *own_marks = job->marked + (parity * threads + tid) * job->marks_stride;
                 parity ^= 1;
                 for (Py_ssize_t p = a; p < end; p++) {
                     Py_ssize_t lane = (i_lo + p) % lanes;
@@ -2314,7 +2313,7 @@ static void decode_worker(Job *job, int tid) {
                                  w->terms, slot, &f_lo, &f_hi);
                     x = (uint64_t)(f_hi - f_lo) * (x / TOTAL) + (uint64_t)(slot - f_lo);
                     job->lane_states[lane * LANE_STRIDE] = x;
-                    mine[p - a] = x < low_state;
+                    own_marks[p - a] = x < low_state;
                     if (ch == channels - 1) {
                         Py_ssize_t i = i_lo + p, j = t - (r + 1) * i;
                         for (int c = 0; c < channels; c++)
